@@ -1,0 +1,1 @@
+"""Lightning callbacks, one behaviour per file, plus the W&B logger factory."""

@@ -1,0 +1,1 @@
+"""LightningDataModules for image classification (CIFAR-10, CIFAR-10-LT, ImageNet, class folders)."""

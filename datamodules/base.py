@@ -1,0 +1,246 @@
+"""Shared DataModule logic: splits, transforms, global batch size, samplers, loaders.
+
+A dataset-specific subclass only says where its images and labels come from
+(``prepare_data``, ``load_class_names``, ``load_train_pool``, ``load_test``); this class
+turns them into the three splits and the DataLoaders, identically for every dataset.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+import lightning as L
+import numpy as np
+import torch
+from torch.utils.data import DataLoader, DistributedSampler, Sampler
+
+from datamodules.splits import stratified_split
+from datamodules.transforms import BatchNormalize
+
+log = logging.getLogger(__name__)
+
+# ``sampler`` argument: called as sampler(targets=..., num_replicas=..., rank=..., seed=...).
+SamplerFactory = Callable[..., Sampler]
+
+
+@dataclass
+class Splits:
+    """The three datasets a run uses; each exposes ``targets`` and ``with_transform``."""
+
+    train: Any
+    val: Any
+    test: Any
+
+
+class ClassificationDataModule(L.LightningDataModule):
+    """Base class: train/val/test splits with per-split transforms and DDP-correct loaders.
+
+    Args:
+        data_dir: dataset root (layout depends on the subclass).
+        batch_size: the *global* batch size; each of the ``world_size`` processes loads
+            ``batch_size // world_size`` so a recipe means the same thing on 1 or 8 GPUs.
+        num_workers: DataLoader worker processes per device.
+        val_fraction: share of the training pool held out, stratified, for validation.
+            0 means "validate on the test set" (logged as a warning: it leaks test data
+            into model selection).
+        split_seed: seed of the train/val split (fixed, independent of the training seed).
+        seed: seed of the training sampler stream (shuffle/balanced sampling).
+        train_transform / eval_transform: Albumentations pipelines (or any callable with the
+            ``transform(image=...)["image"]`` protocol); train augmentation never reaches
+            val/test.
+        normalize: per-batch normalisation (``BatchNormalize`` or a ``{mean, std}`` mapping)
+            applied on the device after transfer; None to skip.
+        sampler: factory for the training sampler (``sampler=`` config group); None means
+            plain shuffling.
+        imbalance_factor: if set, the training split is subsampled to the standard
+            exponential long-tailed profile (CIFAR-10-LT style); val/test stay balanced.
+    """
+
+    def __init__(
+        self,
+        data_dir: str = "data/",
+        batch_size: int = 128,
+        num_workers: int = 2,
+        val_fraction: float = 0.1,
+        split_seed: int = 0,
+        seed: int = 0,
+        train_transform: Callable | None = None,
+        eval_transform: Callable | None = None,
+        normalize: BatchNormalize | Mapping[str, Any] | None = None,
+        sampler: SamplerFactory | None = None,
+        imbalance_factor: float | None = None,
+        pin_memory: bool = True,
+        persistent_workers: bool = True,
+        drop_last: bool = False,
+    ) -> None:
+        super().__init__()
+        if batch_size < 1:
+            raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+        if not 0.0 <= val_fraction < 1.0:
+            raise ValueError(f"val_fraction must be in [0, 1), got {val_fraction}")
+        self.data_dir = str(data_dir)
+        self.batch_size = batch_size
+        self.num_workers = num_workers
+        self.val_fraction = val_fraction
+        self.split_seed = split_seed
+        self.seed = seed
+        self.train_transform = train_transform
+        self.eval_transform = eval_transform
+        if isinstance(normalize, Mapping):
+            normalize = BatchNormalize(**normalize)
+        self.normalize = normalize
+        # An empty config node (``sampler=none``) means plain shuffling.
+        self.sampler = sampler or None
+        self.imbalance_factor = imbalance_factor
+        self.pin_memory = pin_memory
+        self.persistent_workers = persistent_workers
+        self.drop_last = drop_last
+        self.splits: Splits | None = None
+        self._class_names: list[str] | None = None
+
+    # ---- what a subclass provides -------------------------------------------------
+    def load_class_names(self) -> list[str]:
+        raise NotImplementedError
+
+    def load_train_pool(self) -> Any:
+        """The labelled training data before the val hold-out, without transforms."""
+        raise NotImplementedError
+
+    def load_test(self) -> Any:
+        raise NotImplementedError
+
+    def build_splits(self) -> Splits:
+        """Default: stratified val hold-out from the training pool, official test set."""
+        pool = self.load_train_pool()
+        test = self.load_test()
+        if self.val_fraction == 0:
+            log.warning(
+                "val_fraction=0: validating on the TEST set. Checkpoint selection and early "
+                "stopping will see test data, so test metrics are optimistic."
+            )
+            return Splits(train=pool, val=test, test=test)
+        train_idx, val_idx = stratified_split(pool.targets, self.val_fraction, self.split_seed)
+        return Splits(train=pool.subset(train_idx), val=pool.subset(val_idx), test=test)
+
+    # ---- Lightning hooks ----------------------------------------------------------
+    def setup(self, stage: str | None = None) -> None:
+        """Build the splits on every process (``prepare_data`` only downloads)."""
+        if self.splits is not None:
+            return
+        splits = self.build_splits()
+        if self.imbalance_factor is not None:
+            from datamodules.longtail import long_tailed_indices
+
+            keep = long_tailed_indices(splits.train.targets, self.imbalance_factor, num_classes=self.num_classes)
+            splits.train = splits.train.subset(keep)
+        splits.train = splits.train.with_transform(self.train_transform)
+        splits.val = splits.val.with_transform(self.eval_transform)
+        splits.test = splits.test.with_transform(self.eval_transform)
+        self.splits = splits
+        log.info(
+            "%s: %d train / %d val / %d test images, %d classes",
+            type(self).__name__, len(splits.train), len(splits.val), len(splits.test), self.num_classes,
+        )
+
+    @property
+    def class_names(self) -> list[str]:
+        if self._class_names is None:
+            self._class_names = list(self.load_class_names())
+        return self._class_names
+
+    @property
+    def num_classes(self) -> int:
+        return len(self.class_names)
+
+    @property
+    def train_class_counts(self) -> np.ndarray:
+        """Images per class in the (possibly long-tailed) training split; losses use it."""
+        self._require_setup()
+        return np.bincount(self.splits.train.targets, minlength=self.num_classes)
+
+    def train_dataloader(self) -> DataLoader:
+        self._require_setup()
+        world_size, rank = self._world()
+        if self.sampler is not None:
+            # Our samplers are distributed-aware (disjoint shares of one global stream
+            # seeded by (seed, epoch)), so Lightning must not wrap them: see samplers.py.
+            sampler = self.sampler(
+                targets=self.splits.train.targets, num_replicas=world_size, rank=rank, seed=self.seed
+            )
+        elif world_size > 1:
+            sampler = DistributedSampler(
+                self.splits.train, num_replicas=world_size, rank=rank, shuffle=True, seed=self.seed,
+                drop_last=self.drop_last,
+            )
+        else:
+            generator = torch.Generator().manual_seed(self.seed)
+            sampler = torch.utils.data.RandomSampler(self.splits.train, generator=generator)
+        return self._loader(self.splits.train, sampler=sampler, drop_last=self.drop_last)
+
+    def val_dataloader(self) -> DataLoader:
+        self._require_setup()
+        return self._loader(self.splits.val, sampler=self._eval_sampler(self.splits.val))
+
+    def test_dataloader(self) -> DataLoader:
+        self._require_setup()
+        return self._loader(self.splits.test, sampler=self._eval_sampler(self.splits.test))
+
+    def on_after_batch_transfer(self, batch: Any, dataloader_idx: int) -> Any:
+        """Normalise uint8 images once per batch, on the device."""
+        images, targets = batch
+        if self.normalize is not None:
+            images = self.normalize(images)
+        return images, targets
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"class_names": self.class_names}
+
+    # ---- helpers ------------------------------------------------------------------
+    def per_device_batch_size(self) -> int:
+        world_size, _ = self._world()
+        if self.batch_size % world_size:
+            raise ValueError(
+                f"batch_size={self.batch_size} is the global batch and must be divisible by the "
+                f"world size ({world_size} processes); pick e.g. dataset.batch_size="
+                f"{max(world_size, self.batch_size // world_size * world_size)}"
+            )
+        return self.batch_size // world_size
+
+    def _eval_sampler(self, dataset: Any) -> Sampler | None:
+        """Unpadded distributed sampler so every val/test image is counted exactly once.
+
+        torch's DistributedSampler pads the last batch with repeated images; those would
+        be counted twice by the (cross-rank synced) torchmetrics. Lightning's own
+        ``UnrepeatedDistributedSampler`` gives each rank a disjoint, unpadded share.
+        """
+        world_size, rank = self._world()
+        if world_size == 1:
+            return None
+        from lightning.pytorch.overrides.distributed import UnrepeatedDistributedSampler
+
+        return UnrepeatedDistributedSampler(dataset, num_replicas=world_size, rank=rank, shuffle=False)
+
+    def _loader(self, dataset: Any, sampler: Sampler | None, drop_last: bool = False) -> DataLoader:
+        return DataLoader(
+            dataset,
+            batch_size=self.per_device_batch_size(),
+            sampler=sampler,
+            shuffle=False,
+            num_workers=self.num_workers,
+            pin_memory=self.pin_memory and torch.cuda.is_available(),
+            persistent_workers=self.persistent_workers and self.num_workers > 0,
+            drop_last=drop_last,
+        )
+
+    def _world(self) -> tuple[int, int]:
+        trainer = getattr(self, "trainer", None)
+        if trainer is None:
+            return 1, 0
+        return trainer.world_size, trainer.global_rank
+
+    def _require_setup(self) -> None:
+        if self.splits is None:
+            raise RuntimeError(f"{type(self).__name__}.setup() must run before the dataloaders are requested")

@@ -1,0 +1,50 @@
+"""CIFAR-10 from the official "python version" pickles, read without torchvision."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from datamodules.base import ClassificationDataModule
+from datamodules.cifar_pickle import CIFAR10_DIRNAME, load_class_names, load_split
+from datamodules.datasets import ArrayDataset
+
+
+class CIFAR10DataModule(ClassificationDataModule):
+    """CIFAR-10: ``<data_dir>/cifar-10-batches-py/{data_batch_1..5,test_batch,batches.meta}``.
+
+    The five training batches form the pool for the stratified train/val split and
+    ``test_batch`` is the test set. A folder already present is used as is (no checksum:
+    subsets and re-packs are legitimate); otherwise ``prepare_data`` downloads and verifies
+    the official archive when ``download=True``.
+
+    Example (plain Lightning, no Hydra)::
+
+        dm = CIFAR10DataModule(data_dir="data/", batch_size=256)
+        trainer.fit(model, datamodule=dm)
+    """
+
+    def __init__(self, data_dir: str = "data/", download: bool = True, **kwargs: Any) -> None:
+        super().__init__(data_dir=data_dir, **kwargs)
+        self.download = download
+
+    @property
+    def root(self) -> Path:
+        return Path(self.data_dir)
+
+    def prepare_data(self) -> None:
+        """Runs on one process per node: fetch the official archive if the folder is missing."""
+        from datamodules.cifar_download import ensure_cifar10
+
+        ensure_cifar10(self.root, download=self.download)
+
+    def load_class_names(self) -> list[str]:
+        return load_class_names(self.root / CIFAR10_DIRNAME)
+
+    def load_train_pool(self) -> ArrayDataset:
+        images, labels = load_split(self.root / CIFAR10_DIRNAME, train=True)
+        return ArrayDataset(images, labels)
+
+    def load_test(self) -> ArrayDataset:
+        images, labels = load_split(self.root / CIFAR10_DIRNAME, train=False)
+        return ArrayDataset(images, labels)

@@ -1,0 +1,183 @@
+"""The image-classification LightningModule."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import lightning as L
+import numpy as np
+import torch
+from torch import nn
+from torchmetrics import MaxMetric
+
+from lightning_modules.metrics import eval_metrics, flatten_results, train_metrics
+
+log = logging.getLogger(__name__)
+
+
+class ImageClassifier(L.LightningModule):
+    """Backbone + loss + optimizer/scheduler, with top-k and per-class metrics per split.
+
+    The backbone is built from a factory taking ``num_classes`` so that the number of
+    classes, their names and their training counts come from the DataModule rather than
+    being repeated in the config. Pass ``num_classes``/``class_names`` to build eagerly
+    (plain Python); otherwise ``configure_model`` reads them from ``trainer.datamodule``.
+    Either way they are saved in the checkpoint's hyperparameters.
+
+    Args:
+        backbone: ``factory(num_classes=...) -> nn.Module`` (e.g. a Hydra ``_partial_``).
+        optimizer: ``factory(params) -> Optimizer``.
+        scheduler: ``factory(optimizer, total_steps=...) -> LRScheduler`` stepped every
+            optimizer step, or None.
+        loss: ``factory(class_counts=...) -> nn.Module`` (``loss=`` config group); None for
+            plain cross-entropy.
+        weight_decay_norm_bias: apply weight decay to norm and bias parameters too; False
+            (the usual recipe) puts them in a zero-decay group.
+        channels_last: use NHWC memory layout ("auto": only on CUDA, where it is faster).
+        compile: wrap the backbone in ``torch.compile``.
+    """
+
+    def __init__(
+        self,
+        backbone: Callable[..., nn.Module],
+        optimizer: Callable[..., torch.optim.Optimizer] | None = None,
+        scheduler: Callable[..., Any] | None = None,
+        loss: Callable[..., nn.Module] | None = None,
+        num_classes: int | None = None,
+        class_names: Sequence[str] | None = None,
+        class_counts: Sequence[int] | None = None,
+        weight_decay_norm_bias: bool = False,
+        channels_last: bool | str = "auto",
+        compile: bool = False,
+    ) -> None:
+        super().__init__()
+        self.save_hyperparameters(logger=False)
+        self.backbone_factory = backbone
+        self.optimizer_factory = optimizer or (lambda params: torch.optim.SGD(params, lr=0.1, momentum=0.9))
+        self.scheduler_factory = scheduler
+        self.loss_factory = loss
+        self.net: nn.Module | None = None
+        self.criterion: nn.Module | None = None
+        if num_classes is not None or class_names is not None:
+            self._build(num_classes, class_names, class_counts)
+
+    # ---- construction ---------------------------------------------------------------
+    def configure_model(self) -> None:
+        """Build the network once the DataModule has told us about the classes."""
+        if self.net is not None:
+            return
+        datamodule = self.trainer.datamodule if self._trainer is not None else None
+        if datamodule is None:
+            raise RuntimeError("ImageClassifier needs num_classes/class_names or a trainer with a datamodule")
+        counts = getattr(datamodule, "train_class_counts", None)
+        self._build(datamodule.num_classes, datamodule.class_names, None if counts is None else counts)
+
+    def _build(self, num_classes: int | None, class_names: Sequence[str] | None, class_counts: Any) -> None:
+        if class_names is None:
+            class_names = [str(i) for i in range(num_classes)]
+        if num_classes is None:
+            num_classes = len(class_names)
+        if len(class_names) != num_classes:
+            raise ValueError(f"{len(class_names)} class names for {num_classes} classes")
+        counts = None if class_counts is None else [int(c) for c in np.asarray(class_counts)]
+        # Recorded so that checkpoints are self-describing (eval.py, load_from_checkpoint).
+        self.hparams.update(num_classes=num_classes, class_names=list(class_names), class_counts=counts)
+        self.class_names = list(class_names)
+        self.net = self.backbone_factory(num_classes=num_classes)
+        self.criterion = self._make_loss(counts)
+        self.train_metrics = train_metrics(num_classes)
+        self.val_metrics = eval_metrics(num_classes, "val/")
+        self.test_metrics = eval_metrics(num_classes, "test/")
+        self.val_acc_best = MaxMetric()
+        # Last computed per-split results (incl. confusion matrix) for callbacks to visualise.
+        self.epoch_results: dict[str, dict[str, Any]] = {}
+
+    def _make_loss(self, counts: list[int] | None) -> nn.Module:
+        if self.loss_factory is None:
+            return nn.CrossEntropyLoss()
+        return self.loss_factory(class_counts=counts)
+
+    # ---- steps ------------------------------------------------------------------------
+    def forward(self, images: torch.Tensor) -> torch.Tensor:
+        return self.net(images)
+
+    def on_fit_start(self) -> None:
+        use_nhwc = self.hparams.channels_last
+        if use_nhwc == "auto":
+            use_nhwc = self.device.type == "cuda"
+        if use_nhwc:
+            self.net.to(memory_format=torch.channels_last)
+        if self.hparams.compile and not isinstance(self.net, torch._dynamo.eval_frame.OptimizedModule):
+            self.net = torch.compile(self.net)
+        if hasattr(self.criterion, "on_epoch_start"):
+            self.criterion.on_epoch_start(self.current_epoch)
+
+    def on_train_epoch_start(self) -> None:
+        # Losses with a schedule (deferred re-weighting) switch on at a given epoch.
+        if hasattr(self.criterion, "on_epoch_start"):
+            self.criterion.on_epoch_start(self.current_epoch)
+
+    def training_step(self, batch: tuple[torch.Tensor, torch.Tensor], batch_idx: int) -> torch.Tensor:
+        images, targets = batch
+        logits = self(images)
+        loss = self.criterion(logits, targets)
+        self.train_metrics.update(logits.detach(), targets)
+        self.log("train/loss", loss, on_step=True, on_epoch=True, prog_bar=True, batch_size=len(targets))
+        return loss
+
+    def on_train_epoch_end(self) -> None:
+        self.log_dict({k: float(v) for k, v in self.train_metrics.compute().items()})
+        self.train_metrics.reset()
+
+    def validation_step(self, batch: tuple[torch.Tensor, torch.Tensor], batch_idx: int) -> None:
+        self._eval_step(batch, self.val_metrics, "val/loss")
+
+    def test_step(self, batch: tuple[torch.Tensor, torch.Tensor], batch_idx: int) -> None:
+        self._eval_step(batch, self.test_metrics, "test/loss")
+
+    def _eval_step(self, batch, metrics, loss_key: str) -> None:
+        images, targets = batch
+        logits = self(images)
+        # Plain cross-entropy for val/test loss, so it is comparable across training losses.
+        loss = nn.functional.cross_entropy(logits, targets)
+        metrics.update(logits, targets)
+        self.log(loss_key, loss, on_step=False, on_epoch=True, batch_size=len(targets), sync_dist=True)
+
+    def on_validation_epoch_end(self) -> None:
+        flat = self._epoch_end(self.val_metrics, "val/")
+        if self.trainer.sanity_checking:
+            return
+        self.val_acc_best.update(flat["val/acc_top1"])
+        self.log("val/acc_best", float(self.val_acc_best.compute()))
+
+    def on_test_epoch_end(self) -> None:
+        self._epoch_end(self.test_metrics, "test/")
+
+    def _epoch_end(self, metrics, prefix: str) -> dict[str, float]:
+        """Compute once (torchmetrics syncs across ranks here), log flat scalars, reset."""
+        results = metrics.compute()
+        metrics.reset()
+        flat = flatten_results(results, prefix, self.class_names)
+        self.epoch_results[prefix.rstrip("/")] = {"flat": flat, "confmat": results[f"{prefix}confmat"].cpu()}
+        self.log_dict(flat)
+        return flat
+
+    # ---- optimisation -------------------------------------------------------------------
+    def configure_optimizers(self) -> Any:
+        optimizer = self.optimizer_factory(self._param_groups())
+        if self.scheduler_factory is None:
+            return optimizer
+        total_steps = int(self.trainer.estimated_stepping_batches)
+        scheduler = self.scheduler_factory(optimizer, total_steps=total_steps)
+        return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "step"}}
+
+    def _param_groups(self) -> list[dict[str, Any]]:
+        if self.hparams.weight_decay_norm_bias:
+            return [{"params": [p for p in self.parameters() if p.requires_grad]}]
+        decay, no_decay = [], []
+        for param in self.net.parameters():
+            if param.requires_grad:
+                (no_decay if param.ndim <= 1 else decay).append(param)
+        return [{"params": decay}, {"params": no_decay, "weight_decay": 0.0}]

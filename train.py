@@ -1,0 +1,122 @@
+"""Train an image classifier: ``python train.py [group=option ...] [key=value ...]``.
+
+Hydra composes the run from ``conf/train.yaml``; every object is built by
+``hydra.utils.instantiate`` from its ``_target_``. The run fits, tests the best
+checkpoint and writes ``<run dir>/metrics.json``.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import os
+from pathlib import Path
+from typing import Any
+
+os.environ.setdefault("NO_ALBUMENTATIONS_UPDATE", "1")  # no network check on import
+
+import hydra
+import lightning as L
+from hydra.utils import instantiate
+from omegaconf import DictConfig, OmegaConf
+
+from callbacks.metrics_summary import MetricsSummary
+from callbacks.wandb_logger import finish_wandb
+
+log = logging.getLogger("litvision")
+
+
+def instantiate_group(group: DictConfig | None) -> list[Any]:
+    """Instantiate every ``_target_`` entry of a callbacks/logger group (mapping of name -> cfg)."""
+    if not group:
+        return []
+    if not isinstance(group, DictConfig):
+        raise TypeError(f"expected a mapping of name -> config, got {type(group).__name__}")
+    return [instantiate(node) for node in group.values() if isinstance(node, DictConfig) and "_target_" in node]
+
+
+def build_callbacks(cfg: DictConfig, has_logger: bool) -> list[L.Callback]:
+    callbacks = instantiate_group(cfg.get("callbacks"))
+    if not has_logger:
+        # LearningRateMonitor refuses to run without a logger; metrics.json still gets everything.
+        callbacks = [cb for cb in callbacks if not isinstance(cb, L.pytorch.callbacks.LearningRateMonitor)]
+    if not any(isinstance(cb, MetricsSummary) for cb in callbacks):
+        callbacks.append(MetricsSummary(Path(cfg.paths.output_dir) / "metrics.json"))
+    return callbacks
+
+
+def log_config(cfg: DictConfig, loggers: list[Any]) -> None:
+    """Send the resolved config to every logger, so a run records exactly what it ran."""
+    config = OmegaConf.to_container(cfg, resolve=True, throw_on_missing=False)
+    for logger in loggers:
+        logger.log_hyperparams(config)
+
+
+def resolve_ckpt_path(ckpt_path: str | None, output_dir: str) -> str | None:
+    """``ckpt_path=last`` means this run dir's last checkpoint (resume after a kill)."""
+    if ckpt_path in (None, "", "null"):
+        return None
+    if ckpt_path == "last":
+        last = Path(output_dir) / "checkpoints" / "last.ckpt"
+        return str(last) if last.exists() else None
+    if not Path(ckpt_path).is_file():
+        raise FileNotFoundError(f"ckpt_path={ckpt_path} does not exist")
+    return ckpt_path
+
+
+def setup_run(cfg: DictConfig):
+    """Instantiate datamodule, model, loggers, callbacks and trainer from the config."""
+    if cfg.get("seed") is not None:
+        L.seed_everything(cfg.seed, workers=True)
+    datamodule = instantiate(cfg.dataset)
+    model = instantiate(cfg.model)
+    loggers = instantiate_group(cfg.get("logger"))
+    callbacks = build_callbacks(cfg, has_logger=bool(loggers))
+    trainer = instantiate(cfg.trainer, callbacks=callbacks, logger=loggers or False)
+    log_config(cfg, loggers)
+    return datamodule, model, trainer
+
+
+def metrics_of(trainer: L.Trainer) -> dict[str, Any]:
+    for callback in trainer.callbacks:
+        if isinstance(callback, MetricsSummary):
+            return dict(callback.metrics)
+    return {}
+
+
+def train(cfg: DictConfig) -> dict[str, Any]:
+    """Fit, test the best checkpoint, return the final metrics (also in metrics.json)."""
+    datamodule, model, trainer = setup_run(cfg)
+    if cfg.get("train", True):
+        ckpt_path = resolve_ckpt_path(cfg.get("ckpt_path"), cfg.paths.output_dir)
+        # weights_only=False: our checkpoints hold the (trusted) hyperparameters, incl. factories.
+        trainer.fit(model, datamodule=datamodule, ckpt_path=ckpt_path, weights_only=False)
+    if cfg.get("test", True):
+        best = trainer.checkpoint_callback.best_model_path if trainer.checkpoint_callback else ""
+        if not best:
+            log.warning("no best checkpoint (checkpointing off or fast_dev_run): testing the current weights")
+        trainer.test(model, datamodule=datamodule, ckpt_path=best or None, weights_only=False, verbose=False)
+    return metrics_of(trainer)
+
+
+def optimized_value(metrics: dict[str, Any], name: str | None) -> float | None:
+    """The value a sweeper optimises; a diverged run reports -inf-like badness, not a crash."""
+    if not name:
+        return None
+    if name not in metrics:
+        raise KeyError(f"optimized_metric={name!r} not among the final metrics: {sorted(metrics)}")
+    value = metrics[name]
+    return float("nan") if value is None or math.isnan(value) else float(value)
+
+
+@hydra.main(version_base="1.3", config_path="conf", config_name="train")
+def main(cfg: DictConfig) -> float | None:
+    try:
+        metrics = train(cfg)
+    finally:
+        finish_wandb()
+    return optimized_value(metrics, cfg.get("optimized_metric"))
+
+
+if __name__ == "__main__":
+    main()
