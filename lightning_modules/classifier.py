@@ -66,13 +66,25 @@ class ImageClassifier(L.LightningModule):
     # ---- construction ---------------------------------------------------------------
     def configure_model(self) -> None:
         """Build the network once the DataModule has told us about the classes."""
-        if self.net is not None:
-            return
         datamodule = self.trainer.datamodule if self._trainer is not None else None
+        if self.net is not None:
+            self._check_classes_match(datamodule)
+            return
         if datamodule is None:
             raise RuntimeError("ImageClassifier needs num_classes/class_names or a trainer with a datamodule")
         counts = getattr(datamodule, "train_class_counts", None)
         self._build(datamodule.num_classes, datamodule.class_names, None if counts is None else counts)
+
+    def _check_classes_match(self, datamodule: Any) -> None:
+        """A checkpoint evaluated on data with other classes would report silently wrong labels."""
+        if datamodule is None or not hasattr(datamodule, "class_names"):
+            return
+        if list(datamodule.class_names) != list(self.class_names):
+            raise ValueError(
+                f"the model was built for {len(self.class_names)} classes {self.class_names[:5]}... but "
+                f"{type(datamodule).__name__} has {datamodule.num_classes} classes "
+                f"{list(datamodule.class_names)[:5]}...: evaluate it on the dataset it was trained on"
+            )
 
     def _build(self, num_classes: int | None, class_names: Sequence[str] | None, class_counts: Any) -> None:
         if class_names is None:
