@@ -171,7 +171,7 @@ class ImageClassifier(L.LightningModule):
         """Compute once (torchmetrics syncs across ranks here), log flat scalars, reset."""
         results = metrics.compute()
         metrics.reset()
-        flat = flatten_results(results, prefix, self.class_names)
+        flat = flatten_results(results, prefix, self.class_names, self.hparams.get("class_counts"))
         self.epoch_results[prefix.rstrip("/")] = {"flat": flat, "confmat": results[f"{prefix}confmat"].cpu()}
         self.log_dict(flat)
         return flat

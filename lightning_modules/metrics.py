@@ -51,11 +51,18 @@ def unique_metric_names(class_names: Sequence[str]) -> list[str]:
     return [f"{name}_{i}" if seen[name] > 1 else name for i, name in enumerate(cleaned)]
 
 
-def flatten_results(results: dict[str, torch.Tensor], prefix: str, class_names: Sequence[str]) -> dict[str, float]:
+def flatten_results(
+    results: dict[str, torch.Tensor],
+    prefix: str,
+    class_names: Sequence[str],
+    class_counts: Sequence[int] | None = None,
+) -> dict[str, float]:
     """Turn a computed eval collection into flat scalars, e.g. ``val/recall/cat``.
 
     Macro averages are taken over the classes that occur in this split's targets
     (support > 0), so an absent class does not drag a macro score to 0 by fiat.
+    ``class_counts`` (the TRAINING counts) define which classes are the tail; without
+    them the split's own support is used, which says nothing on a balanced val/test set.
     """
     names = unique_metric_names(class_names)
     confmat = results[f"{prefix}confmat"]
@@ -71,9 +78,12 @@ def flatten_results(results: dict[str, torch.Tensor], prefix: str, class_names: 
     if present.any():
         present_recall = recall[present]
         flat[f"{prefix}recall_min"] = float(present_recall.min())
-        # Tail = rarest third of the classes by this split's support: the accuracy paradox
-        # shows up here first (high top-1, collapsed rare classes).
-        order = torch.argsort(support[present].float(), stable=True)
+        # Tail = rarest third of the classes by training count (else this split's support):
+        # the accuracy paradox shows up here first (high top-1, collapsed rare classes).
+        rarity = support if class_counts is None else torch.as_tensor(list(class_counts), device=support.device)
+        if rarity.shape != support.shape:
+            raise ValueError(f"{len(rarity)} class_counts for {len(support)} classes")
+        order = torch.argsort(rarity[present].float(), stable=True)
         n_tail = max(1, len(order) // 3)
         flat[f"{prefix}recall_tail"] = float(present_recall[order[:n_tail]].mean())
     flat[f"{prefix}balanced_acc"] = flat[f"{prefix}recall_macro"]

@@ -1,0 +1,35 @@
+"""Shared fixtures: generated CIFAR-format data, the real shared data, Hydra configs."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+os.environ.setdefault("NO_ALBUMENTATIONS_UPDATE", "1")
+os.environ.setdefault("WANDB_SILENT", "true")
+# Tests must never reach W&B servers, whatever credentials the machine has.
+os.environ["WANDB_MODE"] = "offline"
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+SHARED_DATA = REPO_ROOT.parent / "shared" / "data"
+CIFAR_SUBSET = SHARED_DATA / "cifar10-subset"
+IMAGENET_SAMPLES = SHARED_DATA / "imagenet-samples"
+
+
+@pytest.fixture(scope="session")
+def fake_cifar_root(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A tiny CIFAR-10 tree in the official pickle format: 20 train / 7 test images per class."""
+    from datamodules.cifar_pickle import write_fake_cifar
+
+    root = tmp_path_factory.mktemp("cifar")
+    write_fake_cifar(root, n_train_per_class=20, n_test_per_class=7, seed=0)
+    return root
+
+
+@pytest.fixture
+def cifar_subset_root() -> Path:
+    if not (CIFAR_SUBSET / "cifar-10-batches-py").is_dir():
+        pytest.skip(f"real CIFAR-10 subset not found at {CIFAR_SUBSET} (shared/ is not beside the checkout)")
+    return CIFAR_SUBSET

@@ -1,0 +1,86 @@
+"""train.py / eval.py end to end through the real command line."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import torch
+
+from datamodules.cifar_pickle import CIFAR10_CLASSES
+from tests.run_helpers import TINY_MODEL, read_metrics, run_script
+
+RECALL_KEYS = [f"test/recall/{name}" for name in CIFAR10_CLASSES]
+
+
+def test_fast_dev_run_writes_metrics_json(fake_cifar_root, tmp_path) -> None:
+    run_dir = tmp_path / "fdr"
+    run_script("train.py", "debug=fdr", "logger=csv", f"dataset.data_dir={fake_cifar_root}", f"hydra.run.dir={run_dir}", *TINY_MODEL)
+    metrics = read_metrics(run_dir)
+    for key in ["test/acc_top1", "test/acc_top5", "val/acc_top1", *RECALL_KEYS]:
+        assert key in metrics, key
+    assert 0.0 <= metrics["test/acc_top1"] <= metrics["test/acc_top5"] <= 1.0
+
+
+def test_one_epoch_run_checkpoints_metrics_and_offline_wandb(fake_cifar_root, tmp_path) -> None:
+    run_dir = tmp_path / "run"
+    run_script(
+        "train.py", "trainer.max_epochs=1", "logger=wandb", f"dataset.data_dir={fake_cifar_root}",
+        f"hydra.run.dir={run_dir}", *TINY_MODEL,
+    )
+    metrics = read_metrics(run_dir)
+    for key in ["test/acc_top1", "test/acc_top5", "test/balanced_acc", "test/f1_macro", "val/acc_best", *RECALL_KEYS]:
+        assert key in metrics, key
+
+    # best and last checkpoints, self-describing (class names inside)
+    ckpts = sorted(p.name for p in (run_dir / "checkpoints").glob("*.ckpt"))
+    assert "last.ckpt" in ckpts and any(name.startswith("best") for name in ckpts)
+    ckpt = torch.load(run_dir / "checkpoints" / "last.ckpt", map_location="cpu", weights_only=False)
+    assert ckpt["hyper_parameters"]["class_names"] == list(CIFAR10_CLASSES)
+
+    # W&B ran offline and wrote its run files under the run dir, with our metric keys in them
+    runs = list((run_dir / "wandb").glob("offline-run-*"))
+    assert len(runs) == 1, runs
+    run_file = next(runs[0].glob("*.wandb")).read_bytes()
+    for key in [b"val/acc_top1", b"val/recall/airplane", b"test/acc_top5", b"test/recall/truck", b"train/loss_step"]:
+        assert key in run_file, key
+    assert list((runs[0] / "files" / "media").rglob("*confusion_matrix*.png")), "no confusion-matrix image logged"
+    assert b"dataset" in run_file and b"optimizer" in run_file  # the resolved config was logged
+
+    # eval.py on the same checkpoint reproduces the test metrics (1 epoch: best == last)
+    eval_dir = tmp_path / "eval"
+    run_script("eval.py", f"ckpt_path={run_dir / 'checkpoints' / 'last.ckpt'}", f"dataset.data_dir={fake_cifar_root}",
+               f"hydra.run.dir={eval_dir}", "dataset.num_workers=0")
+    evaluated = read_metrics(eval_dir)
+    for key in ["test/acc_top1", "test/acc_top5", *RECALL_KEYS]:
+        assert evaluated[key] == pytest.approx(metrics[key], abs=1e-6), key
+
+
+@pytest.mark.parametrize(
+    ("override", "message"),
+    [
+        ("dataset.batch_sizee=3", "Could not override 'dataset.batch_sizee'"),
+        ("dataset=cifar11", "Could not find 'dataset/cifar11'"),
+    ],
+)
+def test_bad_config_fails_with_hydra_error(override: str, message: str, tmp_path: Path) -> None:
+    proc = run_script("train.py", override, f"hydra.run.dir={tmp_path}", check=False)
+    assert proc.returncode != 0
+    assert message in proc.stderr
+    assert "Traceback" not in proc.stderr
+
+
+def test_eval_refuses_checkpoint_of_other_classes(fake_cifar_root, tmp_path) -> None:
+    from datamodules.cifar_pickle import write_fake_cifar
+
+    other = tmp_path / "other"
+    write_fake_cifar(other, n_train_per_class=2, n_test_per_class=1, class_names=[f"c{i}" for i in range(10)])
+    run_dir = tmp_path / "run"
+    run_script("train.py", "debug=fdr", "logger=none", "trainer.fast_dev_run=false", "trainer.max_epochs=1",
+               "+trainer.limit_train_batches=1", "+trainer.limit_val_batches=1", "test=false",
+               f"dataset.data_dir={fake_cifar_root}", f"hydra.run.dir={run_dir}", *TINY_MODEL)
+    proc = run_script("eval.py", f"ckpt_path={run_dir / 'checkpoints' / 'last.ckpt'}", f"dataset.data_dir={other}",
+                      f"hydra.run.dir={tmp_path / 'eval'}", "dataset.num_workers=0", check=False)
+    assert proc.returncode != 0
+    assert "evaluate it on the dataset it was trained on" in proc.stderr
+    assert not (tmp_path / "eval" / "metrics.json").exists()
