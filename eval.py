@@ -18,6 +18,7 @@ import lightning as L
 from hydra.utils import get_class, instantiate
 from omegaconf import DictConfig
 
+from callbacks.distributed import quiet_non_zero_ranks, use_hydra_job_command_for_ddp
 from callbacks.wandb_logger import finish_wandb
 from train import build_callbacks, instantiate_group, log_config, metrics_of
 
@@ -45,10 +46,15 @@ def evaluate(cfg: DictConfig) -> dict[str, Any]:
 
 @hydra.main(version_base="1.3", config_path="conf", config_name="eval")
 def main(cfg: DictConfig) -> None:
+    # trainer=ddp_sim|ddp: child ranks re-run this eval job (exact metrics: see datamodules/base.py)
+    use_hydra_job_command_for_ddp(__file__)
+    quiet_non_zero_ranks()
     try:
         evaluate(cfg)
-    finally:
-        finish_wandb()
+    except BaseException:
+        finish_wandb(exit_code=1)
+        raise
+    finish_wandb()
 
 
 if __name__ == "__main__":

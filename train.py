@@ -3,6 +3,10 @@
 Hydra composes the run from ``conf/train.yaml``; every object is built by
 ``hydra.utils.instantiate`` from its ``_target_``. The run fits, tests the best
 checkpoint and writes ``<run dir>/metrics.json``.
+
+Scale-out (see README "Multi-GPU, clusters, sweeps, resume"): ``trainer=ddp|ddp_sim|multinode``,
+``-m`` sweeps (one W&B run per job, grouped by sweep; ``<sweep dir>/summary.md``),
+``hparams_search=cifar10_optuna``, ``hydra/launcher=slurm|local`` and ``ckpt_path=last``.
 """
 
 from __future__ import annotations
@@ -17,11 +21,16 @@ os.environ.setdefault("NO_ALBUMENTATIONS_UPDATE", "1")  # no network check on im
 
 import hydra
 import lightning as L
+from hydra.core.hydra_config import HydraConfig
+from hydra.types import RunMode
 from hydra.utils import instantiate
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import DictConfig, OmegaConf, open_dict
 
+from callbacks.distributed import global_rank, quiet_non_zero_ranks, use_hydra_job_command_for_ddp
 from callbacks.metrics_summary import MetricsSummary
+from callbacks.sweep_summary import metric_direction, worst_value
 from callbacks.wandb_logger import finish_wandb
+from callbacks.wandb_resume import assign_wandb_run_id
 
 log = logging.getLogger("litvision")
 
@@ -86,9 +95,13 @@ def metrics_of(trainer: L.Trainer) -> dict[str, Any]:
 
 def train(cfg: DictConfig) -> dict[str, Any]:
     """Fit, test the best checkpoint, return the final metrics (also in metrics.json)."""
+    ckpt_path = resolve_ckpt_path(cfg.get("ckpt_path"), cfg.paths.output_dir) if cfg.get("train", True) else None
+    if ckpt_path:
+        log.info("resuming from %s", ckpt_path)
+    # before the logger exists: a resumed run continues its W&B run instead of starting one
+    assign_wandb_run_id(cfg, resuming=ckpt_path is not None, is_rank_zero=global_rank() == 0)
     datamodule, model, trainer = setup_run(cfg)
     if cfg.get("train", True):
-        ckpt_path = resolve_ckpt_path(cfg.get("ckpt_path"), cfg.paths.output_dir)
         # weights_only=False: our checkpoints hold the (trusted) hyperparameters, incl. factories.
         trainer.fit(model, datamodule=datamodule, ckpt_path=ckpt_path, weights_only=False)
     if cfg.get("test", True):
@@ -99,23 +112,54 @@ def train(cfg: DictConfig) -> dict[str, Any]:
     return metrics_of(trainer)
 
 
-def optimized_value(metrics: dict[str, Any], name: str | None) -> float | None:
-    """The value a sweeper optimises; a diverged run reports -inf-like badness, not a crash."""
+def optimized_value(metrics: dict[str, Any], name: str | None, direction: str = "maximize") -> float | None:
+    """The value a sweeper optimises.
+
+    A diverged run (NaN/inf metric) reports the worst value for ``direction`` (-inf when
+    maximising) instead of NaN: Optuna turns a NaN into an exception that stops the whole
+    study, while a very bad value is simply a bad trial.
+    """
     if not name:
         return None
     if name not in metrics:
         raise KeyError(f"optimized_metric={name!r} not among the final metrics: {sorted(metrics)}")
     value = metrics[name]
-    return float("nan") if value is None or math.isnan(value) else float(value)
+    if value is None or not math.isfinite(value):
+        log.warning("optimized_metric %s is %s (diverged run): reporting %s to the sweeper", name, value, worst_value(direction))
+        return worst_value(direction)
+    return float(value)
+
+
+def hydra_settings() -> DictConfig | None:
+    """The ``hydra`` node of this job, or None when train() is called without @hydra.main."""
+    return HydraConfig.get() if HydraConfig.initialized() else None
+
+
+def apply_sweep_group(cfg: DictConfig, hydra_cfg: DictConfig | None) -> None:
+    """In a multirun, every job's W&B run joins the group named after the sweep dir."""
+    wandb_cfg = (cfg.get("logger") or {}).get("wandb")
+    if hydra_cfg is None or hydra_cfg.mode != RunMode.MULTIRUN or not isinstance(wandb_cfg, DictConfig):
+        return
+    if wandb_cfg.get("group") is None:
+        with open_dict(wandb_cfg):
+            wandb_cfg.group = Path(hydra_cfg.sweep.dir).name
 
 
 @hydra.main(version_base="1.3", config_path="conf", config_name="train")
 def main(cfg: DictConfig) -> float | None:
+    # DDP child ranks must re-run this job, not the command line (which may be a whole sweep)
+    use_hydra_job_command_for_ddp(__file__)
+    quiet_non_zero_ranks()
+    hydra_cfg = hydra_settings()
+    apply_sweep_group(cfg, hydra_cfg)
     try:
         metrics = train(cfg)
-    finally:
-        finish_wandb()
-    return optimized_value(metrics, cfg.get("optimized_metric"))
+    except BaseException:
+        finish_wandb(exit_code=1)  # the W&B run is marked failed; the sweep summary marks the job FAILED
+        raise
+    finish_wandb()
+    name = cfg.get("optimized_metric")
+    return optimized_value(metrics, name, metric_direction(name, hydra_cfg))
 
 
 if __name__ == "__main__":

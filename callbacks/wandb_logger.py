@@ -51,8 +51,11 @@ def make_wandb_logger(mode: str = "auto", **kwargs: Any) -> WandbLogger:
     return WandbLogger(mode=resolved, **kwargs)
 
 
-def finish_wandb() -> None:
-    """Close the active W&B run, if any, so the next job in this process gets its own run."""
+def finish_wandb(exit_code: int | None = None) -> None:
+    """Close the active W&B run, if any, so the next job in this process gets its own run.
+
+    ``exit_code=1`` marks the run as failed in W&B (a crashed job of a sweep).
+    """
     try:
         import wandb
     except ImportError:
@@ -62,6 +65,6 @@ def finish_wandb() -> None:
         return
     offline = run.settings.mode == "offline" if hasattr(run.settings, "mode") else False
     run_dir = getattr(run, "dir", None)
-    wandb.finish()
+    wandb.finish(exit_code=exit_code)
     if offline and run_dir:
         log.info("W&B offline run saved; upload it with: wandb sync %s", os.path.dirname(run_dir))

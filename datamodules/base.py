@@ -170,14 +170,14 @@ class ClassificationDataModule(L.LightningDataModule):
             sampler = self.sampler(
                 targets=self.splits.train.targets, num_replicas=world_size, rank=rank, seed=self.seed
             )
-        elif world_size > 1:
+        else:
+            # Also on one process: the order is a function of (seed, epoch) (Lightning calls
+            # set_epoch), so a run resumed from a checkpoint sees the same batches as one
+            # never interrupted; a RandomSampler's generator state is not in the checkpoint.
             sampler = DistributedSampler(
                 self.splits.train, num_replicas=world_size, rank=rank, shuffle=True, seed=self.seed,
                 drop_last=self.drop_last,
             )
-        else:
-            generator = torch.Generator().manual_seed(self.seed)
-            sampler = torch.utils.data.RandomSampler(self.splits.train, generator=generator)
         return self._loader(self.splits.train, sampler=sampler, drop_last=self.drop_last)
 
     def val_dataloader(self) -> DataLoader:

@@ -103,6 +103,8 @@ class ImageClassifier(L.LightningModule):
         self.val_metrics = eval_metrics(num_classes, "val/")
         self.test_metrics = eval_metrics(num_classes, "test/")
         self.val_acc_best = MaxMetric()
+        # in the checkpoint, so a resumed run's val/acc_best remembers the epochs before the kill
+        self.val_acc_best.persistent(True)
         # Last computed per-split results (incl. confusion matrix) for callbacks to visualise.
         self.epoch_results: dict[str, dict[str, Any]] = {}
 

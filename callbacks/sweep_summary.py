@@ -1,0 +1,221 @@
+"""Hydra callback: a sweep summary table, one row per job, best first, failures included.
+
+After every job of a multirun (``python train.py -m ...``, Optuna, submitit) the job's
+status goes to ``<job dir>/job_status.json`` and ``<sweep dir>/summary.csv`` and
+``<sweep dir>/summary.md`` are rebuilt from all status files and ``metrics.json`` files in
+the sweep dir. Rebuilding from disk (rather than keeping rows in memory) is what makes it
+work when jobs run in other processes or on other machines (submitit, SLURM), and leaves a
+complete table even when the sweep itself dies before Hydra's ``on_multirun_end``.
+
+Status: COMPLETED; DIVERGED (finished, but the optimized metric is NaN/inf/missing);
+FAILED (the job raised: the error is in the table). Rows are sorted by the optimized
+metric in its direction, then diverged, then failed jobs.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import logging
+import math
+import os
+import tempfile
+from pathlib import Path
+from typing import Any
+
+from hydra.core.utils import JobReturn, JobStatus
+from hydra.experimental.callback import Callback
+from hydra.types import RunMode
+from omegaconf import DictConfig, OmegaConf
+
+log = logging.getLogger(__name__)
+STATUS_FILE = "job_status.json"
+MINIMIZE_HINTS = ("loss", "error", "err", "nll", "ece", "perplexity")
+KEY_METRICS = ("val/acc_best", "val/acc_top1", "test/acc_top1", "test/balanced_acc", "test/loss")
+
+
+def metric_direction(name: str | None, hydra_cfg: DictConfig | None = None) -> str:
+    """``maximize``/``minimize``: the sweeper's own setting if it has one, else from the name."""
+    sweeper = hydra_cfg.get("sweeper") if hydra_cfg is not None else None
+    direction = sweeper.get("direction") if isinstance(sweeper, DictConfig) else None
+    if direction is not None and not isinstance(direction, str):
+        direction = list(direction)[0]  # multi-objective: the first objective orders the table
+    if direction:
+        direction = str(direction).lower().split(".")[-1]  # "StudyDirection.MAXIMIZE" too
+        if direction not in ("maximize", "minimize"):
+            raise ValueError(f"sweeper direction must be maximize or minimize, got {direction!r}")
+        return direction
+    leaf = (name or "").lower().rsplit("/", 1)[-1]
+    return "minimize" if any(hint in leaf for hint in MINIMIZE_HINTS) else "maximize"
+
+
+def worst_value(direction: str) -> float:
+    """What a diverged job reports to a sweeper: finite comparisons, never NaN (Optuna rejects NaN)."""
+    return float("-inf") if direction == "maximize" else float("inf")
+
+
+def _finite(value: Any) -> float | None:
+    try:
+        number = float(value)
+    except (TypeError, ValueError):
+        return None
+    return number if math.isfinite(number) else None
+
+
+def _write_text_atomic(path: Path, text: str) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "w", newline="") as handle:
+            handle.write(text)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def _split_override(override: str) -> tuple[str, str]:
+    key, _, value = override.partition("=")
+    return key.lstrip("+~"), value
+
+
+# ---- building the table ---------------------------------------------------------------------
+def collect_rows(sweep_dir: str | Path) -> list[dict[str, Any]]:
+    """One row per ``job_status.json`` under the sweep dir, with that job's final metrics."""
+    rows = []
+    for status_path in sorted(Path(sweep_dir).rglob(STATUS_FILE)):
+        if ".submitit" in status_path.parts:
+            continue
+        job = json.loads(status_path.read_text())
+        metrics_path = status_path.parent / "metrics.json"
+        metrics = json.loads(metrics_path.read_text()) if metrics_path.is_file() else {}
+        value = _finite(metrics.get(job.get("optimized_metric") or "", None))
+        status = job["status"]
+        if status == "COMPLETED" and job.get("optimized_metric") and value is None:
+            status = "DIVERGED"
+        rows.append({**job, "status": status, "value": value, "metrics": metrics})
+    return rows
+
+
+def sort_rows(rows: list[dict[str, Any]], direction: str) -> list[dict[str, Any]]:
+    order = {"COMPLETED": 0, "DIVERGED": 1, "FAILED": 2}
+    sign = -1.0 if direction == "maximize" else 1.0
+
+    def key(row: dict[str, Any]) -> tuple:
+        value = row["value"]
+        return (order.get(row["status"], 3), 0.0 if value is None else sign * value, row.get("job_num", 0))
+
+    return sorted(rows, key=key)
+
+
+def varying_overrides(rows: list[dict[str, Any]]) -> list[str]:
+    """Override keys whose value differs between jobs: the sweep's actual parameters."""
+    values: dict[str, set[str]] = {}
+    for row in rows:
+        for key, value in (_split_override(o) for o in row.get("overrides", [])):
+            values.setdefault(key, set()).add(value)
+    per_job = [dict(_split_override(o) for o in row.get("overrides", [])) for row in rows]
+    return [k for k in values if len(values[k]) > 1 or any(k not in job for job in per_job)]
+
+
+def _fmt(value: Any) -> str:
+    if value is None:
+        return ""
+    if isinstance(value, float):
+        return f"{value:.4f}"
+    return str(value)
+
+
+def render(rows: list[dict[str, Any]], direction: str) -> tuple[str, str]:
+    """(csv text, markdown text) for rows already in summary order."""
+    params = varying_overrides(rows)
+    metric = next((r["optimized_metric"] for r in rows if r.get("optimized_metric")), None)
+    metric_keys = sorted({k for r in rows for k in r["metrics"] if "/recall/" not in k and k != metric})
+    head = ["rank", "job", "status", *params, metric or "optimized_metric"]
+
+    buffer = io.StringIO()
+    writer = csv.writer(buffer)
+    writer.writerow([*head, *metric_keys, "error", "overrides", "output_dir"])
+    for rank, row in enumerate(rows, 1):
+        job = dict(_split_override(o) for o in row.get("overrides", []))
+        writer.writerow([
+            rank, row.get("job_num"), row["status"], *(job.get(p, "") for p in params), _fmt(row["value"]),
+            *(_fmt(row["metrics"].get(k)) for k in metric_keys), row.get("error") or "",
+            " ".join(row.get("overrides", [])), row.get("output_dir", ""),
+        ])
+
+    shown = [k for k in KEY_METRICS if k != metric and any(k in r["metrics"] for r in rows)]
+    md_head = [*head, *shown, "error"]
+    lines = [
+        f"# Sweep summary: {len(rows)} jobs, sorted by `{metric}` ({direction})",
+        "",
+        "| " + " | ".join(md_head) + " |",
+        "|" + "|".join("---" for _ in md_head) + "|",
+    ]
+    for rank, row in enumerate(rows, 1):
+        job = dict(_split_override(o) for o in row.get("overrides", []))
+        error = (row.get("error") or "").replace("|", "\\|").replace("\n", " ")[:200]
+        cells = [
+            str(rank), str(row.get("job_num")), row["status"], *(f"`{job.get(p, '')}`" for p in params),
+            _fmt(row["value"]), *(_fmt(row["metrics"].get(k)) for k in shown), error,
+        ]
+        lines.append("| " + " | ".join(cells) + " |")
+    return buffer.getvalue(), "\n".join(lines) + "\n"
+
+
+def write_summary(sweep_dir: str | Path, direction: str) -> list[dict[str, Any]]:
+    """Rebuild ``summary.csv`` and ``summary.md`` in the sweep dir; returns the sorted rows."""
+    rows = sort_rows(collect_rows(sweep_dir), direction)
+    if rows:
+        csv_text, md_text = render(rows, direction)
+        _write_text_atomic(Path(sweep_dir) / "summary.csv", csv_text)
+        _write_text_atomic(Path(sweep_dir) / "summary.md", md_text)
+    return rows
+
+
+# ---- the Hydra callback --------------------------------------------------------------------
+def _is_multirun(config: DictConfig) -> bool:
+    return OmegaConf.select(config, "hydra.mode") == RunMode.MULTIRUN
+
+
+class SweepSummary(Callback):
+    """Record each multirun job's outcome and keep the sweep summary up to date (no-op for single runs)."""
+
+    def on_job_end(self, config: DictConfig, job_return: JobReturn, **kwargs: Any) -> None:
+        from callbacks.distributed import global_rank
+
+        if not _is_multirun(config) or global_rank() != 0:
+            return  # single runs need no summary; under SLURM every rank runs the job: write once
+        error = None
+        value = None
+        if job_return.status == JobStatus.COMPLETED:
+            value = _finite(job_return.return_value)
+        else:
+            # ``_return_value`` holds the exception (``return_value`` would re-raise it)
+            exc = job_return._return_value
+            error = f"{type(exc).__name__}: {exc}" if exc is not None else "unknown error"
+        output_dir = Path(config.hydra.runtime.output_dir)
+        record = {
+            "job_num": int(config.hydra.job.num),
+            "status": "COMPLETED" if job_return.status == JobStatus.COMPLETED else "FAILED",
+            "overrides": list(job_return.overrides or []),
+            "optimized_metric": config.get("optimized_metric"),
+            "return_value": value,
+            "error": error,
+            "output_dir": str(output_dir),
+        }
+        _write_text_atomic(output_dir / STATUS_FILE, json.dumps(record, indent=2) + "\n")
+        if error:
+            log.error("job %s FAILED (%s); the sweep goes on, see the summary", record["job_num"], error)
+        write_summary(config.hydra.sweep.dir, metric_direction(record["optimized_metric"], config.hydra))
+
+    def on_multirun_end(self, config: DictConfig, **kwargs: Any) -> None:
+        sweep_dir = Path(config.hydra.sweep.dir)
+        rows = write_summary(sweep_dir, metric_direction(config.get("optimized_metric"), config.hydra))
+        failed = sum(row["status"] == "FAILED" for row in rows)
+        diverged = sum(row["status"] == "DIVERGED" for row in rows)
+        log.info(
+            "sweep summary: %d jobs (%d failed, %d diverged) -> %s", len(rows), failed, diverged,
+            sweep_dir / "summary.md",
+        )

@@ -1,0 +1,159 @@
+"""Map-style dataset over image files on disk (ImageNet, class folders).
+
+Labels live in arrays, so samplers and splits never decode an image; paths are one
+fixed-width bytes array rather than a list of Python strings, so forked DataLoader workers
+do not copy-on-write-duplicate a 1.28M-entry list through reference counting.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import numpy as np
+import torch
+from torch.utils.data import Dataset, default_collate, get_worker_info
+
+from datamodules.datasets import image_to_tensor
+from datamodules.decode import BadImageError, BadImageLog, BadImagePolicy
+from datamodules.jpeg_pipeline import SamplePipeline
+
+# A training sample whose file is unreadable is replaced by the next file in index order
+# (same class, as indices are grouped by class); this many in a row means a broken tree.
+MAX_REPLACEMENTS = 32
+
+
+def collate_skipping_bad(batch: list[tuple[torch.Tensor, int] | None]) -> tuple[torch.Tensor, torch.Tensor]:
+    """Default collation without the samples a dataset dropped (``None``: unreadable file)."""
+    kept = [item for item in batch if item is not None]
+    if not kept:  # every image of this eval batch was unreadable: an empty batch, not a crash
+        return torch.empty((0, 3, 1, 1), dtype=torch.uint8), torch.empty(0, dtype=torch.int64)
+    return default_collate(kept)
+
+
+def reseed_transform(transform: Any, seed: int) -> None:
+    """Give every Albumentations transform in ``transform``'s tree its own random stream.
+
+    Albumentations 2 keeps a random state per transform, created in the main process: every
+    DataLoader worker would otherwise inherit the same state and draw the same crops and
+    flips in lockstep (and ``Compose.set_random_seed`` gives all children one seed, which
+    correlates e.g. the crop and the flip). Called once per worker with the worker's seed.
+    """
+    def visit(node: Any, seq: np.random.SeedSequence) -> None:
+        if hasattr(node, "set_random_seed"):
+            node.set_random_seed(int(seq.generate_state(1)[0]))
+        children = list(getattr(node, "transforms", None) or [])
+        for child, child_seq in zip(children, seq.spawn(len(children))):
+            visit(child, child_seq)
+
+    visit(transform, np.random.SeedSequence(seed))
+
+
+class FileListDataset(Dataset):
+    """Images ``root/paths[i]`` with labels ``targets[i]``; items are ``(uint8 CHW tensor, label)``.
+
+    Decoding goes through :class:`~datamodules.jpeg_pipeline.SamplePipeline` (reduced-size
+    JPEG decode where the transform allows it). Files that cannot be decoded follow
+    ``bad_images.policy``: ``raise`` stops with the path; ``skip`` logs each file once and
+    either replaces the sample by the next readable file (``replace_bad=True``, for training:
+    batches keep their size) or drops it (``replace_bad=False``, for evaluation: no image is
+    counted twice; :func:`collate_skipping_bad` removes it from the batch).
+
+    Args:
+        root: folder the relative ``paths`` start from.
+        paths: relative paths (str or bytes), one per sample.
+        targets: integer labels.
+        transform: Albumentations pipeline (``t(image=...)["image"]``) or None.
+        bad_images: shared log of unreadable files; created if None.
+        file_ids: position of each sample in ``bad_images`` (kept through ``subset``).
+        on_bad_image: policy for a new ``bad_images`` log.
+        replace_bad: see above.
+    """
+
+    collate_fn = staticmethod(collate_skipping_bad)
+
+    def __init__(
+        self,
+        root: str | os.PathLike,
+        paths: Sequence[str | bytes] | np.ndarray,
+        targets: Sequence[int] | np.ndarray,
+        transform: Callable[..., dict[str, Any]] | None = None,
+        bad_images: BadImageLog | None = None,
+        file_ids: np.ndarray | None = None,
+        on_bad_image: BadImagePolicy = "skip",
+        replace_bad: bool = True,
+    ) -> None:
+        paths = np.asarray(paths)
+        if paths.dtype.kind == "U":
+            paths = np.char.encode(paths, "utf-8", "surrogateescape")
+        if len(paths) != len(targets):
+            raise ValueError(f"{len(paths)} paths but {len(targets)} labels")
+        self.root = os.fsencode(os.fspath(root))
+        self.paths = paths
+        self.targets = np.asarray(targets, dtype=np.int64)
+        self.file_ids = np.arange(len(paths), dtype=np.int64) if file_ids is None else np.asarray(file_ids)
+        self.bad_images = bad_images or BadImageLog(len(paths), on_bad_image)
+        self.replace_bad = replace_bad
+        self.transform = transform
+        self.pipeline = SamplePipeline(transform)
+        self._seeded_with: int | None = None
+
+    def __len__(self) -> int:
+        return len(self.targets)
+
+    def path(self, index: int) -> str:
+        return os.fsdecode(os.path.join(self.root, self.paths[index]))
+
+    def __getitem__(self, index: int) -> tuple[torch.Tensor, int] | None:
+        self._reseed_in_new_worker()
+        n = len(self)
+        for attempt in range(MAX_REPLACEMENTS if self.replace_bad else 1):
+            i = (index + attempt) % n
+            file_id = int(self.file_ids[i])
+            if self.bad_images.is_bad(file_id):
+                continue
+            path = os.path.join(self.root, self.paths[i])
+            try:
+                with open(path, "rb") as f:
+                    data = f.read()
+                image = self.pipeline(data)
+            except BadImageError as e:
+                self.bad_images.record(file_id, os.fsdecode(path), str(e))
+                continue
+            except OSError as e:  # vanished since indexing, permissions, I/O error
+                self.bad_images.record(file_id, os.fsdecode(path), f"cannot read ({e})")
+                continue
+            return image_to_tensor(image), int(self.targets[i])
+        if not self.replace_bad:
+            return None
+        raise BadImageError(
+            f"{MAX_REPLACEMENTS} unreadable images in a row from {self.path(index)}: the dataset "
+            "looks broken (see the warnings above for each file)."
+        )
+
+    def _reseed_in_new_worker(self) -> None:
+        info = get_worker_info()
+        seed = info.seed if info is not None else torch.initial_seed()
+        if seed != self._seeded_with and self.transform is not None:
+            reseed_transform(self.transform, seed % 2**63)
+        self._seeded_with = seed
+
+    def _replace(self, **changes: Any) -> FileListDataset:
+        args = dict(
+            root=self.root, paths=self.paths, targets=self.targets, transform=self.transform,
+            bad_images=self.bad_images, file_ids=self.file_ids, replace_bad=self.replace_bad,
+        )
+        args.update(changes)
+        return FileListDataset(**args)
+
+    def subset(self, indices: Sequence[int] | np.ndarray) -> FileListDataset:
+        indices = np.asarray(indices, dtype=np.int64)
+        return self._replace(paths=self.paths[indices], targets=self.targets[indices], file_ids=self.file_ids[indices])
+
+    def with_transform(self, transform: Callable[..., dict[str, Any]] | None) -> FileListDataset:
+        return self._replace(transform=transform)
+
+    def for_evaluation(self) -> FileListDataset:
+        """Same files, but unreadable ones are dropped from batches instead of replaced."""
+        return self._replace(replace_bad=False)
