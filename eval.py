@@ -18,7 +18,7 @@ import lightning as L
 from hydra.utils import get_class, instantiate
 from omegaconf import DictConfig
 
-from callbacks.distributed import quiet_non_zero_ranks, use_hydra_job_command_for_ddp
+from callbacks.distributed import ignore_sync_dist_advice, quiet_non_zero_ranks, use_hydra_job_command_for_ddp
 from callbacks.wandb_logger import finish_wandb
 from train import build_callbacks, instantiate_group, log_config, metrics_of
 
@@ -49,6 +49,7 @@ def main(cfg: DictConfig) -> None:
     # trainer=ddp_sim|ddp: child ranks re-run this eval job (exact metrics: see datamodules/base.py)
     use_hydra_job_command_for_ddp(__file__)
     quiet_non_zero_ranks()
+    ignore_sync_dist_advice()
     try:
         evaluate(cfg)
     except BaseException:

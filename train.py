@@ -26,11 +26,19 @@ from hydra.types import RunMode
 from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf, open_dict
 
-from callbacks.distributed import global_rank, quiet_non_zero_ranks, use_hydra_job_command_for_ddp
+from callbacks.distributed import (
+    global_rank,
+    ignore_sync_dist_advice,
+    quiet_non_zero_ranks,
+    use_hydra_job_command_for_ddp,
+)
 from callbacks.metrics_summary import MetricsSummary
 from callbacks.sweep_summary import metric_direction, worst_value
 from callbacks.wandb_logger import finish_wandb
 from callbacks.wandb_resume import assign_wandb_run_id
+from lightning_modules.resolvers import register_resolvers
+
+register_resolvers()  # ${lv.mul:...} etc. in conf/ (before Hydra resolves anything)
 
 log = logging.getLogger("litvision")
 
@@ -150,6 +158,7 @@ def main(cfg: DictConfig) -> float | None:
     # DDP child ranks must re-run this job, not the command line (which may be a whole sweep)
     use_hydra_job_command_for_ddp(__file__)
     quiet_non_zero_ranks()
+    ignore_sync_dist_advice()
     hydra_cfg = hydra_settings()
     apply_sweep_group(cfg, hydra_cfg)
     try:

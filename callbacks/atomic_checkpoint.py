@@ -49,6 +49,21 @@ def atomic_torch_save(obj: Any, path: str | os.PathLike) -> None:
         stale.unlink(missing_ok=True)
 
 
+def write_text_atomic(path: str | os.PathLike, text: str) -> None:
+    """Small text files (run id, sweep summary, job status) the same way: whole or not at all."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=TMP_SUFFIX, dir=path.parent)
+    try:
+        with os.fdopen(fd, "w", newline="") as handle:
+            handle.write(text)
+        os.chmod(tmp, 0o666 & ~_umask())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
 def _umask() -> int:
     mask = os.umask(0o022)
     os.umask(mask)

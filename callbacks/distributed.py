@@ -101,3 +101,14 @@ def quiet_non_zero_ranks() -> None:
         return
     for handler in logging.getLogger().handlers:
         handler.setLevel(max(handler.level, logging.WARNING))
+
+
+def ignore_sync_dist_advice() -> None:
+    """Drop Lightning's "use sync_dist=True when logging on epoch level" advice under DDP.
+
+    Our epoch-level val/test values come from torchmetrics' ``compute()``, already synced
+    across ranks; ``sync_dist=True`` would add a collective per value (and Lightning's mean
+    truncates unequal integer sample counts). ``train/loss_epoch`` is deliberately rank 0's
+    running mean: syncing it would mean a collective on every training step.
+    """
+    warnings.filterwarnings("ignore", message=r".*when logging on epoch level in distributed setting.*")

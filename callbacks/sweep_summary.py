@@ -19,8 +19,6 @@ import io
 import json
 import logging
 import math
-import os
-import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -28,6 +26,8 @@ from hydra.core.utils import JobReturn, JobStatus
 from hydra.experimental.callback import Callback
 from hydra.types import RunMode
 from omegaconf import DictConfig, OmegaConf
+
+from callbacks.atomic_checkpoint import write_text_atomic
 
 log = logging.getLogger(__name__)
 STATUS_FILE = "job_status.json"
@@ -61,18 +61,6 @@ def _finite(value: Any) -> float | None:
     except (TypeError, ValueError):
         return None
     return number if math.isfinite(number) else None
-
-
-def _write_text_atomic(path: Path, text: str) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w", newline="") as handle:
-            handle.write(text)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
 
 
 def _split_override(override: str) -> tuple[str, str]:
@@ -169,8 +157,8 @@ def write_summary(sweep_dir: str | Path, direction: str) -> list[dict[str, Any]]
     rows = sort_rows(collect_rows(sweep_dir), direction)
     if rows:
         csv_text, md_text = render(rows, direction)
-        _write_text_atomic(Path(sweep_dir) / "summary.csv", csv_text)
-        _write_text_atomic(Path(sweep_dir) / "summary.md", md_text)
+        write_text_atomic(Path(sweep_dir) / "summary.csv", csv_text)
+        write_text_atomic(Path(sweep_dir) / "summary.md", md_text)
     return rows
 
 
@@ -205,7 +193,7 @@ class SweepSummary(Callback):
             "error": error,
             "output_dir": str(output_dir),
         }
-        _write_text_atomic(output_dir / STATUS_FILE, json.dumps(record, indent=2) + "\n")
+        write_text_atomic(output_dir / STATUS_FILE, json.dumps(record, indent=2) + "\n")
         if error:
             log.error("job %s FAILED (%s); the sweep goes on, see the summary", record["job_num"], error)
         write_summary(config.hydra.sweep.dir, metric_direction(record["optimized_metric"], config.hydra))

@@ -11,26 +11,22 @@ training resumes from a checkpoint in that dir, read back and passed as ``id`` w
 from __future__ import annotations
 
 import logging
-import os
-import tempfile
+import secrets
+import string
 from pathlib import Path
 
 from omegaconf import DictConfig, open_dict
+
+from callbacks.atomic_checkpoint import write_text_atomic
 
 log = logging.getLogger(__name__)
 RUN_ID_FILE = "wandb_run_id.txt"
 
 
-def _write_atomic(path: Path, text: str) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w") as handle:
-            handle.write(text + "\n")
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+def new_run_id() -> str:
+    """8 lowercase letters/digits, the shape of W&B's own ids (its generator is not public API)."""
+    alphabet = string.ascii_lowercase + string.digits
+    return "".join(secrets.choice(alphabet) for _ in range(8))
 
 
 def read_run_id(output_dir: str | Path) -> str | None:
@@ -57,11 +53,9 @@ def assign_wandb_run_id(cfg: DictConfig, resuming: bool, is_rank_zero: bool = Tr
         if run_id:
             log.info("W&B: resuming run id %s from %s", run_id, Path(cfg.paths.output_dir) / RUN_ID_FILE)
         else:
-            import wandb
-
-            run_id = wandb.util.generate_id()
+            run_id = new_run_id()
     if is_rank_zero:
-        _write_atomic(Path(cfg.paths.output_dir) / RUN_ID_FILE, run_id)
+        write_text_atomic(Path(cfg.paths.output_dir) / RUN_ID_FILE, run_id + "\n")
     with open_dict(node):
         node.id = run_id
         node.resume = "allow"

@@ -233,6 +233,8 @@ class ClassificationDataModule(L.LightningDataModule):
             pin_memory=self.pin_memory and torch.cuda.is_available(),
             persistent_workers=self.persistent_workers and self.num_workers > 0,
             drop_last=drop_last,
+            # a dataset may bring its own (e.g. FileListDataset drops unreadable eval images)
+            collate_fn=getattr(dataset, "collate_fn", None),
         )
 
     def _world(self) -> tuple[int, int]:

@@ -11,6 +11,7 @@ import os
 from collections.abc import Callable, Sequence
 from typing import Any
 
+import cv2
 import numpy as np
 import torch
 from torch.utils.data import Dataset, default_collate, get_worker_info
@@ -135,8 +136,13 @@ class FileListDataset(Dataset):
     def _reseed_in_new_worker(self) -> None:
         info = get_worker_info()
         seed = info.seed if info is not None else torch.initial_seed()
-        if seed != self._seeded_with and self.transform is not None:
+        if seed == self._seeded_with:
+            return
+        if self.transform is not None:
             reseed_transform(self.transform, seed % 2**63)
+        if info is not None:
+            # OpenCV's own thread pool only oversubscribes the cores the other workers use.
+            cv2.setNumThreads(1)
         self._seeded_with = seed
 
     def _replace(self, **changes: Any) -> FileListDataset:

@@ -10,7 +10,7 @@ import lightning as L
 import numpy as np
 import torch
 from torch import nn
-from torchmetrics import MaxMetric
+from torchmetrics import MaxMetric, MeanMetric
 
 from lightning_modules.metrics import eval_metrics, flatten_results, train_metrics
 
@@ -105,6 +105,10 @@ class ImageClassifier(L.LightningModule):
         self.val_acc_best = MaxMetric()
         # in the checkpoint, so a resumed run's val/acc_best remembers the epochs before the kill
         self.val_acc_best.persistent(True)
+        # val/test loss as a torchmetrics (sum of loss*n, sum of n), summed across ranks at epoch
+        # end: exact with unequal DDP shards, where Lightning's sync_dist mean truncates the
+        # integer sample count (fabric/utilities/distributed.py::_sync_ddp). NaN kept: it means divergence.
+        self.eval_loss = nn.ModuleDict({"val": MeanMetric(nan_strategy="disable"), "test": MeanMetric(nan_strategy="disable")})
         # Last computed per-split results (incl. confusion matrix) for callbacks to visualise.
         self.epoch_results: dict[str, dict[str, Any]] = {}
 
@@ -157,7 +161,9 @@ class ImageClassifier(L.LightningModule):
         # Plain cross-entropy for val/test loss, so it is comparable across training losses.
         loss = nn.functional.cross_entropy(logits, targets)
         metrics.update(logits, targets)
-        self.log(loss_key, loss, on_step=False, on_epoch=True, batch_size=len(targets), sync_dist=True)
+        loss_metric = self.eval_loss[loss_key.split("/")[0]]
+        loss_metric.update(loss.detach(), weight=len(targets))
+        self.log(loss_key, loss_metric, on_step=False, on_epoch=True)  # computed, synced, reset at epoch end
 
     def on_validation_epoch_end(self) -> None:
         flat = self._epoch_end(self.val_metrics, "val/")

@@ -17,7 +17,16 @@ from torchmetrics.classification import (
 
 def train_metrics(num_classes: int) -> MetricCollection:
     """Cheap running accuracies for the training split (per step, no per-class state)."""
-    return MetricCollection(_accuracies(num_classes), prefix="train/")
+    # compute_groups=False: see EVAL_COMPUTE_GROUPS (top-1 and top-5 can look alike on one rank)
+    return MetricCollection(_accuracies(num_classes), prefix="train/", compute_groups=False)
+
+
+# Explicit, not auto-detected: torchmetrics groups metrics whose states happen to be equal
+# after the FIRST update, which depends on each rank's first batch. Ranks with different
+# groups issue different all-reduces at compute() and the synced per-class numbers are
+# silently wrong under DDP (tests/test_ddp.py caught recall 0.67 for a class at 0.0).
+# recall/precision/F1 share one set of per-class stat scores, so they form one group.
+EVAL_COMPUTE_GROUPS = [["acc_top1"], ["acc_top5"], ["recall", "precision", "f1"], ["confmat"]]
 
 
 def eval_metrics(num_classes: int, prefix: str) -> MetricCollection:
@@ -29,7 +38,7 @@ def eval_metrics(num_classes: int, prefix: str) -> MetricCollection:
         f1=MulticlassF1Score(num_classes, average=None),
         confmat=MulticlassConfusionMatrix(num_classes),
     )
-    return MetricCollection(metrics, prefix=prefix)
+    return MetricCollection(metrics, prefix=prefix, compute_groups=EVAL_COMPUTE_GROUPS)
 
 
 def _accuracies(num_classes: int) -> dict:

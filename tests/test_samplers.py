@@ -2,12 +2,19 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import pytest
+from hydra import compose, initialize_config_dir
+from hydra.utils import instantiate
 from scipy.stats import chisquare
 from torch.utils.data import DataLoader, DistributedSampler
 
+from datamodules.cifar_pickle import write_fake_cifar
 from datamodules.samplers import ClassAwareSampler, ClassBalancedSampler, class_weights
+
+CONF_DIR = Path(__file__).resolve().parents[1] / "conf"
 
 # A long-tailed label array (head 500 ... tail 10), shuffled so classes are interleaved.
 COUNTS = np.array([500, 240, 120, 60, 25, 10])
@@ -152,3 +159,25 @@ def test_bad_arguments_fail_clearly() -> None:
         ClassBalancedSampler(np.array([0.5, 1.0]))
     # one process, no seed: allowed (nothing to agree on)
     assert len(ClassAwareSampler(TARGETS, seed=None)) == len(TARGETS)
+
+
+@pytest.mark.parametrize(
+    "option, expected", [("none", None), ("class_balanced", ClassBalancedSampler), ("class_aware", ClassAwareSampler)]
+)
+def test_sampler_configs_reach_the_train_loader(tmp_path, option: str, expected: type | None) -> None:
+    """The ``sampler=`` group, as composed by Hydra, drives the train loader only."""
+    write_fake_cifar(tmp_path, n_train_per_class=20, n_test_per_class=2)
+    with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
+        overrides = [f"sampler={option}", f"dataset.data_dir={tmp_path}", "dataset.imbalance_factor=5",
+                     "dataset.num_workers=0", "dataset.download=false", "seed=3"]
+        cfg = compose("train", overrides=overrides)
+    datamodule = instantiate(cfg.dataset)
+    datamodule.setup("fit")
+    sampler = datamodule.train_dataloader().sampler
+    assert len(sampler) == len(datamodule.splits.train)
+    if expected is None:  # sampler=none (empty node): plain shuffling, no re-balancing
+        assert not isinstance(sampler, (ClassBalancedSampler, ClassAwareSampler))
+    else:
+        assert type(sampler) is expected
+        assert sampler.seed == 3 and sampler.num_replicas == 1
+    assert not isinstance(datamodule.val_dataloader().sampler, (ClassBalancedSampler, ClassAwareSampler))

@@ -1,0 +1,172 @@
+"""Any image dataset stored as class folders: ``root/{train,val,test}/<class>/<image>``."""
+
+from __future__ import annotations
+
+import logging
+import os
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from datamodules.base import ClassificationDataModule, Splits
+from datamodules.decode import POLICIES, BadImageLog, BadImagePolicy
+from datamodules.file_dataset import FileListDataset
+from datamodules.file_index import IMAGE_EXTENSIONS, FileIndex, IndexCache, cached_index, digest, scan_class_folders
+from datamodules.splits import stratified_split
+
+log = logging.getLogger(__name__)
+
+SPLIT_SOURCES = ("val", "test", "holdout")
+
+
+def default_num_workers(devices_per_node: int) -> int:
+    """Usable CPU cores per device on this node, minus one for the device's main process (max 16).
+
+    Past ~16 workers per GPU a JPEG pipeline is limited by storage, not by decoding.
+    """
+    try:
+        cpus = len(os.sched_getaffinity(0))  # respects taskset/cgroup CPU limits
+    except AttributeError:  # macOS, Windows
+        cpus = os.cpu_count() or 1
+    return max(1, min(16, cpus // max(1, devices_per_node) - 1))
+
+
+class ClassFolderDataModule(ClassificationDataModule):
+    """Images in class folders: ``root/train/<class>/*``, ``root/val/<class>/*`` (and ``root/test/<class>/*``).
+
+    Class index = position of the folder name in the sorted training folders. The file index
+    is built once and cached (see :mod:`datamodules.file_index`); decoding is robust and uses
+    reduced-size JPEG decoding where the augmentation allows (:mod:`datamodules.jpeg_pipeline`).
+
+    Args:
+        data_dir: the root holding ``train/`` (and ``val/``, ``test/`` as used).
+        val_split / test_split: which data validates and which tests; there is no default,
+            the choice changes what the numbers mean. ``val`` = ``root/val``, ``test`` =
+            ``root/test``, ``holdout`` = a stratified ``val_fraction`` of ``root/train``
+            (removed from training, fixed by ``split_seed``).
+        num_workers: loader processes per device, or ``auto`` (:func:`default_num_workers`).
+        on_bad_image: ``skip`` (default: an unreadable file is logged once, counted, and
+            replaced in training / dropped in evaluation) or ``raise`` (stop with its path).
+        index_cache_dir: where file indices are cached; None = ``<data_dir>/.litvision_index``
+            if writable, else ``~/.cache/litvision/index``.
+        extensions: file extensions counted as images (case-insensitive).
+        progress: show a progress bar while indexing.
+        **kwargs: see :class:`~datamodules.base.ClassificationDataModule`.
+    """
+
+    def __init__(
+        self,
+        data_dir: str,
+        val_split: str,
+        test_split: str,
+        num_workers: int | str = "auto",
+        on_bad_image: BadImagePolicy = "skip",
+        index_cache_dir: str | None = None,
+        extensions: Sequence[str] = IMAGE_EXTENSIONS,
+        progress: bool = True,
+        **kwargs: Any,
+    ) -> None:
+        super().__init__(data_dir=data_dir, num_workers=num_workers, **kwargs)
+        for name, value in (("val_split", val_split), ("test_split", test_split)):
+            if value not in SPLIT_SOURCES:
+                raise ValueError(f"{name} must be one of {SPLIT_SOURCES}, got {value!r}")
+        if on_bad_image not in POLICIES:
+            raise ValueError(f"on_bad_image must be one of {POLICIES}, got {on_bad_image!r}")
+        if num_workers not in ("auto", None) and (not isinstance(num_workers, int) or num_workers < 0):
+            raise ValueError(f"num_workers must be an int >= 0 or 'auto', got {num_workers!r}")
+        self.val_split = val_split
+        self.test_split = test_split
+        self.on_bad_image = on_bad_image
+        self.index_cache_dir = index_cache_dir
+        self.extensions = tuple(e.lower() if e.startswith(".") else f".{e.lower()}" for e in extensions)
+        self.progress = progress
+        self._indices: dict[str, FileIndex] = {}
+        self._pools: dict[str, FileListDataset] = {}
+
+    # ---- where the files are (subclasses override) -------------------------------------
+    @property
+    def image_root(self) -> Path:
+        return Path(self.data_dir).expanduser()
+
+    def split_dir(self, split: str) -> Path:
+        return self.image_root / split
+
+    def build_index(self, split: str) -> FileIndex:
+        """Index ``root/<split>/<class>/*``; val/test folders are labelled in train's class space."""
+        split_dir = self.split_dir(split)
+        if not split_dir.is_dir():
+            raise FileNotFoundError(
+                f"{split_dir} does not exist. Expected {split_dir}/<class>/<image>; check dataset.data_dir "
+                f"or choose another source with dataset.val_split / dataset.test_split ({SPLIT_SOURCES})."
+            )
+        classes = None if split == "train" else self.index("train").classes
+        return cached_index(
+            self.index_cache(),
+            f"class_folders:{split_dir.resolve()}",
+            lambda: scan_class_folders(split_dir, classes, self.extensions, self.progress),
+            extra=digest(classes or []) + f"|{self.extensions}",
+        )
+
+    # ---- indices, pools, splits --------------------------------------------------------
+    def index_cache(self) -> IndexCache:
+        return IndexCache(self.index_cache_dir, self.image_root)
+
+    def index(self, split: str) -> FileIndex:
+        if split not in self._indices:
+            self._indices[split] = self.build_index(split)
+        return self._indices[split]
+
+    def needed_splits(self) -> list[str]:
+        return ["train"] + sorted({s for s in (self.val_split, self.test_split) if s != "holdout"})
+
+    def prepare_data(self) -> None:
+        """Index (or check the cached indices of) every split the run uses, once per node."""
+        for split in self.needed_splits():
+            self.index(split)
+
+    def load_class_names(self) -> list[str]:
+        return self.index("train").classes
+
+    def pool(self, split: str) -> FileListDataset:
+        """All images of ``split``, without transforms, sharing one bad-image log."""
+        if split not in self._pools:
+            index = self.index(split)
+            self._pools[split] = FileListDataset(
+                index.root, index.paths, index.labels, bad_images=BadImageLog(len(index), self.on_bad_image, split)
+            )
+        return self._pools[split]
+
+    def build_splits(self) -> Splits:
+        train = self.pool("train")
+        holdout = None
+        if "holdout" in (self.val_split, self.test_split):
+            train_idx, holdout_idx = stratified_split(train.targets, self.val_fraction, self.split_seed)
+            if len(holdout_idx) == 0:
+                raise ValueError(
+                    f"val_fraction={self.val_fraction} holds out no image of {len(train)} (rounded per "
+                    "class); raise dataset.val_fraction or use val_split=val"
+                )
+            train, holdout = train.subset(train_idx), train.subset(holdout_idx).for_evaluation()
+
+        def source(name: str) -> FileListDataset:
+            return holdout if name == "holdout" else self.pool(name).for_evaluation()
+
+        val = source(self.val_split)
+        test = val if self.test_split == self.val_split else source(self.test_split)
+        if self.test_split == self.val_split:
+            log.warning(
+                "val_split and test_split are both %r: checkpoint selection sees the test images, so "
+                "test metrics are not an independent estimate (the usual ImageNet convention).", self.val_split,
+            )
+        return Splits(train=train, val=val, test=test)
+
+    def setup(self, stage: str | None = None) -> None:
+        if self.num_workers in ("auto", None):
+            trainer = getattr(self, "trainer", None)
+            self.num_workers = default_num_workers(trainer.num_devices if trainer is not None else 1)
+            log.info("num_workers=auto: %d loader processes per device", self.num_workers)
+        super().setup(stage)
+
+    def bad_image_counts(self) -> dict[str, int]:
+        """Unreadable files met so far, per split (the epoch log reports these)."""
+        return {split: pool.bad_images.count() for split, pool in self._pools.items()}

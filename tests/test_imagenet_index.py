@@ -1,0 +1,193 @@
+"""ImageNet file indices: val layouts, labels, class names, and the index cache."""
+
+from __future__ import annotations
+
+import os
+
+import numpy as np
+import pytest
+from imagenet_trees import age_tree, build_train, build_val, generated_samples, real_samples, write_devkit
+
+from datamodules.imagenet import ImageNetDataModule
+from datamodules.imagenet_index import read_devkit
+
+LAYOUTS = ("folders", "kaggle", "devkit")
+
+
+def datamodule(root, **kwargs) -> ImageNetDataModule:
+    kwargs.setdefault("val_split", "val")
+    kwargs.setdefault("test_split", "val")
+    return ImageNetDataModule(str(root), batch_size=4, num_workers=0, progress=False, **kwargs)
+
+
+def val_labels(dm: ImageNetDataModule) -> dict[str, int]:
+    """Val file name -> class index, whatever the layout's folder structure."""
+    index = dm.index("val")
+    return {os.path.basename(p): int(label) for p, label in zip(index.names(), index.labels)}
+
+
+def build_all_layouts(tmp_path, samples):
+    roots = {}
+    for layout in LAYOUTS:
+        root = tmp_path / layout
+        build_train(root, samples)
+        truth = build_val(root, samples, layout)
+        roots[layout] = root
+    return roots, truth
+
+
+@pytest.mark.parametrize("source", ["real", "generated"])
+def test_val_layouts_give_identical_labels(tmp_path, source):
+    samples = real_samples() if source == "real" else generated_samples(tmp_path / "gen", num_classes=7, per_class=2)
+    roots, truth = build_all_layouts(tmp_path, samples)
+    wnids = sorted({w for w, _ in samples})
+    expected = {name: wnids.index(wnid) for name, wnid in truth.items()}  # standard index: sorted wnids
+    for layout, root in roots.items():
+        dm = datamodule(root)
+        assert dm.index("train").classes == wnids
+        assert val_labels(dm) == expected, layout
+        # train labels follow the class folders
+        train = dm.index("train")
+        assert all(wnids[label] == path.split("/")[0] for path, label in zip(train.names(), train.labels))
+
+
+def test_devkit_id_order_is_mapped_through_the_wnid(tmp_path):
+    samples = generated_samples(tmp_path / "gen", num_classes=5)
+    root = tmp_path / "tree"
+    build_train(root, samples)
+    build_val(root, samples, "devkit")
+    stems, names = read_devkit(root / "ILSVRC2012_devkit_t12")
+    gt = (root / "ILSVRC2012_devkit_t12/data/ILSVRC2012_validation_ground_truth.txt").read_text().split()
+    # IDs differ from sorted-wnid positions + 1, yet the labels come out as the sorted-wnid index
+    wnids = sorted(w for w, _ in samples)
+    assert any(int(i) != wnids.index(stems[f"ILSVRC2012_val_{k + 1:08d}"]) + 1 for k, i in enumerate(gt))
+    assert len(names) == 5  # inner WordNet nodes (num_children > 0) are not classes
+
+
+def test_class_names_are_readable_and_reach_the_metric_keys(tmp_path):
+    samples = real_samples()
+    root = tmp_path / "tree"
+    build_train(root, samples)
+    build_val(root, samples, "folders")
+    dm = datamodule(root)
+    names = dm.class_names
+    assert len(names) == 1000 and names[:3] == ["tench", "goldfish", "great_white_shark"]
+    # names match the sample files <wnid>_<name>.JPEG, in sorted-wnid order
+    assert names == [p.name.split("_", 1)[1].rsplit(".", 1)[0] for _, p in samples]
+    from lightning_modules.metrics import unique_metric_names
+
+    keys = unique_metric_names(names)
+    assert len(set(keys)) == 1000 and "crane_134" in keys  # two different 'crane' classes
+
+
+def test_unknown_generated_wnids_fall_back_to_devkit_names(tmp_path):
+    samples = generated_samples(tmp_path / "gen", num_classes=3)
+    root = tmp_path / "tree"
+    build_train(root, samples)
+    build_val(root, samples, "devkit")
+    assert datamodule(root).class_names == [f"name of n9{c:07d}" for c in range(3)]
+
+
+def test_val_image_without_label_is_an_error(tmp_path):
+    samples = generated_samples(tmp_path / "gen", num_classes=3)
+    root = tmp_path / "tree"
+    build_train(root, samples)
+    build_val(root, samples, "kaggle")
+    (root / "val" / "ILSVRC2012_val_00000099.JPEG").write_bytes(b"")
+    with pytest.raises(ValueError, match="no label"):
+        datamodule(root).index("val")
+
+
+def test_missing_val_labels_explain_the_layouts(tmp_path):
+    samples = generated_samples(tmp_path / "gen", num_classes=2)
+    root = tmp_path / "tree"
+    build_train(root, samples)
+    (root / "val").mkdir()
+    with pytest.raises(FileNotFoundError, match="LOC_val_solution.csv"):
+        datamodule(root).index("val")
+
+
+def test_val_class_folder_not_in_train_is_an_error(tmp_path):
+    samples = generated_samples(tmp_path / "gen", num_classes=3)
+    root = tmp_path / "tree"
+    build_train(root, samples)
+    build_val(root, samples, "folders")
+    (root / "val" / "n99999999").mkdir()
+    with pytest.raises(ValueError, match="n99999999"):
+        datamodule(root).index("val")
+
+
+def forbid_directory_walks(monkeypatch):
+    def refuse(*args, **kwargs):
+        raise AssertionError(f"directory listed on a cached start: {args}")
+
+    for name in ("scandir", "walk", "listdir"):
+        monkeypatch.setattr(os, name, refuse)
+
+
+@pytest.mark.parametrize("layout", LAYOUTS)
+def test_index_cache_is_used_on_second_start_and_rebuilt_when_a_file_is_added(tmp_path, monkeypatch, layout):
+    samples = generated_samples(tmp_path / "gen", num_classes=4, per_class=2)
+    root = tmp_path / "tree"
+    build_train(root, samples)
+    build_val(root, samples, layout)
+    age_tree(root)
+
+    first = datamodule(root)
+    first.prepare_data()
+    first.setup("fit")
+    assert (root / ".litvision_index").is_dir()
+
+    with monkeypatch.context() as patch:
+        forbid_directory_walks(patch)
+        second = datamodule(root)
+        second.prepare_data()
+        second.setup("fit")
+    for split in ("train", "val"):
+        assert second.index(split).names() == first.index(split).names()
+        assert np.array_equal(second.index(split).labels, first.index(split).labels)
+    assert second.class_names == first.class_names
+
+    # add a training image: its class folder's mtime changes, the next start re-indexes
+    wnid, src = samples[0]
+    (root / "train" / wnid / "added.JPEG").write_bytes(src.read_bytes())
+    third = datamodule(root)
+    names = third.index("train").names()
+    assert f"{wnid}/added.JPEG" in names and len(names) == len(samples) + 1
+
+
+def test_index_cache_location_can_be_chosen(tmp_path):
+    samples = generated_samples(tmp_path / "gen", num_classes=2)
+    root = tmp_path / "tree"
+    build_train(root, samples)
+    build_val(root, samples, "folders")
+    age_tree(root)
+    cache = tmp_path / "cache"
+    datamodule(root, index_cache_dir=str(cache)).prepare_data()
+    assert len(list(cache.glob("index-*.npz"))) == 2 and not (root / ".litvision_index").exists()
+
+
+def test_holdout_split_is_stratified_and_removed_from_training(tmp_path):
+    samples = generated_samples(tmp_path / "gen", num_classes=4, per_class=10)
+    root = tmp_path / "tree"
+    build_train(root, samples)
+    build_val(root, samples[:4], "folders")
+    dm = datamodule(root, val_split="holdout", test_split="val", val_fraction=0.2)
+    dm.setup("fit")
+    assert len(dm.splits.val) == 8 and len(dm.splits.train) == 32 and len(dm.splits.test) == 4
+    assert np.bincount(dm.splits.val.targets).tolist() == [2, 2, 2, 2]
+    train_files = {dm.splits.train.path(i) for i in range(len(dm.splits.train))}
+    assert not train_files & {dm.splits.val.path(i) for i in range(len(dm.splits.val))}
+
+
+def test_split_choice_is_validated(tmp_path):
+    with pytest.raises(ValueError, match="not public"):
+        ImageNetDataModule(str(tmp_path), val_split="val", test_split="test")
+    with pytest.raises(ValueError, match="val_split"):
+        ImageNetDataModule(str(tmp_path), val_split="train", test_split="val")
+
+
+def test_devkit_writer_makes_a_non_sorted_id_order(tmp_path):
+    wnids = [f"n0000000{k}" for k in range(6)]
+    ids = write_devkit(tmp_path / "devkit", wnids, np.random.default_rng(0))
+    assert [ids[w] for w in sorted(wnids)] != list(range(1, 7))
