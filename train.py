@@ -29,6 +29,7 @@ from omegaconf import DictConfig, OmegaConf, open_dict
 from callbacks.distributed import (
     global_rank,
     ignore_sync_dist_advice,
+    isolated_ddp_job,
     quiet_non_zero_ranks,
     use_hydra_job_command_for_ddp,
 )
@@ -162,7 +163,8 @@ def main(cfg: DictConfig) -> float | None:
     hydra_cfg = hydra_settings()
     apply_sweep_group(cfg, hydra_cfg)
     try:
-        metrics = train(cfg)
+        with isolated_ddp_job():  # the next job of a sweep starts a fresh process group
+            metrics = train(cfg)
     except BaseException:
         finish_wandb(exit_code=1)  # the W&B run is marked failed; the sweep summary marks the job FAILED
         raise

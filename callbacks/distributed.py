@@ -25,8 +25,11 @@ from __future__ import annotations
 
 import functools
 import logging
+import os
 import sys
 import warnings
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 log = logging.getLogger(__name__)
@@ -86,6 +89,35 @@ def use_hydra_job_command_for_ddp(script: str | Path) -> None:
         )
         return
     subprocess_script._hydra_subprocess_cmd = functools.partial(hydra_job_command, script)
+
+
+# Set by Lightning's subprocess launcher in the launching process (and left there).
+_LAUNCH_ENV = ("MASTER_ADDR", "MASTER_PORT", "NODE_RANK", "LOCAL_RANK", "WORLD_SIZE")
+
+
+@contextmanager
+def isolated_ddp_job() -> Iterator[None]:
+    """Give every job of a sweep its own DDP process group and rendezvous.
+
+    Lightning leaves the process group initialised and MASTER_PORT & co. set after a run.
+    In a multirun the next job in the same process would then reuse a group whose other
+    ranks have exited ("Connection closed by peer"). On exit this destroys the group and
+    restores the launch variables to what they were before the job (so values set by
+    SLURM or torchrun stay untouched).
+    """
+    saved = {name: os.environ.get(name) for name in _LAUNCH_ENV}
+    try:
+        yield
+    finally:
+        import torch.distributed as dist
+
+        if dist.is_available() and dist.is_initialized():
+            dist.destroy_process_group()
+        for name, value in saved.items():
+            if value is None:
+                os.environ.pop(name, None)
+            else:
+                os.environ[name] = value
 
 
 def global_rank() -> int:

@@ -178,7 +178,9 @@ class SweepSummary(Callback):
         error = None
         value = None
         if job_return.status == JobStatus.COMPLETED:
-            value = _finite(job_return.return_value)
+            raw = job_return.return_value
+            # JSON has no inf/NaN: a diverged job's "inf"/"-inf" is kept as text
+            value = _finite(raw) if raw is None or _finite(raw) is not None else str(raw)
         else:
             # ``_return_value`` holds the exception (``return_value`` would re-raise it)
             exc = job_return._return_value

@@ -186,9 +186,21 @@ class BadImageLog:
         self.policy = policy
         self.name = name
         self.flags = torch.zeros(max(num_files, 1), dtype=torch.uint8).share_memory_()
+        self._view: np.ndarray | None = None
+
+    def __getstate__(self) -> dict:
+        # The tensor travels to worker processes as shared memory; a numpy view would be copied.
+        return {**self.__dict__, "_view": None}
+
+    @property
+    def view(self) -> np.ndarray:
+        """numpy view of the shared flags (indexing it is ~100x cheaper than indexing the tensor)."""
+        if self._view is None:
+            self._view = self.flags.numpy()
+        return self._view
 
     def is_bad(self, file_id: int) -> bool:
-        return bool(self.flags[file_id])
+        return bool(self.view[file_id])
 
     def record(self, file_id: int, path: str, reason: str) -> None:
         """Apply the policy to a file that failed to decode."""
@@ -197,8 +209,8 @@ class BadImageLog:
                 f"{path}: {reason}. Remove or replace the file, or set dataset.on_bad_image=skip "
                 "to skip unreadable images (they are counted and logged once)."
             )
-        if not self.flags[file_id]:
-            self.flags[file_id] = 1
+        if not self.view[file_id]:
+            self.view[file_id] = 1
             log.warning("skipping unreadable image %s: %s (reported once per file)", path, reason)
 
     def count(self) -> int:

@@ -19,7 +19,6 @@ output resolution:
 
 from __future__ import annotations
 
-import math
 from collections.abc import Callable
 from typing import Any
 
@@ -56,17 +55,13 @@ class SamplePipeline:
         self.transform = transform
         self.mode = "full"
         self.first = None
-        self.rest = None
+        self.rest: list = []
         if _plain_compose(transform):
             first = transform.transforms[0]
             if isinstance(first, A.RandomResizedCrop) and _always_applied(first):
                 self.mode, self.first = "random_resized_crop", first
-                rest = list(transform.transforms[1:])
-                # A new Compose re-seeds its children; keep their random state as it was.
-                states = [(t.random_generator, t.py_random) for t in rest]
-                self.rest = A.Compose(rest, p=1.0) if rest else None
-                for t, (gen, py) in zip(rest, states):
-                    t.random_generator, t.py_random = gen, py
+                # Applied one by one: Compose's per-call validation would cost more than a flip.
+                self.rest = list(transform.transforms[1:])
             elif isinstance(first, (A.SmallestMaxSize, A.LongestMaxSize, A.Resize)) and _always_applied(first):
                 self.mode, self.first = "resize_first", first
 
@@ -115,7 +110,9 @@ class SamplePipeline:
         ):
             interpolation = cv2.INTER_AREA
         image = cv2.resize(crop, (out_w, out_h), interpolation=interpolation)
-        return self._apply(self.rest, image)
+        for transform in self.rest:
+            image = transform(image=image)["image"]
+        return image
 
 
 def _max_size(transform: Any) -> int | None:

@@ -35,7 +35,8 @@ class ImageClassifier(L.LightningModule):
             plain cross-entropy.
         weight_decay_norm_bias: apply weight decay to norm and bias parameters too; False
             (the usual recipe) puts them in a zero-decay group.
-        channels_last: use NHWC memory layout ("auto": only on CUDA, where it is faster).
+        channels_last: use NHWC memory layout for 4-D inputs ("auto": on CUDA and CPU, where
+            cuDNN and oneDNN convolutions are faster in NHWC: ~17% per step for ResNet-9 here).
         compile: wrap the backbone in ``torch.compile``.
     """
 
@@ -105,9 +106,9 @@ class ImageClassifier(L.LightningModule):
         self.val_acc_best = MaxMetric()
         # in the checkpoint, so a resumed run's val/acc_best remembers the epochs before the kill
         self.val_acc_best.persistent(True)
-        # val/test loss as a torchmetrics (sum of loss*n, sum of n), summed across ranks at epoch
-        # end: exact with unequal DDP shards, where Lightning's sync_dist mean truncates the
-        # integer sample count (fabric/utilities/distributed.py::_sync_ddp). NaN kept: it means divergence.
+        # val/test loss as torchmetrics (sum of losses, count), summed across ranks at epoch end:
+        # exact with unequal DDP shards, where Lightning's sync_dist mean truncates the integer
+        # sample count (fabric/utilities/distributed.py::_sync_ddp). NaN kept: it means divergence.
         self.eval_loss = nn.ModuleDict({"val": MeanMetric(nan_strategy="disable"), "test": MeanMetric(nan_strategy="disable")})
         # Last computed per-split results (incl. confusion matrix) for callbacks to visualise.
         self.epoch_results: dict[str, dict[str, Any]] = {}
@@ -119,18 +120,28 @@ class ImageClassifier(L.LightningModule):
 
     # ---- steps ------------------------------------------------------------------------
     def forward(self, images: torch.Tensor) -> torch.Tensor:
+        if self._nhwc and images.ndim == 4:
+            images = images.contiguous(memory_format=torch.channels_last)
         return self.net(images)
 
+    @property
+    def _nhwc(self) -> bool:
+        setting = self.hparams.channels_last
+        return self.device.type in ("cuda", "cpu") if setting == "auto" else bool(setting)
+
     def on_fit_start(self) -> None:
-        use_nhwc = self.hparams.channels_last
-        if use_nhwc == "auto":
-            use_nhwc = self.device.type == "cuda"
-        if use_nhwc:
-            self.net.to(memory_format=torch.channels_last)
+        self._set_memory_format()
         if self.hparams.compile and not isinstance(self.net, torch._dynamo.eval_frame.OptimizedModule):
             self.net = torch.compile(self.net)
         if hasattr(self.criterion, "on_epoch_start"):
             self.criterion.on_epoch_start(self.current_epoch)
+
+    def on_test_start(self) -> None:
+        self._set_memory_format()
+
+    def _set_memory_format(self) -> None:
+        if self._nhwc:
+            self.net.to(memory_format=torch.channels_last)
 
     def on_train_epoch_start(self) -> None:
         # Losses with a schedule (deferred re-weighting) switch on at a given epoch.
@@ -157,12 +168,15 @@ class ImageClassifier(L.LightningModule):
 
     def _eval_step(self, batch, metrics, loss_key: str) -> None:
         images, targets = batch
+        if len(targets) == 0:  # every image of this batch was unreadable (on_bad_image=skip)
+            return
         logits = self(images)
         # Plain cross-entropy for val/test loss, so it is comparable across training losses.
-        loss = nn.functional.cross_entropy(logits, targets)
+        # Per-sample values, unweighted: torchmetrics ignores `weight` with nan_strategy="disable".
+        losses = nn.functional.cross_entropy(logits, targets, reduction="none")
         metrics.update(logits, targets)
         loss_metric = self.eval_loss[loss_key.split("/")[0]]
-        loss_metric.update(loss.detach(), weight=len(targets))
+        loss_metric.update(losses.detach())
         self.log(loss_key, loss_metric, on_step=False, on_epoch=True)  # computed, synced, reset at epoch end
 
     def on_validation_epoch_end(self) -> None:

@@ -9,6 +9,8 @@ a single-process ``eval.py`` of the same checkpoint.
 from __future__ import annotations
 
 import math
+import os
+import socket
 from pathlib import Path
 
 import pytest
@@ -79,3 +81,52 @@ def test_unpadded_eval_sampler_counts_every_image_once(odd_cifar_root: Path) -> 
         assert isinstance(loader.sampler, torch.utils.data.DistributedSampler)  # Lightning will not re-wrap it
         seen += list(loader.sampler)
     assert sorted(seen) == list(range(15))
+
+
+# ---- the metric collections alone, 2 gloo processes (fast) -------------------------------
+# Labels/predictions chosen so that rank 0's first batch is all correct and rank 1's is not:
+# torchmetrics' automatic compute groups then differ between ranks (top-1 states equal top-5
+# states on rank 0 only) and the synced per-class recall came out 0.67 instead of 0.0.
+LABELS = [2, 0, 0, 1, 0, 1, 1, 4, 3, 3, 3, 2, 4, 2, 4]
+PREDICTED = [2, 0, 0, 1, 0, 1, 1, 1, 3, 3, 3, 2, 1, 2, 1]
+
+
+def _eval_split(rank: int, world_size: int) -> dict[str, float]:
+    from lightning_modules.metrics import eval_metrics, flatten_results
+
+    metrics = eval_metrics(5, "test/")
+    labels, predicted = torch.tensor(LABELS), torch.tensor(PREDICTED)
+    indices = torch.arange(rank, len(LABELS), world_size)  # the unpadded split: 8 and 7 items
+    for chunk in indices.split(4):
+        metrics.update(torch.nn.functional.one_hot(predicted[chunk], 5).float(), labels[chunk])
+    return flatten_results(metrics.compute(), "test/", CLASSES)
+
+
+def _worker(rank: int, port: int, out_dir: str) -> None:
+    import json
+
+    import torch.distributed as dist
+
+    os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port))
+    dist.init_process_group("gloo", rank=rank, world_size=2)
+    try:
+        results = _eval_split(rank, 2)
+    finally:
+        dist.destroy_process_group()
+    Path(out_dir, f"rank{rank}.json").write_text(json.dumps(results))
+
+
+def test_eval_metric_collections_sync_exactly_across_ranks(tmp_path: Path) -> None:
+    import json
+
+    import torch.multiprocessing as mp
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    mp.spawn(_worker, args=(port, str(tmp_path)), nprocs=2, join=True)
+    single = _eval_split(0, 1)
+    assert single["test/recall/e"] == 0.0 and single["test/acc_top1"] == pytest.approx(12 / 15)
+    for rank in (0, 1):
+        synced = json.loads((tmp_path / f"rank{rank}.json").read_text())
+        assert synced == single, rank

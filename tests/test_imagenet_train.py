@@ -80,10 +80,10 @@ def test_resnets_match_the_reference_parameter_counts(name, params):
 
 def test_zero_init_residual_makes_blocks_start_as_identity():
     net = build_backbone("resnet50", num_classes=10, zero_init_residual=True)
-    assert all(float(block.bn3.weight.abs().sum()) == 0 for block in net.layer1)
+    assert all(float(block.bn3.weight.detach().abs().sum()) == 0 for block in net.layer1)
 
 
-def awkward_tree(tmp_path, workers_root: Path | None = None) -> Path:
+def awkward_tree(tmp_path) -> Path:
     """Generated class-folder tree with the awkward files in train/ and val/ (and test/)."""
     samples = generated_samples(tmp_path / "gen", num_classes=3, per_class=3)
     root = tmp_path / "tree"
@@ -187,3 +187,45 @@ def test_train_py_with_awkward_files_and_workers_finishes(tmp_path):
     assert "unreadable image(s) skipped so far" in result.stderr + result.stdout
     metrics = json.loads((run_dir / "metrics.json").read_text())
     assert "test/acc_top1" in metrics
+
+
+def test_an_eval_batch_of_only_unreadable_images_is_skipped(tmp_path):
+    """A val batch whose every file is unreadable becomes an empty batch that counts nothing."""
+    import functools
+
+    import lightning as L
+    from albumentations import Compose, Resize
+
+    from lightning_modules.classifier import ImageClassifier
+
+    samples = generated_samples(tmp_path / "gen", num_classes=3, per_class=2)
+    root = tmp_path / "tree"
+    build_train(root, samples)
+    build_val(root, samples, "folders")
+    wnid = samples[0][0]
+    (root / "val" / wnid / "A_empty.JPEG").write_bytes(b"")  # sorted first: one whole batch of 2
+    (root / "val" / wnid / "A_truncated.JPEG").write_bytes(bad_image_bytes()["truncated"])
+    resize = Compose([Resize(32, 32)])
+    dm = ClassFolderDataModule(str(root), val_split="val", test_split="val", batch_size=2, num_workers=0,
+                               progress=False, train_transform=resize, eval_transform=resize,
+                               normalize={"mean": [0.5] * 3, "std": [0.25] * 3})
+    model = ImageClassifier(functools.partial(build_backbone, "small_cnn", width=8))
+    trainer = L.Trainer(max_epochs=1, accelerator="cpu", logger=False, enable_checkpointing=False,
+                        enable_progress_bar=False, num_sanity_val_steps=0, enable_model_summary=False)
+    trainer.fit(model, datamodule=dm)
+    confmat = model.epoch_results["val"]["confmat"]
+    assert int(confmat.sum()) == 6  # the 6 readable val images, each counted once
+    assert dm.bad_image_counts()["val"] == 2
+
+
+def test_class_folder_config_instantiates(tmp_path):
+    samples = generated_samples(tmp_path / "gen", num_classes=2, per_class=2)
+    root = tmp_path / "tree"
+    build_train(root, samples)
+    build_val(root, samples, "folders")
+    cfg = composed(["dataset=class_folder", f"dataset.data_dir={root}", "augmentation=imagenet",
+                    "dataset.num_workers=0", "dataset.progress=false"])
+    dm = instantiate(cfg.dataset)
+    dm.setup("fit")
+    images, labels = next(iter(dm.val_dataloader()))
+    assert images.shape[1:] == (3, 224, 224) and dm.class_names == ["n90000000", "n90000001"]

@@ -1,0 +1,47 @@
+"""Optuna sweeps through hparams_search=cifar10_optuna: best value reported, NaN trials survive."""
+
+from __future__ import annotations
+
+import csv
+import json
+import math
+from pathlib import Path
+
+import yaml
+
+from tests.run_helpers import read_metrics, run_script
+from train import optimized_value
+
+TINY = ["model=small_cnn", "model.backbone.width=8", "dataset.num_workers=0", "dataset.batch_size=16", "trainer.max_epochs=1"]
+
+
+def test_optuna_sweep_of_3_trials_survives_a_nan_trial(fake_cifar_root: Path, tmp_path: Path) -> None:
+    sweep_dir = tmp_path / "optuna"
+    # Grid sampler: each of the 3 learning rates runs exactly once; lr=1e9 diverges (NaN val/loss).
+    run_script(
+        "train.py", "-m", "hparams_search=cifar10_optuna", "hydra/sweeper/sampler=grid", "hydra.sweeper.params=null",
+        "optimizer.lr=choice(0.05,0.02,1e9)", "optimized_metric=val/loss", "hydra.sweeper.direction=minimize",
+        f"dataset.data_dir={fake_cifar_root}", "logger=csv", f"hydra.sweep.dir={sweep_dir}", *TINY, timeout=500,
+    )
+    jobs = {int(p.name): json.loads((p / "job_status.json").read_text()) for p in sweep_dir.iterdir() if p.name.isdigit()}
+    assert sorted(jobs) == [0, 1, 2]
+    lrs = {num: dict(o.split("=", 1) for o in job["overrides"])["optimizer.lr"] for num, job in jobs.items()}
+    diverged = next(num for num, lr in lrs.items() if float(lr) == 1e9)
+    assert read_metrics(sweep_dir / str(diverged))["val/loss"] is None  # NaN, stored as null
+    assert jobs[diverged]["return_value"] == "inf"  # the worst value for `minimize`, not NaN
+
+    finite = {num: read_metrics(sweep_dir / str(num))["val/loss"] for num in jobs if num != diverged}
+    best = yaml.safe_load((sweep_dir / "optimization_results.yaml").read_text())
+    assert math.isfinite(best["best_value"])
+    assert best["best_value"] == min(finite.values())
+    assert float(best["best_params"]["optimizer.lr"]) == float(lrs[min(finite, key=finite.get)])
+
+    rows = list(csv.DictReader(open(sweep_dir / "summary.csv")))
+    assert [r["status"] for r in rows] == ["COMPLETED", "COMPLETED", "DIVERGED"]
+    assert float(rows[0]["val/loss"]) <= float(rows[1]["val/loss"])
+
+
+def test_diverged_metric_reports_the_worst_value_for_the_direction() -> None:
+    assert optimized_value({"val/acc_best": float("nan")}, "val/acc_best", "maximize") == float("-inf")
+    assert optimized_value({"val/loss": None}, "val/loss", "minimize") == float("inf")
+    assert optimized_value({"val/loss": 0.25}, "val/loss", "minimize") == 0.25

@@ -1,0 +1,131 @@
+"""Resume after SIGKILL with ckpt_path=last, and checkpoints that a kill cannot corrupt."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import torch
+
+from datamodules.cifar_pickle import write_fake_cifar
+from tests.run_helpers import REPO_ROOT, read_metrics, run_script
+from tests.wandb_offline import read_run
+
+MAX_EPOCHS = 3
+# augmentation=none and num_workers=0: no random draws outside the checkpointed state, so a
+# resumed run must end with exactly the weights of a run that was never interrupted.
+COMMON = [
+    "model=small_cnn", "model.backbone.width=8", "augmentation=none", "dataset.num_workers=0",
+    "dataset.batch_size=16", f"trainer.max_epochs={MAX_EPOCHS}", "scheduler=onecycle", "optimizer.lr=0.05",
+    "trainer.log_every_n_steps=1",
+]
+# W&B (run id under test) plus a CSV log to read the epochs from
+WANDB_AND_CSV = [
+    "logger=wandb", "+logger.csv._target_=lightning.pytorch.loggers.CSVLogger",
+    "+logger.csv.save_dir=${paths.output_dir}", "+logger.csv.name=csv",
+]
+
+
+@pytest.fixture(scope="module")
+def resume_data(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    root = tmp_path_factory.mktemp("resume_cifar")
+    write_fake_cifar(root, n_train_per_class=40, n_test_per_class=2, seed=3)  # 360 train: 23 steps per epoch
+    return root
+
+
+def _env() -> dict[str, str]:
+    env = {**os.environ, "WANDB_MODE": "offline", "WANDB_SILENT": "true", "NO_ALBUMENTATIONS_UPDATE": "1"}
+    env.pop("WANDB_API_KEY", None)
+    return env
+
+
+def _epochs_logged(run_dir: Path, version: int) -> list[int]:
+    import csv
+
+    with open(run_dir / "csv" / f"version_{version}" / "metrics.csv") as handle:
+        return sorted({int(row["epoch"]) for row in csv.DictReader(handle) if row.get("train/loss_step")})
+
+
+def test_sigkill_mid_epoch_then_resume_continues_exactly(resume_data: Path, tmp_path: Path) -> None:
+    run_dir = tmp_path / "killed"
+    overrides = [*COMMON, *WANDB_AND_CSV, f"dataset.data_dir={resume_data}", f"hydra.run.dir={run_dir}"]
+    proc = subprocess.Popen(
+        [sys.executable, str(REPO_ROOT / "train.py"), *overrides], cwd=REPO_ROOT, env=_env(),
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    )
+    last = run_dir / "checkpoints" / "last.ckpt"
+    try:
+        deadline = time.monotonic() + 300
+        while not last.exists():
+            assert proc.poll() is None, "training ended before writing a checkpoint"
+            assert time.monotonic() < deadline, "no checkpoint after 300 s"
+            time.sleep(0.05)
+        time.sleep(0.3)  # into the next epoch's training steps
+        proc.send_signal(signal.SIGKILL)
+        proc.wait(timeout=30)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    saved_epoch = torch.load(last, map_location="cpu", weights_only=False)["epoch"]
+    assert saved_epoch < MAX_EPOCHS - 1, "the run finished before the kill; nothing to resume"
+    first_id = (run_dir / "wandb_run_id.txt").read_text().strip()
+
+    run_script("train.py", *overrides, "ckpt_path=last", timeout=400)
+
+    # continued from the saved epoch (not from 0) and reached the same final epoch count
+    assert _epochs_logged(run_dir, 1)[0] == saved_epoch + 1
+    assert _epochs_logged(run_dir, 1)[-1] == MAX_EPOCHS - 1
+    assert read_metrics(run_dir)["epoch"] == MAX_EPOCHS - 1
+
+    # the same W&B run, continuing its step count
+    runs = sorted((read_run(p) for p in (run_dir / "wandb").glob("offline-run-*")), key=lambda r: min(r.steps or [0]))
+    assert len(runs) == 2 and {r.run_id for r in runs} == {first_id}
+    assert min(runs[1].steps) > 0
+
+    # optimizer, LR schedule, sampler epoch and val/acc_best restored: identical to a run never killed
+    reference = tmp_path / "reference"
+    run_script("train.py", *COMMON, "logger=csv", f"dataset.data_dir={resume_data}", f"hydra.run.dir={reference}", timeout=400)
+    resumed_state = torch.load(last, map_location="cpu", weights_only=False)
+    reference_state = torch.load(reference / "checkpoints" / "last.ckpt", map_location="cpu", weights_only=False)
+    assert resumed_state["global_step"] == reference_state["global_step"]
+    for key, value in reference_state["state_dict"].items():
+        assert torch.equal(resumed_state["state_dict"][key], value), key
+    assert read_metrics(run_dir) == read_metrics(reference)
+
+
+# ---- atomic checkpoint writes ---------------------------------------------------------------
+WRITER = """
+import sys, torch
+from callbacks.atomic_checkpoint import AtomicCheckpointIO
+io = AtomicCheckpointIO()
+i = 0
+while True:
+    i += 1
+    io.save_checkpoint({"i": i, "weights": torch.full((4_000_000,), float(i))}, sys.argv[1])  # 16 MB
+"""
+
+
+def test_sigkill_during_checkpoint_saves_never_leaves_a_corrupt_file(tmp_path: Path) -> None:
+    path = tmp_path / "checkpoints" / "last.ckpt"
+    for round_ in range(3):
+        proc = subprocess.Popen([sys.executable, "-c", WRITER, str(path)], cwd=REPO_ROOT, env=_env())
+        try:
+            deadline = time.monotonic() + 120
+            while not path.exists():
+                assert proc.poll() is None and time.monotonic() < deadline
+                time.sleep(0.02)
+            time.sleep(0.15 + 0.2 * round_)  # land somewhere inside a later save
+            proc.send_signal(signal.SIGKILL)
+            proc.wait(timeout=30)
+        finally:
+            if proc.poll() is None:
+                proc.kill()
+        state = torch.load(path, map_location="cpu", weights_only=True)  # a torn file would raise here
+        assert torch.equal(state["weights"], torch.full((4_000_000,), float(state["i"])))
+    # what a kill leaves is at most our own temp files, never a second "*.ckpt"
+    assert [p.name for p in path.parent.glob("*.ckpt")] == ["last.ckpt"]

@@ -1,0 +1,72 @@
+"""Submitit launchers: real local jobs, and the SLURM submission Lightning expects."""
+
+from __future__ import annotations
+
+import csv
+import os
+import stat
+from pathlib import Path
+
+import pytest
+
+from tests.run_helpers import read_metrics, run_script
+from tests.wandb_offline import read_run
+
+TINY = ["model=small_cnn", "model.backbone.width=8", "dataset.num_workers=0", "dataset.batch_size=16", "trainer.max_epochs=1"]
+
+
+def test_submitit_local_launches_two_jobs_that_finish(fake_cifar_root: Path, tmp_path: Path) -> None:
+    sweep_dir = tmp_path / "local_sweep"
+    run_script(
+        "train.py", "-m", "hydra/launcher=local", "optimizer.lr=0.05,0.02", "logger=wandb",
+        f"dataset.data_dir={fake_cifar_root}", f"hydra.sweep.dir={sweep_dir}", *TINY, timeout=500,
+    )
+    # two submitit jobs, each its own process with its own submitit folder, log and pickled result
+    job_folders = [p for p in (sweep_dir / ".submitit").iterdir() if p.name.isdigit()]
+    assert len(job_folders) == 2
+    assert all(list(folder.glob("*_result.pkl")) for folder in job_folders)
+    for job in ("0", "1"):
+        assert "test/acc_top1" in read_metrics(sweep_dir / job)
+        (run,) = [read_run(r) for r in (sweep_dir / job / "wandb").glob("offline-run-*")]
+        assert run.group == "local_sweep" and run.exit_code == 0
+    rows = list(csv.DictReader(open(sweep_dir / "summary.csv")))
+    assert sorted(r["optimizer.lr"] for r in rows) == ["0.02", "0.05"]
+    assert {r["status"] for r in rows} == {"COMPLETED"}
+
+
+def _tool(path: Path, body: str) -> None:
+    path.write_text("#!/bin/sh\n" + body)
+    path.chmod(path.stat().st_mode | stat.S_IXUSR)
+
+
+def test_slurm_launcher_asks_for_one_task_per_gpu(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """hydra/launcher=slurm + trainer=multinode -> the sbatch script Lightning's SLURM support expects.
+
+    No cluster here: test doubles of `srun` (submitit checks it exists) and `sbatch` (keeps
+    the submission script, then refuses the job) stand in for SLURM.
+    """
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    _tool(bin_dir / "srun", "exit 1\n")
+    _tool(bin_dir / "sbatch", 'for last; do :; done\ncp "$last" "$SBATCH_CAPTURE"\necho "sbatch: no SLURM here" >&2\nexit 1\n')
+    captured = tmp_path / "job.sbatch"
+    monkeypatch.setenv("SBATCH_CAPTURE", str(captured))
+    monkeypatch.setenv("PATH", f"{bin_dir}{os.pathsep}{os.environ['PATH']}")
+    proc = run_script(
+        "train.py", "-m", "hydra/launcher=slurm", "trainer=multinode", "trainer.num_nodes=2", "trainer.devices=4",
+        "hydra.launcher.partition=gpu", "hydra.launcher.timeout_min=90", "optimizer.lr=0.1,0.05",
+        "ckpt_path=last", f"hydra.sweep.dir={tmp_path / 'sweep'}", check=False, timeout=120,
+    )
+    assert proc.returncode != 0 and "no SLURM here" in proc.stderr
+    script = captured.read_text()
+    for line in [
+        "#SBATCH --nodes=2",            # trainer.num_nodes
+        "#SBATCH --ntasks-per-node=4",  # one task per GPU: Lightning's SLURMEnvironment checks this
+        "#SBATCH --gpus-per-node=4",    # trainer.devices
+        "#SBATCH --partition=gpu",
+        "#SBATCH --time=90",
+        "#SBATCH --array=0-1",          # the two sweep jobs
+        "#SBATCH --job-name=train",     # not "bash"/"interactive": Lightning then trusts SLURM's env
+    ]:
+        assert line in script, (line, script)
+    assert "srun" in script and "submitit.core._submit" in script
