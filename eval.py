@@ -18,7 +18,12 @@ import lightning as L
 from hydra.utils import get_class, instantiate
 from omegaconf import DictConfig
 
-from callbacks.distributed import ignore_sync_dist_advice, quiet_non_zero_ranks, use_hydra_job_command_for_ddp
+from callbacks.distributed import (
+    ignore_sync_dist_advice,
+    isolated_ddp_job,
+    quiet_non_zero_ranks,
+    use_hydra_job_command_for_ddp,
+)
 from callbacks.wandb_logger import finish_wandb
 from train import build_callbacks, instantiate_group, log_config, metrics_of
 
@@ -51,7 +56,8 @@ def main(cfg: DictConfig) -> None:
     quiet_non_zero_ranks()
     ignore_sync_dist_advice()
     try:
-        evaluate(cfg)
+        with isolated_ddp_job():  # `eval.py -m ckpt_path=a,b trainer=ddp_sim`: a fresh process group per job
+            evaluate(cfg)
     except BaseException:
         finish_wandb(exit_code=1)
         raise

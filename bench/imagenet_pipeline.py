@@ -13,11 +13,12 @@ Four pipelines over the same JPEGs, each as a Dataset behind a DataLoader (batch
                  flip, uint8 CHW; normalisation happens later, per batch on the device).
   (d) eval     - ours: the `eval` pipeline (shorter side 256, center crop 224).
 
-Each runs with 0 worker processes (one core, in-process: "single") and with one worker per
-core ("all"). Loaders are persistent; every configuration is warmed up once, then timed
-`--repeats` times, interleaved (all configurations per round), keeping the best epoch.
-Single runs are also timed in CPU seconds of the process (threads pinned to 1), which other
-tenants of a shared machine barely disturb.
+Single worker ("single"): the four run in this process (0 loader workers, 1 thread each),
+advanced one batch each in turn, so that all see the same machine conditions; images/s is
+measured in CPU seconds of the process (what other tenants of a shared machine disturb least)
+and in wall seconds, summed over `--repeats` epochs. All workers ("all"): one worker process
+per core, persistent, timed per epoch by wall clock, configurations interleaved per round,
+best of `--repeats` (a shared machine makes these noisy).
 
     python bench/imagenet_pipeline.py --images ../shared/data/imagenet-samples [--repeats 3]
 
@@ -132,12 +133,38 @@ def loader(dataset: Dataset, workers: int, batch_size: int) -> DataLoader:
     )
 
 
-def epoch_rates(dl: DataLoader, n: int) -> tuple[float, float]:
-    """(images per wall-clock second, images per CPU second of this process) for one epoch."""
-    wall, cpu = time.perf_counter(), time.process_time()
-    for _ in dl:
-        pass
-    return n / (time.perf_counter() - wall), n / max(time.process_time() - cpu, 1e-9)
+def batch_size_of(batch) -> int:
+    return len(batch[0]) if isinstance(batch, (list, tuple)) else len(batch)
+
+
+def interleaved_single(loaders: dict[str, DataLoader], epochs: int) -> dict[str, tuple[float, float]]:
+    """In-process loaders advanced one batch each in turn (round robin), so that every pipeline
+    sees the same machine conditions; returns {name: (images per CPU second, per wall second)}
+    over all ``epochs``."""
+    cpu = dict.fromkeys(loaders, 0.0)
+    wall = dict.fromkeys(loaders, 0.0)
+    images = dict.fromkeys(loaders, 0)
+    for _ in range(epochs):
+        iterators = {name: iter(dl) for name, dl in loaders.items()}
+        while iterators:
+            for name in list(iterators):
+                c0, w0 = time.process_time(), time.perf_counter()
+                batch = next(iterators[name], None)
+                c1, w1 = time.process_time(), time.perf_counter()
+                if batch is None:
+                    del iterators[name]
+                    continue
+                cpu[name] += c1 - c0
+                wall[name] += w1 - w0
+                images[name] += batch_size_of(batch)
+    return {name: (images[name] / cpu[name], images[name] / wall[name]) for name in loaders}
+
+
+def epoch_rate(dl: DataLoader) -> float:
+    start, n = time.perf_counter(), 0
+    for batch in dl:
+        n += batch_size_of(batch)
+    return n / (time.perf_counter() - start)
 
 
 def main() -> None:
@@ -161,29 +188,26 @@ def main() -> None:
         "(c) train": our_dataset(files, "train"),
         "(d) eval": our_dataset(files, "eval"),
     }
-    settings = {"single": 0, "all": args.workers}
-    loaders = {(p, s): loader(ds, w, args.batch_size) for p, ds in pipelines.items() for s, w in settings.items()}
-    for dl in loaders.values():  # warm-up: page cache, worker start-up, lazy imports
-        epoch_rates(dl, len(files))
-    wall = {key: 0.0 for key in loaders}
-    cpu = {p: 0.0 for p in pipelines}
+    single = {p: loader(ds, 0, args.batch_size) for p, ds in pipelines.items()}
+    parallel = {p: loader(ds, args.workers, args.batch_size) for p, ds in pipelines.items()}
+    interleaved_single(single, 1)  # warm-up: page cache, lazy imports
+    for dl in parallel.values():  # warm-up: worker start-up
+        epoch_rate(dl)
+    rates = interleaved_single(single, args.repeats)
+    best_all = dict.fromkeys(parallel, 0.0)
     for _ in range(args.repeats):
-        for (p, s), dl in loaders.items():
-            rate, cpu_rate = epoch_rates(dl, len(files))
-            wall[(p, s)] = max(wall[(p, s)], rate)
-            if s == "single":  # in-process: this process's CPU time is the pipeline's
-                cpu[p] = max(cpu[p], cpu_rate)
+        for p, dl in parallel.items():
+            best_all[p] = max(best_all[p], epoch_rate(dl))
 
     print(f"# {len(files)} JPEGs from {args.images}; {platform.processor() or platform.machine()}, "
           f"{len(os.sched_getaffinity(0))} cores, load average {os.getloadavg()[0]:.1f}; opencv {cv2.__version__}, "
-          f"torch {torch.__version__}; best of {args.repeats} interleaved epochs, batch {args.batch_size}")
+          f"torch {torch.__version__}; {args.repeats} epochs per configuration, batch {args.batch_size}")
     print(f"{'images/s':<12} {'single, CPU time':>17} {'single, wall':>13} {f'all ({args.workers} workers), wall':>24}")
     for p in pipelines:
-        print(f"{p:<12} {cpu[p]:>17.1f} {wall[(p, 'single')]:>13.1f} {wall[(p, 'all')]:>24.1f}")
-    for s in settings:
-        print(f"# {s}, wall: train/pil={wall[('(c) train', s)] / wall[('(b) pil', s)]:.3f} "
-              f"train/decode={wall[('(c) train', s)] / wall[('(a) decode', s)]:.3f}")
-    c, b, a = (cpu[p] for p in ("(c) train", "(b) pil", "(a) decode"))
+        print(f"{p:<12} {rates[p][0]:>17.1f} {rates[p][1]:>13.1f} {best_all[p]:>24.1f}")
+    print(f"# all workers, wall: train/pil={best_all['(c) train'] / best_all['(b) pil']:.3f} "
+          f"train/decode={best_all['(c) train'] / best_all['(a) decode']:.3f}")
+    c, b, a = (rates[p][0] for p in ("(c) train", "(b) pil", "(a) decode"))
     print(f"train_vs_pil={c / b:.3f} train_vs_decode={c / a:.3f}")
 
 

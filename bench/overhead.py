@@ -6,7 +6,7 @@ Lightning process, at the start of each Lightning epoch, so the two strictly alt
 process and share whatever the machine is doing at the time. Lightning runs with all metrics,
 logging (W&B offline + CSV), the progress bar and checkpointing on.
 
-    python bench/overhead.py [--epochs 4] [--data ../shared/data/cifar10-subset] [extra Hydra overrides]
+    python bench/overhead.py [--epochs 4] [--max-batches N] [--data ../shared/data/cifar10-subset] [overrides]
 
 Last line: ``overhead_ratio=<lightning epoch time / raw epoch time>`` (median over epochs,
 first epoch of each excluded as warm-up).
@@ -40,35 +40,43 @@ import train as train_script  # noqa: E402
 class RawLoop:
     """The same training recipe written as a plain PyTorch loop."""
 
-    def __init__(self, cfg, datamodule, seed: int, epochs: int) -> None:
+    def __init__(self, cfg, datamodule, seed: int, epochs: int, max_batches: int | None = None) -> None:
+        self.max_batches = max_batches
         torch.manual_seed(seed)
         reference = instantiate(cfg.model, num_classes=datamodule.num_classes, class_names=datamodule.class_names)
-        self.net = reference.net
+        # Same network and memory format (channels_last) as the Lightning path; the forward
+        # is a plain nn.Module call, no Lightning machinery runs.
+        reference._set_memory_format()
+        self.model = reference
         self.criterion = reference.criterion
         self.optimizer = reference.optimizer_factory(reference._param_groups())
         self.datamodule = datamodule
         self.train_loader = datamodule.train_dataloader()
         self.val_loader = datamodule.val_dataloader()
-        total_steps = len(self.train_loader) * epochs
+        total_steps = min(len(self.train_loader), max_batches or len(self.train_loader)) * epochs
         self.scheduler = instantiate(cfg.scheduler)(self.optimizer, total_steps=total_steps) if cfg.get("scheduler") else None
 
     def epoch(self) -> float:
         start = time.perf_counter()
-        self.net.train()
-        for batch in self.train_loader:
+        self.model.train()
+        for i, batch in enumerate(self.train_loader):
+            if i == self.max_batches:
+                break
             images, targets = self.datamodule.on_after_batch_transfer(batch, 0)
-            loss = self.criterion(self.net(images), targets)
+            loss = self.criterion(self.model(images), targets)
             self.optimizer.zero_grad(set_to_none=True)
             loss.backward()
             self.optimizer.step()
             if self.scheduler is not None:
                 self.scheduler.step()
-        self.net.eval()
+        self.model.eval()
         correct = total = 0
         with torch.no_grad():
-            for batch in self.val_loader:
+            for i, batch in enumerate(self.val_loader):
+                if i == self.max_batches:
+                    break
                 images, targets = self.datamodule.on_after_batch_transfer(batch, 0)
-                correct += int((self.net(images).argmax(1) == targets).sum())
+                correct += int((self.model(images).argmax(1) == targets).sum())
                 total += len(targets)
         self.last_val_acc = correct / max(total, 1)
         return time.perf_counter() - start
@@ -102,12 +110,15 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--epochs", type=int, default=4)
     parser.add_argument("--data", default=str(REPO.parent / "shared" / "data" / "cifar10-subset"))
+    parser.add_argument("--max-batches", type=int, default=None, help="cap train/val batches per epoch (quick runs)")
     parser.add_argument("overrides", nargs="*", help="extra Hydra overrides")
     args = parser.parse_args()
     out = Path(tempfile.mkdtemp(prefix="litvision-overhead-"))
     overrides = [
         "experiment=cifar10_cpu", f"dataset.data_dir={args.data}", f"trainer.max_epochs={args.epochs}",
-        "logger=[wandb,csv]", f"paths.root_dir={REPO}", f"paths.output_dir={out}", "test=false", *args.overrides,
+        "logger=[wandb,csv]", f"paths.root_dir={REPO}", f"paths.output_dir={out}", "test=false",
+        *([f"+trainer.limit_train_batches={args.max_batches}", f"+trainer.limit_val_batches={args.max_batches}"] if args.max_batches else []),
+        *args.overrides,
     ]
     with initialize_config_dir(config_dir=str(REPO / "conf"), version_base="1.3"):
         cfg = compose("train", overrides=overrides)
@@ -115,7 +126,7 @@ def main() -> None:
     datamodule, model, trainer = train_script.setup_run(cfg)
     datamodule.prepare_data()
     datamodule.setup("fit")
-    raw = RawLoop(cfg, datamodule, seed=cfg.seed, epochs=args.epochs)
+    raw = RawLoop(cfg, datamodule, seed=cfg.seed, epochs=args.epochs, max_batches=args.max_batches)
     interleave = Interleave(raw)
     trainer.callbacks.append(interleave)
     try:

@@ -15,6 +15,7 @@ import cv2
 import numpy as np
 import torch
 from torch.utils.data import Dataset, default_collate, get_worker_info
+from torch.utils.data._utils.collate import collate_tensor_fn
 
 from datamodules.datasets import image_to_tensor
 from datamodules.decode import BadImageError, BadImageLog, BadImagePolicy
@@ -25,12 +26,32 @@ from datamodules.jpeg_pipeline import SamplePipeline
 MAX_REPLACEMENTS = 32
 
 
+def stack_images(images: list[torch.Tensor]) -> torch.Tensor:
+    """Stack CHW images into an NCHW batch without de-interleaving the pixels.
+
+    Items are CHW *views* of HWC (decoded, interleaved) arrays. ``default_collate`` would copy
+    each into planar NCHW with a strided copy costing ~3% of a JPEG decode per image; stacking
+    the HWC views is a plain memcpy, and permuting the batch gives NCHW shape with
+    channels-last strides: the layout channels-last models want anyway, kept through pinning,
+    the device copy and ``BatchNormalize``. Other tensors are collated as usual.
+    """
+    first = images[0]
+    if first.dim() == 3 and all(
+        image.shape == first.shape and image.dtype == first.dtype and image.permute(1, 2, 0).is_contiguous()
+        for image in images
+    ):
+        # torch's own tensor collation: writes into shared memory when in a loader worker
+        return collate_tensor_fn([image.permute(1, 2, 0) for image in images]).permute(0, 3, 1, 2)
+    return default_collate(images)
+
+
 def collate_skipping_bad(batch: list[tuple[torch.Tensor, int] | None]) -> tuple[torch.Tensor, torch.Tensor]:
-    """Default collation without the samples a dataset dropped (``None``: unreadable file)."""
+    """Collate ``(image, label)`` items, leaving out the ones a dataset dropped (``None``:
+    unreadable file)."""
     kept = [item for item in batch if item is not None]
     if not kept:  # every image of this eval batch was unreadable: an empty batch, not a crash
         return torch.empty((0, 3, 1, 1), dtype=torch.uint8), torch.empty(0, dtype=torch.int64)
-    return default_collate(kept)
+    return stack_images([image for image, _ in kept]), torch.tensor([label for _, label in kept], dtype=torch.int64)
 
 
 def reseed_transform(transform: Any, seed: int) -> None:

@@ -8,6 +8,7 @@ import logging
 import albumentations as A
 import numpy as np
 import pytest
+import torch
 from imagenet_trees import SAMPLES, bad_image_bytes, real_samples
 from PIL import Image
 
@@ -215,3 +216,19 @@ def test_bad_image_log_rejects_unknown_policy():
 
 def test_samples_folder_location_is_the_documented_one():
     assert SAMPLES.name == "imagenet-samples" and SAMPLES.parent.name == "data"
+
+
+
+def test_batches_keep_the_decoded_channels_last_layout():
+    from datamodules.datasets import image_to_tensor
+    from datamodules.file_dataset import collate_skipping_bad
+
+    rng = np.random.default_rng(0)
+    hwc = [rng.integers(0, 255, (6, 5, 3), dtype=np.uint8) for _ in range(4)]
+    images, labels = collate_skipping_bad([(image_to_tensor(a), k) for k, a in enumerate(hwc)] + [None])
+    assert images.shape == (4, 3, 6, 5) and images.is_contiguous(memory_format=torch.channels_last)
+    assert np.array_equal(images.numpy(), np.stack(hwc).transpose(0, 3, 1, 2))
+    assert labels.tolist() == [0, 1, 2, 3]
+    planar = [torch.from_numpy(a.transpose(2, 0, 1).copy()) for a in hwc]  # e.g. from ToTensorV2
+    images, _ = collate_skipping_bad([(t, 0) for t in planar])
+    assert images.is_contiguous() and np.array_equal(images.numpy(), np.stack(hwc).transpose(0, 3, 1, 2))
