@@ -68,8 +68,8 @@ def hydra_job_command(script: str | Path, local_rank: int) -> tuple[list[str], s
     command += [
         f"hydra.run.dir={_quote(hc.runtime.output_dir)}",
         "hydra.mode=RUN",
-        # its own log file (<job name>.log) instead of interleaving with rank 0's
-        f"hydra.job.name={hc.job.name}_rank{local_rank}",
+        # its own log file (<job name>.log, named as Lightning names it) instead of interleaving with rank 0's
+        f"hydra.job.name={hc.job.name}_ddp_process_{local_rank}",
         # rank 0 already wrote <run dir>/.hydra/; a second writer would race it
         "hydra.output_subdir=null",
     ]

@@ -74,6 +74,11 @@ class ClassFolderDataModule(ClassificationDataModule):
             raise ValueError(f"on_bad_image must be one of {POLICIES}, got {on_bad_image!r}")
         if num_workers not in ("auto", None) and (not isinstance(num_workers, int) or num_workers < 0):
             raise ValueError(f"num_workers must be an int >= 0 or 'auto', got {num_workers!r}")
+        if self.train_transform is None and self.eval_transform is not None:
+            # e.g. debug=overfit (augmentation.train=null): images of different sizes still
+            # need resizing to be batched, so "no augmentation" means the eval preprocessing
+            log.info("train_transform is None: training images get the eval preprocessing")
+            self.train_transform = self.eval_transform
         self.val_split = val_split
         self.test_split = test_split
         self.on_bad_image = on_bad_image

@@ -13,6 +13,8 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
+from datamodules.transforms import reseed_once_per_worker
+
 Transform = Callable[..., dict[str, Any]]
 
 
@@ -47,6 +49,7 @@ class ArrayDataset(Dataset):
     def __getitem__(self, index: int) -> tuple[torch.Tensor, int]:
         image = self.images[index]
         if self.transform is not None:
+            reseed_once_per_worker(self, self.transform)
             image = self.transform(image=image)["image"]
         return image_to_tensor(image), int(self.targets[index])
 

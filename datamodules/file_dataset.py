@@ -20,6 +20,7 @@ from torch.utils.data._utils.collate import collate_tensor_fn
 from datamodules.datasets import image_to_tensor
 from datamodules.decode import BadImageError, BadImageLog, BadImagePolicy
 from datamodules.jpeg_pipeline import SamplePipeline
+from datamodules.transforms import reseed_once_per_worker
 
 # A training sample whose file is unreadable is replaced by the next file in index order
 # (same class, as indices are grouped by class); this many in a row means a broken tree.
@@ -52,24 +53,6 @@ def collate_skipping_bad(batch: list[tuple[torch.Tensor, int] | None]) -> tuple[
     if not kept:  # every image of this eval batch was unreadable: an empty batch, not a crash
         return torch.empty((0, 3, 1, 1), dtype=torch.uint8), torch.empty(0, dtype=torch.int64)
     return stack_images([image for image, _ in kept]), torch.tensor([label for _, label in kept], dtype=torch.int64)
-
-
-def reseed_transform(transform: Any, seed: int) -> None:
-    """Give every Albumentations transform in ``transform``'s tree its own random stream.
-
-    Albumentations 2 keeps a random state per transform, created in the main process: every
-    DataLoader worker would otherwise inherit the same state and draw the same crops and
-    flips in lockstep (and ``Compose.set_random_seed`` gives all children one seed, which
-    correlates e.g. the crop and the flip). Called once per worker with the worker's seed.
-    """
-    def visit(node: Any, seq: np.random.SeedSequence) -> None:
-        if hasattr(node, "set_random_seed"):
-            node.set_random_seed(int(seq.generate_state(1)[0]))
-        children = list(getattr(node, "transforms", None) or [])
-        for child, child_seq in zip(children, seq.spawn(len(children))):
-            visit(child, child_seq)
-
-    visit(transform, np.random.SeedSequence(seed))
 
 
 class FileListDataset(Dataset):
@@ -155,16 +138,9 @@ class FileListDataset(Dataset):
         )
 
     def _reseed_in_new_worker(self) -> None:
-        info = get_worker_info()
-        seed = info.seed if info is not None else torch.initial_seed()
-        if seed == self._seeded_with:
-            return
-        if self.transform is not None:
-            reseed_transform(self.transform, seed % 2**63)
-        if info is not None:
+        if reseed_once_per_worker(self, self.transform) and get_worker_info() is not None:
             # OpenCV's own thread pool only oversubscribes the cores the other workers use.
             cv2.setNumThreads(1)
-        self._seeded_with = seed
 
     def _replace(self, **changes: Any) -> FileListDataset:
         args = dict(

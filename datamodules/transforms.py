@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import Any
 
+import numpy as np
 import torch
+from torch.utils.data import get_worker_info
 
 
 class BatchNormalize(torch.nn.Module):
@@ -30,3 +33,38 @@ class BatchNormalize(torch.nn.Module):
         mean = self.mean.to(images.device)
         inv_std = self.inv_std.to(images.device)
         return (images.float() - mean) * inv_std
+
+
+def reseed_transform(transform: Any, seed: int) -> None:
+    """Give every Albumentations transform in ``transform``'s tree its own random stream.
+
+    Albumentations 2 keeps a random state per transform, created in the main process: every
+    DataLoader worker would otherwise inherit the same state and draw the same crops and
+    flips in lockstep (and ``Compose.set_random_seed`` gives all children one seed, which
+    correlates e.g. the crop and the flip). Called once per worker with the worker's seed.
+    """
+    def visit(node: Any, seq: np.random.SeedSequence) -> None:
+        if hasattr(node, "set_random_seed"):
+            node.set_random_seed(int(seq.generate_state(1)[0]))
+        children = list(getattr(node, "transforms", None) or [])
+        for child, child_seq in zip(children, seq.spawn(len(children))):
+            visit(child, child_seq)
+
+    visit(transform, np.random.SeedSequence(seed))
+
+
+def reseed_once_per_worker(dataset: Any, transform: Any) -> bool:
+    """Reseed ``transform`` the first time ``dataset`` is used in a (new) worker process.
+
+    Returns True when it reseeded. The worker's seed comes from PyTorch (base seed + worker
+    id, different every epoch unless workers persist), so streams differ across workers and
+    are reproducible under ``seed_everything``.
+    """
+    info = get_worker_info()
+    seed = info.seed if info is not None else torch.initial_seed()
+    if getattr(dataset, "_seeded_with", None) == seed:
+        return False
+    if transform is not None:
+        reseed_transform(transform, seed % 2**63)
+    dataset._seeded_with = seed
+    return True

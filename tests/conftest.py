@@ -12,6 +12,10 @@ os.environ.setdefault("WANDB_SILENT", "true")
 # Tests must never reach W&B servers, whatever credentials the machine has.
 os.environ["WANDB_MODE"] = "offline"
 
+from lightning_modules.resolvers import register_resolvers  # noqa: E402
+
+register_resolvers()  # conf/ uses ${lv.*} arithmetic; train.py/eval.py register them at import
+
 REPO_ROOT = Path(__file__).resolve().parents[1]
 SHARED_DATA = REPO_ROOT.parent / "shared" / "data"
 CIFAR_SUBSET = SHARED_DATA / "cifar10-subset"

@@ -107,3 +107,19 @@ def test_real_subset_loads_with_expected_counts(cifar_subset_root) -> None:
         "airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck"
     ]
     assert np.bincount(dm.splits.test.targets).tolist() == [83, 70, 88, 84, 76, 79, 97, 87, 88, 94]
+
+
+def test_dataloader_workers_draw_independent_augmentations() -> None:
+    """Albumentations 2 keeps its RNG per transform: without reseeding, forked workers flip in lockstep."""
+    from torch.utils.data import DataLoader
+
+    from datamodules.datasets import ArrayDataset
+
+    image = np.zeros((1, 8, 8, 3), dtype=np.uint8)
+    image[0, :, :4] = 255  # left half white: a flip is visible
+    dataset = ArrayDataset(np.repeat(image, 64, axis=0), np.zeros(64, dtype=np.int64), A.Compose([A.HorizontalFlip(p=0.5)]))
+    loader = DataLoader(dataset, batch_size=1, num_workers=2, shuffle=False)
+    flipped = [bool(batch[0][0, 0, 0, 0] == 0) for batch in loader]
+    worker0, worker1 = flipped[0::2], flipped[1::2]  # batches alternate between the two workers
+    assert worker0 != worker1
+    assert 8 < sum(flipped) < 56  # and each flip really is random

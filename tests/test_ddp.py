@@ -46,7 +46,7 @@ def test_ddp_sim_test_metrics_equal_single_process_eval(odd_cifar_root: Path, tm
     assert len(list((run_dir / "wandb").glob("offline-run-*"))) == 1
     assert sorted(p.name for p in (run_dir / "checkpoints").iterdir() if not p.name.startswith("best")) == ["last.ckpt"]
     assert out.count("CIFAR10DataModule: 85 train / 10 val / 15 test images") == 1, "rank 1 printed INFO logs"
-    assert (run_dir / "train_rank1.log").exists()  # rank 1 ran *this job* via our command (callbacks/distributed.py)
+    assert (run_dir / "train_ddp_process_1.log").exists()  # rank 1 was a second process writing into this run dir
 
     best = next((run_dir / "checkpoints").glob("best*.ckpt"))
     eval_dir = tmp_path / "eval"

@@ -13,7 +13,8 @@ from imagenet_trees import SAMPLES, bad_image_bytes, real_samples
 from PIL import Image
 
 from datamodules.decode import BadImageError, BadImageLog, decode_image, jpeg_header, largest_reduction
-from datamodules.file_dataset import FileListDataset, reseed_transform
+from datamodules.file_dataset import FileListDataset
+from datamodules.transforms import reseed_transform
 from datamodules.jpeg_pipeline import SamplePipeline
 
 
@@ -232,3 +233,16 @@ def test_batches_keep_the_decoded_channels_last_layout():
     planar = [torch.from_numpy(a.transpose(2, 0, 1).copy()) for a in hwc]  # e.g. from ToTensorV2
     images, _ = collate_skipping_bad([(t, 0) for t in planar])
     assert images.is_contiguous() and np.array_equal(images.numpy(), np.stack(hwc).transpose(0, 3, 1, 2))
+
+
+def test_fast_flip_is_albumentations_flip():
+    """The random-resized-crop path applies HorizontalFlip itself: same draws, same pixels
+    (a 300x400 image never allows a reduced decode for 224 crops, so the pixels match exactly)."""
+    data = jpeg_bytes(300, 400)
+    ours = SamplePipeline(A.Compose([A.RandomResizedCrop(size=(224, 224)), A.HorizontalFlip(p=0.5)]))
+    reference = A.Compose([A.RandomResizedCrop(size=(224, 224)), A.HorizontalFlip(p=0.5)])
+    reseed_transform(ours.transform, 11)
+    reseed_transform(reference, 11)
+    full = decode_image(data)
+    for _ in range(20):
+        assert np.array_equal(ours(data), reference(image=full)["image"])

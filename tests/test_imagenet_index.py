@@ -191,3 +191,16 @@ def test_devkit_writer_makes_a_non_sorted_id_order(tmp_path):
     wnids = [f"n0000000{k}" for k in range(6)]
     ids = write_devkit(tmp_path / "devkit", wnids, np.random.default_rng(0))
     assert [ids[w] for w in sorted(wnids)] != list(range(1, 7))
+
+
+def test_kaggle_download_layout_with_nested_image_folders(tmp_path):
+    """Kaggle's archive: ROOT/ILSVRC/Data/CLS-LOC/{train,val} with ROOT/LOC_val_solution.csv."""
+    samples = generated_samples(tmp_path / "gen", num_classes=4)
+    root = tmp_path / "kaggle"
+    nested = root / "ILSVRC" / "Data" / "CLS-LOC"
+    build_train(nested, samples)
+    truth = build_val(nested, samples, "kaggle")
+    (nested / "LOC_val_solution.csv").rename(root / "LOC_val_solution.csv")
+    dm = datamodule(root)
+    wnids = sorted(w for w, _ in samples)
+    assert val_labels(dm) == {name: wnids.index(w) for name, w in truth.items()}

@@ -98,7 +98,7 @@ def test_ddp_jobs_inside_a_multirun(fake_cifar_root: Path, tmp_path: Path) -> No
     job_dirs = sorted(p.name for p in sweep_dir.iterdir() if p.is_dir())
     assert job_dirs == ["0", "1"]  # no extra sweep started by a child rank
     for name in job_dirs:
-        assert (sweep_dir / name / "train_rank1.log").exists()  # rank 1 ran in this job's dir
+        assert (sweep_dir / name / "train_ddp_process_1.log").exists()  # rank 1 ran in this job's dir
         assert read_metrics(sweep_dir / name)["epoch"] == 0
-    rows = list(csv.DictReader(open(sweep_dir / "summary.csv")))
+    rows = list(csv.DictReader((sweep_dir / "summary.csv").read_text().splitlines()))
     assert sorted(r["optimizer.lr"] for r in rows) == ["0.05", "0.1"]

@@ -36,7 +36,7 @@ def test_optuna_sweep_of_3_trials_survives_a_nan_trial(fake_cifar_root: Path, tm
     assert best["best_value"] == min(finite.values())
     assert float(best["best_params"]["optimizer.lr"]) == float(lrs[min(finite, key=finite.get)])
 
-    rows = list(csv.DictReader(open(sweep_dir / "summary.csv")))
+    rows = list(csv.DictReader((sweep_dir / "summary.csv").read_text().splitlines()))
     assert [r["status"] for r in rows] == ["COMPLETED", "COMPLETED", "DIVERGED"]
     assert float(rows[0]["val/loss"]) <= float(rows[1]["val/loss"])
 

@@ -28,6 +28,7 @@ COMMON = [
 WANDB_AND_CSV = [
     "logger=wandb", "+logger.csv._target_=lightning.pytorch.loggers.CSVLogger",
     "+logger.csv.save_dir=${paths.output_dir}", "+logger.csv.name=csv",
+    "+logger.csv.flush_logs_every_n_steps=1",  # metrics.csv on disk after every step: we watch it
 ]
 
 
@@ -45,10 +46,18 @@ def _env() -> dict[str, str]:
 
 
 def _epochs_logged(run_dir: Path, version: int) -> list[int]:
+    """Epochs with at least one logged training step in the CSV log of one (re)start."""
     import csv
 
     with open(run_dir / "csv" / f"version_{version}" / "metrics.csv") as handle:
         return sorted({int(row["epoch"]) for row in csv.DictReader(handle) if row.get("train/loss_step")})
+
+
+def _training_epoch_in_progress(run_dir: Path) -> int:
+    try:
+        return max(_epochs_logged(run_dir, 0), default=-1)
+    except (FileNotFoundError, KeyError, ValueError):  # not written yet, or caught mid-rewrite
+        return -1
 
 
 @pytest.fixture(scope="module")
@@ -62,12 +71,12 @@ def killed_and_resumed(resume_data: Path, tmp_path_factory: pytest.TempPathFacto
     )
     last = run_dir / "checkpoints" / "last.ckpt"
     try:
+        # kill as soon as epoch 1 has logged a training step: after the epoch-0 checkpoint, mid-epoch
         deadline = time.monotonic() + 300
-        while not last.exists():
-            assert proc.poll() is None, "training ended before writing a checkpoint"
-            assert time.monotonic() < deadline, "no checkpoint after 300 s"
-            time.sleep(0.05)
-        time.sleep(0.3)  # into the next epoch's training steps
+        while not (last.exists() and _training_epoch_in_progress(run_dir) >= 1):
+            assert proc.poll() is None, "training ended before the kill"
+            assert time.monotonic() < deadline, "epoch 1 did not start within 300 s"
+            time.sleep(0.02)
         proc.send_signal(signal.SIGKILL)
         proc.wait(timeout=30)
     finally:

@@ -29,7 +29,7 @@ def test_submitit_local_launches_two_jobs_that_finish(fake_cifar_root: Path, tmp
         assert "test/acc_top1" in read_metrics(sweep_dir / job)
         (run,) = [read_run(r) for r in (sweep_dir / job / "wandb").glob("offline-run-*")]
         assert run.group == "local_sweep" and run.exit_code == 0
-    rows = list(csv.DictReader(open(sweep_dir / "summary.csv")))
+    rows = list(csv.DictReader((sweep_dir / "summary.csv").read_text().splitlines()))
     assert sorted(r["optimizer.lr"] for r in rows) == ["0.02", "0.05"]
     assert {r["status"] for r in rows} == {"COMPLETED"}
 
@@ -70,3 +70,17 @@ def test_slurm_launcher_asks_for_one_task_per_gpu(tmp_path: Path, monkeypatch: p
     ]:
         assert line in script, (line, script)
     assert "srun" in script and "submitit.core._submit" in script
+
+
+@pytest.mark.slow
+def test_submitit_job_with_ddp_ranks(fake_cifar_root: Path, tmp_path: Path) -> None:
+    """Inside a submitit job sys.argv is submitit's runner: rank 1 must still re-run train.py's job."""
+    sweep_dir = tmp_path / "local_ddp"
+    run_script(
+        "train.py", "-m", "hydra/launcher=local", "trainer=ddp_sim", "optimizer.lr=0.05", "logger=csv",
+        f"dataset.data_dir={fake_cifar_root}", f"hydra.sweep.dir={sweep_dir}", *TINY, timeout=500,
+    )
+    assert (sweep_dir / "0" / "train_ddp_process_1.log").exists()
+    assert read_metrics(sweep_dir / "0")["epoch"] == 0
+    logs = "".join(p.read_text() for p in (sweep_dir / ".submitit").rglob("*_log.*"))
+    assert "Starting with 2 processes" in logs
