@@ -84,3 +84,20 @@ def test_eval_refuses_checkpoint_of_other_classes(fake_cifar_root, tmp_path) -> 
     assert proc.returncode != 0
     assert "evaluate it on the dataset it was trained on" in proc.stderr
     assert not (tmp_path / "eval" / "metrics.json").exists()
+
+
+def test_metrics_json_is_world_readable_and_complete(tmp_path) -> None:
+    import json
+    import os
+    import stat
+
+    from callbacks.metrics_summary import write_json_atomic
+
+    path = tmp_path / "metrics.json"
+    write_json_atomic(path, {"test/acc_top1": 0.5})
+    assert json.loads(path.read_text()) == {"test/acc_top1": 0.5}
+    assert stat.S_IMODE(os.stat(path).st_mode) & 0o044 == 0o044  # other tools (and users) can read it
+    with pytest.raises(ValueError):
+        write_json_atomic(path, {"bad": float("nan")})  # strict JSON: NaN is refused...
+    assert json.loads(path.read_text()) == {"test/acc_top1": 0.5}  # ...and the old file survives
+    assert [p.name for p in tmp_path.iterdir()] == ["metrics.json"]  # no temp file left behind
