@@ -14,6 +14,8 @@ from __future__ import annotations
 import logging
 import math
 import os
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -82,12 +84,14 @@ def resolve_ckpt_path(ckpt_path: str | None, output_dir: str) -> str | None:
     return ckpt_path
 
 
-def setup_run(cfg: DictConfig):
-    """Instantiate datamodule, model, loggers, callbacks and trainer from the config."""
+def setup_run(cfg: DictConfig, model: L.LightningModule | None = None):
+    """Instantiate datamodule, model (unless given, e.g. from a checkpoint), loggers, callbacks
+    and trainer from the config."""
     if cfg.get("seed") is not None:
         L.seed_everything(cfg.seed, workers=True)
     datamodule = instantiate(cfg.dataset)
-    model = instantiate(cfg.model)
+    if model is None:
+        model = instantiate(cfg.model)
     loggers = instantiate_group(cfg.get("logger"))
     callbacks = build_callbacks(cfg, has_logger=bool(loggers))
     trainer = instantiate(cfg.trainer, callbacks=callbacks, logger=loggers or False)
@@ -154,21 +158,28 @@ def apply_sweep_group(cfg: DictConfig, hydra_cfg: DictConfig | None) -> None:
             wandb_cfg.group = Path(hydra_cfg.sweep.dir).name
 
 
-@hydra.main(version_base="1.3", config_path="conf", config_name="train")
-def main(cfg: DictConfig) -> float | None:
+@contextmanager
+def managed_job(script: str) -> Iterator[None]:
+    """Process set-up and tear-down shared by train.py and eval.py jobs (also inside sweeps)."""
     # DDP child ranks must re-run this job, not the command line (which may be a whole sweep)
-    use_hydra_job_command_for_ddp(__file__)
+    use_hydra_job_command_for_ddp(script)
     quiet_non_zero_ranks()
     ignore_sync_dist_advice()
-    hydra_cfg = hydra_settings()
-    apply_sweep_group(cfg, hydra_cfg)
     try:
         with isolated_ddp_job():  # the next job of a sweep starts a fresh process group
-            metrics = train(cfg)
+            yield
     except BaseException:
         finish_wandb(exit_code=1)  # the W&B run is marked failed; the sweep summary marks the job FAILED
         raise
     finish_wandb()
+
+
+@hydra.main(version_base="1.3", config_path="conf", config_name="train")
+def main(cfg: DictConfig) -> float | None:
+    hydra_cfg = hydra_settings()
+    apply_sweep_group(cfg, hydra_cfg)
+    with managed_job(__file__):
+        metrics = train(cfg)
     name = cfg.get("optimized_metric")
     return optimized_value(metrics, name, metric_direction(name, hydra_cfg))
 

@@ -102,7 +102,6 @@ class FileListDataset(Dataset):
         self.replace_bad = replace_bad
         self.transform = transform
         self.pipeline = SamplePipeline(transform)
-        self._seeded_with: int | None = None
 
     def __len__(self) -> int:
         return len(self.targets)

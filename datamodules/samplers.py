@@ -112,6 +112,10 @@ class _GlobalStreamSampler(DistributedSampler):
         self.class_counts = np.bincount(self.targets)
         self.num_samples = -(-total // num_replicas)  # per rank, rounded up
         self.total_size = self.num_samples * num_replicas
+        self._prepare()
+
+    def _prepare(self) -> None:
+        """Per-sampler precomputation from ``targets``/``class_counts`` (subclasses)."""
 
     def _rng(self) -> np.random.Generator:
         # SeedSequence mixes (seed, epoch) properly: neighbouring epochs/seeds give unrelated streams.
@@ -176,15 +180,7 @@ class ClassAwareSampler(_GlobalStreamSampler):
     and a resumed run replays it exactly.
     """
 
-    def __init__(
-        self,
-        targets: Sequence[int] | np.ndarray,
-        num_replicas: int = 1,
-        rank: int = 0,
-        seed: int | None = 0,
-        num_samples: int | None = None,
-    ) -> None:
-        super().__init__(targets, num_replicas=num_replicas, rank=rank, seed=seed, num_samples=num_samples)
+    def _prepare(self) -> None:
         self.present_classes = np.flatnonzero(self.class_counts)
         self.members = {int(c): np.flatnonzero(self.targets == c) for c in self.present_classes}
 

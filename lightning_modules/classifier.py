@@ -133,8 +133,6 @@ class ImageClassifier(L.LightningModule):
         self._set_memory_format()
         if self.hparams.compile and not isinstance(self.net, torch._dynamo.eval_frame.OptimizedModule):
             self.net = torch.compile(self.net)
-        if hasattr(self.criterion, "on_epoch_start"):
-            self.criterion.on_epoch_start(self.current_epoch)
 
     def on_test_start(self) -> None:
         self._set_memory_format()
@@ -144,7 +142,8 @@ class ImageClassifier(L.LightningModule):
             self.net.to(memory_format=torch.channels_last)
 
     def on_train_epoch_start(self) -> None:
-        # Losses with a schedule (deferred re-weighting) switch on at a given epoch.
+        # Losses with a schedule (deferred re-weighting) switch on at a given epoch; this also
+        # runs first thing after a resume, at the restored epoch.
         if hasattr(self.criterion, "on_epoch_start"):
             self.criterion.on_epoch_start(self.current_epoch)
 

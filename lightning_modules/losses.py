@@ -126,8 +126,9 @@ class DeferredReweighting(nn.Module):
 
     Learning the representation on the natural distribution first and re-weighting only
     late avoids the feature damage that early re-weighting does. The classifier calls
-    ``on_epoch_start(epoch)`` at every training epoch start (and at fit start, so a
-    resumed run is in the right phase): the state is a pure function of the epoch.
+    ``on_epoch_start(epoch)`` at every training epoch start (including the first epoch
+    after a resume, so a resumed run is in the right phase): the state is a pure function
+    of the epoch.
     """
 
     def __init__(

@@ -36,6 +36,15 @@ def build_all_layouts(tmp_path, samples):
     return roots, truth
 
 
+def generated_tree(tmp_path, num_classes: int, val_layout: str):
+    """A train tree of generated JPEGs plus their val copy in ``val_layout``."""
+    samples = generated_samples(tmp_path / "gen", num_classes=num_classes)
+    root = tmp_path / "tree"
+    build_train(root, samples)
+    build_val(root, samples, val_layout)
+    return root, samples
+
+
 @pytest.mark.parametrize("source", ["real", "generated"])
 def test_val_layouts_give_identical_labels(tmp_path, source):
     samples = real_samples() if source == "real" else generated_samples(tmp_path / "gen", num_classes=7, per_class=2)
@@ -52,10 +61,7 @@ def test_val_layouts_give_identical_labels(tmp_path, source):
 
 
 def test_devkit_id_order_is_mapped_through_the_wnid(tmp_path):
-    samples = generated_samples(tmp_path / "gen", num_classes=5)
-    root = tmp_path / "tree"
-    build_train(root, samples)
-    build_val(root, samples, "devkit")
+    root, samples = generated_tree(tmp_path, 5, "devkit")
     stems, names = read_devkit(root / "ILSVRC2012_devkit_t12")
     gt = (root / "ILSVRC2012_devkit_t12/data/ILSVRC2012_validation_ground_truth.txt").read_text().split()
     # IDs differ from sorted-wnid positions + 1, yet the labels come out as the sorted-wnid index
@@ -81,18 +87,12 @@ def test_class_names_are_readable_and_reach_the_metric_keys(tmp_path):
 
 
 def test_unknown_generated_wnids_fall_back_to_devkit_names(tmp_path):
-    samples = generated_samples(tmp_path / "gen", num_classes=3)
-    root = tmp_path / "tree"
-    build_train(root, samples)
-    build_val(root, samples, "devkit")
+    root, samples = generated_tree(tmp_path, 3, "devkit")
     assert datamodule(root).class_names == [f"name of n9{c:07d}" for c in range(3)]
 
 
 def test_val_image_without_label_is_an_error(tmp_path):
-    samples = generated_samples(tmp_path / "gen", num_classes=3)
-    root = tmp_path / "tree"
-    build_train(root, samples)
-    build_val(root, samples, "kaggle")
+    root, samples = generated_tree(tmp_path, 3, "kaggle")
     (root / "val" / "ILSVRC2012_val_00000099.JPEG").write_bytes(b"")
     with pytest.raises(ValueError, match="no label"):
         datamodule(root).index("val")
@@ -108,10 +108,7 @@ def test_missing_val_labels_explain_the_layouts(tmp_path):
 
 
 def test_val_class_folder_not_in_train_is_an_error(tmp_path):
-    samples = generated_samples(tmp_path / "gen", num_classes=3)
-    root = tmp_path / "tree"
-    build_train(root, samples)
-    build_val(root, samples, "folders")
+    root, samples = generated_tree(tmp_path, 3, "folders")
     (root / "val" / "n99999999").mkdir()
     with pytest.raises(ValueError, match="n99999999"):
         datamodule(root).index("val")
@@ -157,10 +154,7 @@ def test_index_cache_is_used_on_second_start_and_rebuilt_when_a_file_is_added(tm
 
 
 def test_index_cache_location_can_be_chosen(tmp_path):
-    samples = generated_samples(tmp_path / "gen", num_classes=2)
-    root = tmp_path / "tree"
-    build_train(root, samples)
-    build_val(root, samples, "folders")
+    root, samples = generated_tree(tmp_path, 2, "folders")
     age_tree(root)
     cache = tmp_path / "cache"
     datamodule(root, index_cache_dir=str(cache)).prepare_data()
