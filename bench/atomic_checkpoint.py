@@ -26,8 +26,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from lightning.pytorch.plugins.io import TorchCheckpointIO  # noqa: E402
 
-from callbacks.atomic_checkpoint import AtomicCheckpointIO  # noqa: E402
-from lightning_modules.backbones import build_backbone  # noqa: E402
+from litvision.plugins.atomic_checkpoint import AtomicCheckpointIO  # noqa: E402
+from litvision.lightning_modules.backbones import build_backbone  # noqa: E402
 
 
 def make_checkpoint() -> dict:

@@ -39,7 +39,7 @@ from hydra import compose, initialize_config_dir  # noqa: E402
 from hydra.utils import instantiate  # noqa: E402
 
 import train as train_script  # noqa: E402
-from lightning_modules.metrics import unique_metric_names  # noqa: E402
+from litvision.lightning_modules.metrics import unique_metric_names  # noqa: E402
 
 # method -> Hydra overrides on top of the common recipe
 METHODS: dict[str, list[str]] = {

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import math
 from pathlib import Path
 from typing import Any
@@ -10,14 +9,9 @@ from typing import Any
 import lightning as L
 from lightning.pytorch.utilities import rank_zero_only
 
-from callbacks.atomic_checkpoint import write_text_atomic
+from litvision.utils.atomic_write import write_json_atomic
 
 SPLIT_PREFIXES = ("val/", "test/")
-
-
-def write_json_atomic(path: str | Path, payload: dict[str, Any]) -> None:
-    """Readers (other tools, sweep summaries) never see half a file: temp file + rename."""
-    write_text_atomic(path, json.dumps(payload, indent=2, sort_keys=True, allow_nan=False) + "\n")
 
 
 def _as_float(value: Any) -> float | None:

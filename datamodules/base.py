@@ -17,8 +17,8 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader, DistributedSampler, Sampler
 
-from datamodules.splits import stratified_split
-from datamodules.transforms import BatchNormalize
+from litvision.datamodules.splits import stratified_split
+from litvision.datamodules.transforms import BatchNormalize
 
 log = logging.getLogger(__name__)
 
@@ -132,7 +132,7 @@ class ClassificationDataModule(L.LightningDataModule):
             return
         splits = self.build_splits()
         if self.imbalance_factor is not None:
-            from datamodules.longtail import long_tailed_indices
+            from litvision.datamodules.longtail import long_tailed_indices
 
             keep = long_tailed_indices(splits.train.targets, self.imbalance_factor, num_classes=self.num_classes)
             splits.train = splits.train.subset(keep)

@@ -5,9 +5,9 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from datamodules.base import ClassificationDataModule
-from datamodules.cifar_pickle import CIFAR10_DIRNAME, load_class_names, load_split
-from datamodules.datasets import ArrayDataset
+from litvision.datamodules.base import ClassificationDataModule
+from litvision.datamodules.cifar_pickle import CIFAR10_DIRNAME, load_class_names, load_split
+from litvision.datamodules.datasets import ArrayDataset
 
 
 class CIFAR10DataModule(ClassificationDataModule):
@@ -34,7 +34,7 @@ class CIFAR10DataModule(ClassificationDataModule):
 
     def prepare_data(self) -> None:
         """Runs on one process per node: fetch the official archive if the folder is missing."""
-        from datamodules.cifar_download import ensure_cifar10
+        from litvision.datamodules.cifar_download import ensure_cifar10
 
         ensure_cifar10(self.root, download=self.download)
 

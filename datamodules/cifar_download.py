@@ -9,13 +9,13 @@ from __future__ import annotations
 import shutil
 from pathlib import Path
 
-from datamodules.cifar_pickle import (
+from litvision.datamodules.cifar_pickle import (
     CIFAR10_DIRNAME,
     expected_layout,
     missing_files,
     resolve_cifar_dir,
 )
-from datamodules.download import CIFAR10_MD5, CIFAR10_URL, DownloadError, download_and_extract
+from litvision.datamodules.download import CIFAR10_MD5, CIFAR10_URL, DownloadError, download_and_extract
 
 __all__ = ["ensure_cifar10"]
 

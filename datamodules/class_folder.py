@@ -8,11 +8,11 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from datamodules.base import ClassificationDataModule, Splits
-from datamodules.decode import POLICIES, BadImageLog, BadImagePolicy
-from datamodules.file_dataset import FileListDataset
-from datamodules.file_index import IMAGE_EXTENSIONS, FileIndex, IndexCache, cached_index, digest, scan_class_folders
-from datamodules.splits import stratified_split
+from litvision.datamodules.base import ClassificationDataModule, Splits
+from litvision.datamodules.decode import POLICIES, BadImageLog, BadImagePolicy
+from litvision.datamodules.file_dataset import FileListDataset
+from litvision.datamodules.file_index import IMAGE_EXTENSIONS, FileIndex, IndexCache, cached_index, digest, scan_class_folders
+from litvision.datamodules.splits import stratified_split
 
 log = logging.getLogger(__name__)
 
@@ -35,8 +35,8 @@ class ClassFolderDataModule(ClassificationDataModule):
     """Images in class folders: ``root/train/<class>/*``, ``root/val/<class>/*`` (and ``root/test/<class>/*``).
 
     Class index = position of the folder name in the sorted training folders. The file index
-    is built once and cached (see :mod:`datamodules.file_index`); decoding is robust and uses
-    reduced-size JPEG decoding where the augmentation allows (:mod:`datamodules.jpeg_pipeline`).
+    is built once and cached (see :mod:`litvision.datamodules.file_index`); decoding is robust and uses
+    reduced-size JPEG decoding where the augmentation allows (:mod:`litvision.datamodules.jpeg_pipeline`).
 
     Args:
         data_dir: the root holding ``train/`` (and ``val/``, ``test/`` as used).
@@ -51,7 +51,7 @@ class ClassFolderDataModule(ClassificationDataModule):
             if writable, else ``~/.cache/litvision/index``.
         extensions: file extensions counted as images (case-insensitive).
         progress: show a progress bar while indexing.
-        **kwargs: see :class:`~datamodules.base.ClassificationDataModule`.
+        **kwargs: see :class:`~litvision.datamodules.base.ClassificationDataModule`.
     """
 
     def __init__(

@@ -13,7 +13,7 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
-from datamodules.transforms import reseed_once_per_worker
+from litvision.datamodules.transforms import reseed_once_per_worker
 
 Transform = Callable[..., dict[str, Any]]
 

@@ -17,10 +17,10 @@ import torch
 from torch.utils.data import Dataset, default_collate, get_worker_info
 from torch.utils.data._utils.collate import collate_tensor_fn
 
-from datamodules.datasets import image_to_tensor
-from datamodules.decode import BadImageError, BadImageLog, BadImagePolicy
-from datamodules.jpeg_pipeline import SamplePipeline
-from datamodules.transforms import reseed_once_per_worker
+from litvision.datamodules.datasets import image_to_tensor
+from litvision.datamodules.decode import BadImageError, BadImageLog, BadImagePolicy
+from litvision.datamodules.jpeg_pipeline import SamplePipeline
+from litvision.datamodules.transforms import reseed_once_per_worker
 
 # A training sample whose file is unreadable is replaced by the next file in index order
 # (same class, as indices are grouped by class); this many in a row means a broken tree.
@@ -58,7 +58,7 @@ def collate_skipping_bad(batch: list[tuple[torch.Tensor, int] | None]) -> tuple[
 class FileListDataset(Dataset):
     """Images ``root/paths[i]`` with labels ``targets[i]``; items are ``(uint8 CHW tensor, label)``.
 
-    Decoding goes through :class:`~datamodules.jpeg_pipeline.SamplePipeline` (reduced-size
+    Decoding goes through :class:`~litvision.datamodules.jpeg_pipeline.SamplePipeline` (reduced-size
     JPEG decode where the transform allows it). Files that cannot be decoded follow
     ``bad_images.policy``: ``raise`` stops with the path; ``skip`` logs each file once and
     either replaces the sample by the next readable file (``replace_bad=True``, for training:

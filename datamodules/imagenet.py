@@ -2,7 +2,7 @@
 
 The images are not redistributable: get them from image-net.org (or Kaggle's "ImageNet
 Object Localization Challenge") and point ``dataset.data_dir`` at the folder holding
-``train/`` and ``val/``. See :mod:`datamodules.imagenet_index` for the supported val layouts.
+``train/`` and ``val/``. See :mod:`litvision.datamodules.imagenet_index` for the supported val layouts.
 """
 
 from __future__ import annotations
@@ -11,9 +11,9 @@ import logging
 from pathlib import Path
 from typing import Any
 
-from datamodules.class_folder import ClassFolderDataModule
-from datamodules.file_index import FileIndex, IndexSource, cached_index, digest, scan_flat_folder
-from datamodules.imagenet_index import (
+from litvision.datamodules.class_folder import ClassFolderDataModule
+from litvision.datamodules.file_index import FileIndex, IndexSource, cached_index, digest, scan_flat_folder
+from litvision.datamodules.imagenet_index import (
     DEVKIT_DIRNAME,
     DEVKIT_GROUND_TRUTH,
     DEVKIT_META,
@@ -45,7 +45,7 @@ class ImageNetDataModule(ClassFolderDataModule):
         val_layout: ``auto`` | ``folders`` | ``kaggle`` | ``devkit`` (see module docs).
         devkit_dir: the devkit folder; default ``ROOT/ILSVRC2012_devkit_t12``.
         kaggle_csv: Kaggle's labels; default ``ROOT/LOC_val_solution.csv``.
-        **kwargs: see :class:`~datamodules.class_folder.ClassFolderDataModule`.
+        **kwargs: see :class:`~litvision.datamodules.class_folder.ClassFolderDataModule`.
 
     Example (plain Lightning)::
 

@@ -26,7 +26,7 @@ from typing import Any
 import cv2
 import numpy as np
 
-from datamodules.decode import decode_image, jpeg_header, largest_reduction
+from litvision.datamodules.decode import decode_image, jpeg_header, largest_reduction
 
 try:  # Albumentations is a dependency, but the pipeline also accepts any callable transform.
     import albumentations as A

@@ -12,7 +12,7 @@ import torch
 from torch import nn
 from torchmetrics import MaxMetric, MeanMetric
 
-from lightning_modules.metrics import eval_metrics, flatten_results, train_metrics
+from litvision.lightning_modules.metrics import eval_metrics, flatten_results, train_metrics
 
 log = logging.getLogger(__name__)
 

@@ -21,7 +21,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from datamodules.samplers import class_weights
+from litvision.utils.class_weights import class_weights
 
 log = logging.getLogger(__name__)
 

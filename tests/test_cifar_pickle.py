@@ -12,7 +12,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from datamodules.cifar_pickle import (
+from litvision.datamodules.cifar_pickle import (
     CIFAR10_CLASSES,
     CIFAR10_DIRNAME,
     META_FILE,
@@ -22,10 +22,8 @@ from datamodules.cifar_pickle import (
     load_batch,
     load_class_names,
     load_split,
-    write_batch,
-    write_fake_cifar,
-    write_meta,
 )
+from tests.fake_cifar import write_batch, write_fake_cifar, write_meta
 
 REAL_ROOT = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "cifar10-subset"
 

@@ -9,7 +9,7 @@ from hydra import compose, initialize_config_dir
 from hydra.utils import instantiate
 from omegaconf import OmegaConf
 
-from callbacks.wandb_logger import resolve_wandb_mode
+from litvision.loggers.wandb_logger import resolve_wandb_mode
 
 CONF = Path(__file__).resolve().parents[1] / "conf"
 GROUPS = ["dataset", "augmentation", "model", "optimizer", "scheduler", "loss", "sampler", "trainer", "logger", "experiment", "debug"]

@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from datamodules.cifar_pickle import write_fake_cifar
+from tests.fake_cifar import write_fake_cifar
 from tests.run_helpers import read_metrics, run_script
 
 CLASSES = ["a", "b", "c", "d", "e"]
@@ -66,7 +66,7 @@ def test_ddp_sim_test_metrics_equal_single_process_eval(odd_cifar_root: Path, tm
 
 def test_unpadded_eval_sampler_counts_every_image_once(odd_cifar_root: Path) -> None:
     """What the DataModule hands each rank under DDP: disjoint shards covering all 15 test images."""
-    from datamodules.cifar10 import CIFAR10DataModule
+    from litvision.datamodules.cifar10 import CIFAR10DataModule
 
     class FakeTrainer:  # only the two attributes the DataModule reads to know its place
         def __init__(self, rank: int) -> None:
@@ -92,7 +92,7 @@ PREDICTED = [2, 0, 0, 1, 0, 1, 1, 1, 3, 3, 3, 2, 1, 2, 1]
 
 
 def _eval_split(rank: int, world_size: int) -> dict[str, float]:
-    from lightning_modules.metrics import eval_metrics, flatten_results
+    from litvision.lightning_modules.metrics import eval_metrics, flatten_results
 
     metrics = eval_metrics(5, "test/")
     labels, predicted = torch.tensor(LABELS), torch.tensor(PREDICTED)

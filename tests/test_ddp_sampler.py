@@ -15,9 +15,9 @@ from pathlib import Path
 import numpy as np
 from scipy.stats import chisquare
 
-from datamodules.cifar10 import CIFAR10DataModule
-from datamodules.cifar_pickle import write_fake_cifar
-from datamodules.samplers import ClassBalancedSampler
+from litvision.datamodules.cifar10 import CIFAR10DataModule
+from tests.fake_cifar import write_fake_cifar
+from litvision.datamodules.samplers import ClassBalancedSampler
 
 ROOT = Path(__file__).resolve().parents[1]
 NUM_SAMPLES = 1000  # per epoch over both ranks

@@ -16,10 +16,11 @@ from typing import Iterator
 import numpy as np
 import pytest
 
-from datamodules import download as dl
-from datamodules.cifar_download import ensure_cifar10
-from datamodules.cifar_pickle import CIFAR10_DIRNAME, load_split, write_fake_cifar
-from datamodules.download import (
+from litvision.datamodules import download as dl
+from litvision.datamodules.cifar_download import ensure_cifar10
+from litvision.datamodules.cifar_pickle import CIFAR10_DIRNAME, load_split
+from tests.fake_cifar import write_fake_cifar
+from litvision.datamodules.download import (
     CIFAR10_MD5,
     CIFAR10_URL,
     DownloadError,

@@ -14,10 +14,10 @@ from hydra import compose, initialize_config_dir
 from hydra.utils import instantiate
 from imagenet_trees import age_tree, bad_image_bytes, build_train, build_val, generated_samples, real_samples
 
-from datamodules.class_folder import ClassFolderDataModule
-from datamodules.decode import BadImageError
-from lightning_modules.backbones import build_backbone
-from lightning_modules.resolvers import register_resolvers
+from litvision.datamodules.class_folder import ClassFolderDataModule
+from litvision.datamodules.decode import BadImageError
+from litvision.lightning_modules.backbones import build_backbone
+from litvision.config_utils.resolvers import register_resolvers
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -30,7 +30,7 @@ def composed(overrides: list[str]):
 
 def test_dataset_imagenet_selects_resnet50_and_the_imagenet_augmentation():
     cfg = composed(["dataset=imagenet"])
-    assert cfg.dataset._target_ == "datamodules.imagenet.ImageNetDataModule"
+    assert cfg.dataset._target_ == "litvision.datamodules.imagenet.ImageNetDataModule"
     assert cfg.model.backbone.name == "resnet50"
     assert cfg.augmentation.train.transforms[0]._target_ == "albumentations.RandomResizedCrop"
     assert list(cfg.augmentation.train.transforms[0].size) == [224, 224]
@@ -65,7 +65,7 @@ def test_imagenet_resnet50_experiment_is_the_standard_recipe():
     assert cfg.trainer.max_epochs == 90 and cfg.trainer.precision == "bf16-mixed"
     assert cfg.optimizer.lr == pytest.approx(0.4)  # 0.1 x 1024/256
     assert cfg.optimizer.momentum == 0.9 and cfg.optimizer.weight_decay == 1e-4
-    assert cfg.scheduler._target_ == "lightning_modules.schedulers.warmup_cosine"
+    assert cfg.scheduler._target_ == "litvision.lightning_modules.schedulers.warmup_cosine"
     assert cfg.scheduler.warmup_fraction == pytest.approx(5 / 90)
     assert cfg.loss.label_smoothing == 0.1
     assert cfg.model.weight_decay_norm_bias is False and cfg.model.backbone.name == "resnet50"
@@ -196,7 +196,7 @@ def test_an_eval_batch_of_only_unreadable_images_is_skipped(tmp_path):
     import lightning as L
     from albumentations import Compose, Resize
 
-    from lightning_modules.classifier import ImageClassifier
+    from litvision.lightning_modules.classifier import ImageClassifier
 
     samples = generated_samples(tmp_path / "gen", num_classes=3, per_class=2)
     root = tmp_path / "tree"

@@ -10,9 +10,9 @@ import torch
 from hydra import compose, initialize_config_dir
 from hydra.utils import instantiate
 
-from datamodules.cifar_pickle import write_fake_cifar
-from datamodules.longtail import long_tailed_counts, long_tailed_indices
-from lightning_modules.metrics import eval_metrics, flatten_results
+from tests.fake_cifar import write_fake_cifar
+from litvision.datamodules.longtail import long_tailed_counts, long_tailed_indices
+from litvision.lightning_modules.metrics import eval_metrics, flatten_results
 
 CONF_DIR = Path(__file__).resolve().parents[1] / "conf"
 REAL_CIFAR = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "cifar10-subset"

@@ -7,7 +7,7 @@ import math
 import pytest
 import torch
 
-from lightning_modules.metrics import eval_metrics, flatten_results, unique_metric_names
+from litvision.lightning_modules.metrics import eval_metrics, flatten_results, unique_metric_names
 
 NAMES = ["cat", "dog", "bird", "fish", "frog", "ant"]
 

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from callbacks.sweep_summary import STATUS_FILE, metric_direction, write_summary
+from litvision.sweeps.summary import STATUS_FILE, metric_direction, write_summary
 from tests.run_helpers import read_metrics, run_script
 from tests.wandb_offline import read_run
 

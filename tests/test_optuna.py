@@ -10,7 +10,7 @@ from pathlib import Path
 import yaml
 
 from tests.run_helpers import read_metrics, run_script
-from train import optimized_value
+from litvision.sweeps.objective import optimized_value
 
 TINY = ["model=small_cnn", "model.backbone.width=8", "dataset.num_workers=0", "dataset.batch_size=16", "trainer.max_epochs=1"]
 

@@ -8,9 +8,9 @@ import albumentations as A
 import lightning as L
 import torch
 
-from datamodules.cifar10 import CIFAR10DataModule
-from lightning_modules.backbones import build_backbone
-from lightning_modules.classifier import ImageClassifier
+from litvision.datamodules.cifar10 import CIFAR10DataModule
+from litvision.lightning_modules.backbones import build_backbone
+from litvision.lightning_modules.classifier import ImageClassifier
 
 
 def test_readme_example_trains_and_learns(fake_cifar_root, tmp_path) -> None:

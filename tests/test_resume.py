@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from datamodules.cifar_pickle import write_fake_cifar
+from tests.fake_cifar import write_fake_cifar
 from tests.run_helpers import REPO_ROOT, read_metrics, run_script
 from tests.wandb_offline import read_run
 
@@ -125,7 +125,7 @@ def test_resumed_run_ends_identical_to_an_uninterrupted_one(killed_and_resumed: 
 # ---- atomic checkpoint writes ---------------------------------------------------------------
 WRITER = """
 import sys, torch
-from callbacks.atomic_checkpoint import AtomicCheckpointIO
+from litvision.plugins.atomic_checkpoint import AtomicCheckpointIO
 io = AtomicCheckpointIO()
 i = 0
 while True:

@@ -11,8 +11,9 @@ from hydra.utils import instantiate
 from scipy.stats import chisquare
 from torch.utils.data import DataLoader, DistributedSampler
 
-from datamodules.cifar_pickle import write_fake_cifar
-from datamodules.samplers import ClassAwareSampler, ClassBalancedSampler, class_weights
+from tests.fake_cifar import write_fake_cifar
+from litvision.datamodules.samplers import ClassAwareSampler, ClassBalancedSampler
+from litvision.utils.class_weights import class_weights
 
 CONF_DIR = Path(__file__).resolve().parents[1] / "conf"
 

@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from datamodules.cifar_pickle import CIFAR10_CLASSES
+from litvision.datamodules.cifar_pickle import CIFAR10_CLASSES
 from tests.run_helpers import TINY_MODEL, read_metrics, run_script
 
 RECALL_KEYS = [f"test/recall/{name}" for name in CIFAR10_CLASSES]
@@ -71,7 +71,7 @@ def test_bad_config_fails_with_hydra_error(override: str, message: str, tmp_path
 
 
 def test_eval_refuses_checkpoint_of_other_classes(fake_cifar_root, tmp_path) -> None:
-    from datamodules.cifar_pickle import write_fake_cifar
+    from tests.fake_cifar import write_fake_cifar
 
     other = tmp_path / "other"
     write_fake_cifar(other, n_train_per_class=2, n_test_per_class=1, class_names=[f"c{i}" for i in range(10)])
@@ -91,7 +91,7 @@ def test_metrics_json_is_world_readable_and_complete(tmp_path) -> None:
     import os
     import stat
 
-    from callbacks.metrics_summary import write_json_atomic
+    from litvision.utils.atomic_write import write_json_atomic
 
     path = tmp_path / "metrics.json"
     write_json_atomic(path, {"test/acc_top1": 0.5})

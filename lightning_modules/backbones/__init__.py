@@ -1,6 +1,6 @@
 """One registry of backbone names (as in timm): ``build_backbone("resnet9", num_classes=10)``.
 
-Configs reach it as ``_target_: lightning_modules.backbones.build_backbone`` with
+Configs reach it as ``_target_: litvision.lightning_modules.backbones.build_backbone`` with
 ``_partial_: true``; the classifier fills in ``num_classes`` from the DataModule. Any other
 factory taking ``num_classes`` works too, e.g. ``_target_: timm.create_model``.
 """
@@ -12,8 +12,8 @@ from typing import Any
 
 from torch import nn
 
-from lightning_modules.backbones.cifar_cnn import ResNet9, SmallCNN
-from lightning_modules.backbones.cifar_resnet import CifarResNet18
+from litvision.lightning_modules.backbones.cifar_cnn import ResNet9, SmallCNN
+from litvision.lightning_modules.backbones.cifar_resnet import CifarResNet18
 
 BACKBONES: dict[str, Callable[..., nn.Module]] = {
     "small_cnn": SmallCNN,
@@ -36,7 +36,7 @@ def build_backbone(name: str, num_classes: int, **kwargs: Any) -> nn.Module:
 def _register_imagenet_resnets() -> None:
     """ImageNet ResNets live in their own module; registered lazily to keep imports light."""
     try:
-        from lightning_modules.backbones import resnet
+        from litvision.lightning_modules.backbones import resnet
     except ImportError:
         return
     for name in getattr(resnet, "MODELS", {}):

@@ -17,7 +17,7 @@ from pathlib import Path
 
 from omegaconf import DictConfig, open_dict
 
-from callbacks.atomic_checkpoint import write_text_atomic
+from litvision.utils.atomic_write import write_text_atomic
 
 log = logging.getLogger(__name__)
 RUN_ID_FILE = "wandb_run_id.txt"

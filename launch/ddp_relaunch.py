@@ -1,4 +1,4 @@
-"""Process-level DDP plumbing for Hydra scripts: how ranks are launched, and rank-zero logging.
+"""How DDP child ranks are launched from a Hydra job (Lightning's subprocess launcher).
 
 Why the launch needs fixing: with ``strategy=ddp`` Lightning starts ranks 1..N-1 by
 re-running the *command line* (``_hydra_subprocess_cmd`` in
@@ -13,7 +13,7 @@ lightning/fabric/strategies/launchers/subprocess_script.py): ``sys.argv`` plus
   (``python -m submitit.core._submit <folder>``), not train.py at all.
 
 :func:`use_hydra_job_command_for_ddp` makes the children re-run *this job* instead: the
-script itself, the job's own overrides (``hydra.overrides.task``: one point of a sweep),
+entry module (``python -m litvision.train``), the job's own overrides (``hydra.overrides.task``: one point of a sweep),
 the job's output dir as ``hydra.run.dir`` and ``hydra.mode=RUN``. Lightning offers no hook
 for the command, so we replace the module-level function its launcher calls (checked
 against Lightning 2.6; a missing attribute is reported, not ignored).
@@ -25,12 +25,8 @@ from __future__ import annotations
 
 import functools
 import logging
-import os
 import sys
 import warnings
-from collections.abc import Iterator
-from contextlib import contextmanager
-from pathlib import Path
 
 log = logging.getLogger(__name__)
 
@@ -51,16 +47,22 @@ def _quote(value: str) -> str:
     return "'" + value.replace("\\", "\\\\").replace("'", "\\'") + "'"
 
 
-def hydra_job_command(script: str | Path, local_rank: int) -> tuple[list[str], str]:
-    """The command (and cwd) that makes a child rank run the current Hydra job, once, in RUN mode."""
+def hydra_job_command(module: str, local_rank: int) -> tuple[list[str], str]:
+    """The command (and cwd) that makes a child rank run the current Hydra job, once, in RUN mode.
+
+    The child runs ``python -m <module>`` (e.g. ``litvision.train``) rather than a file path,
+    so it works the same from a checkout, an installed wheel or a console script.
+    """
     from hydra.core.hydra_config import HydraConfig
 
     hc = HydraConfig.get()
-    command = [sys.executable, str(Path(script).resolve())]
-    # The primary config dir and name the parent used (``-cp``/``-cn`` included).
+    command = [sys.executable, "-m", module]
     for source in hc.runtime.config_sources:
-        if source.provider == "main" and str(source.path).startswith("file://"):
-            command.append(f"--config-path={str(source.path)[len('file://'):]}")
+        # the primary config dir (``-cp``, absolute here) and any ``--config-dir`` the user added
+        if source.schema == "file" and source.provider == "main":
+            command.append(f"--config-path={source.path}")
+        elif source.schema == "file" and source.provider == "command-line":
+            command.append(f"--config-dir={source.path}")
     if hc.job.config_name:
         command.append(f"--config-name={hc.job.config_name}")
     command += list(hc.overrides.task)
@@ -76,7 +78,7 @@ def hydra_job_command(script: str | Path, local_rank: int) -> tuple[list[str], s
     return command, hc.runtime.cwd
 
 
-def use_hydra_job_command_for_ddp(script: str | Path) -> None:
+def use_hydra_job_command_for_ddp(module: str) -> None:
     """Make Lightning's DDP subprocess launcher start child ranks with :func:`hydra_job_command`."""
     from lightning.pytorch.strategies.launchers import subprocess_script
 
@@ -88,59 +90,4 @@ def use_hydra_job_command_for_ddp(script: str | Path) -> None:
             stacklevel=2,
         )
         return
-    subprocess_script._hydra_subprocess_cmd = functools.partial(hydra_job_command, script)
-
-
-# Set by Lightning's subprocess launcher in the launching process (and left there).
-_LAUNCH_ENV = ("MASTER_ADDR", "MASTER_PORT", "NODE_RANK", "LOCAL_RANK", "WORLD_SIZE")
-
-
-@contextmanager
-def isolated_ddp_job() -> Iterator[None]:
-    """Give every job of a sweep its own DDP process group and rendezvous.
-
-    Lightning leaves the process group initialised and MASTER_PORT & co. set after a run.
-    In a multirun the next job in the same process would then reuse a group whose other
-    ranks have exited ("Connection closed by peer"). On exit this destroys the group and
-    restores the launch variables to what they were before the job (so values set by
-    SLURM or torchrun stay untouched).
-    """
-    saved = {name: os.environ.get(name) for name in _LAUNCH_ENV}
-    try:
-        yield
-    finally:
-        import torch.distributed as dist
-
-        if dist.is_available() and dist.is_initialized():
-            dist.destroy_process_group()
-        for name, value in saved.items():
-            if value is None:
-                os.environ.pop(name, None)
-            else:
-                os.environ[name] = value
-
-
-def global_rank() -> int:
-    """This process's rank as Lightning sees it before the Trainer exists (env vars), later exact."""
-    from lightning.pytorch.utilities import rank_zero_only
-
-    return int(getattr(rank_zero_only, "rank", 0) or 0)
-
-
-def quiet_non_zero_ranks() -> None:
-    """Print INFO logs once: ranks > 0 keep only warnings and errors (console and log file)."""
-    if global_rank() == 0:
-        return
-    for handler in logging.getLogger().handlers:
-        handler.setLevel(max(handler.level, logging.WARNING))
-
-
-def ignore_sync_dist_advice() -> None:
-    """Drop Lightning's "use sync_dist=True when logging on epoch level" advice under DDP.
-
-    Our epoch-level val/test values come from torchmetrics' ``compute()``, already synced
-    across ranks; ``sync_dist=True`` would add a collective per value (and Lightning's mean
-    truncates unequal integer sample counts). ``train/loss_epoch`` is deliberately rank 0's
-    running mean: syncing it would mean a collective on every training step.
-    """
-    warnings.filterwarnings("ignore", message=r".*when logging on epoch level in distributed setting.*")
+    subprocess_script._hydra_subprocess_cmd = functools.partial(hydra_job_command, module)

@@ -27,32 +27,12 @@ from hydra.experimental.callback import Callback
 from hydra.types import RunMode
 from omegaconf import DictConfig, OmegaConf
 
-from callbacks.atomic_checkpoint import write_text_atomic
+from litvision.sweeps.objective import metric_direction
+from litvision.utils.atomic_write import write_text_atomic
 
 log = logging.getLogger(__name__)
 STATUS_FILE = "job_status.json"
-MINIMIZE_HINTS = ("loss", "error", "err", "nll", "ece", "perplexity")
 KEY_METRICS = ("val/acc_best", "val/acc_top1", "test/acc_top1", "test/balanced_acc", "test/loss")
-
-
-def metric_direction(name: str | None, hydra_cfg: DictConfig | None = None) -> str:
-    """``maximize``/``minimize``: the sweeper's own setting if it has one, else from the name."""
-    sweeper = hydra_cfg.get("sweeper") if hydra_cfg is not None else None
-    direction = sweeper.get("direction") if isinstance(sweeper, DictConfig) else None
-    if direction is not None and not isinstance(direction, str):
-        direction = list(direction)[0]  # multi-objective: the first objective orders the table
-    if direction:
-        direction = str(direction).lower().split(".")[-1]  # "StudyDirection.MAXIMIZE" too
-        if direction not in ("maximize", "minimize"):
-            raise ValueError(f"sweeper direction must be maximize or minimize, got {direction!r}")
-        return direction
-    leaf = (name or "").lower().rsplit("/", 1)[-1]
-    return "minimize" if any(hint in leaf for hint in MINIMIZE_HINTS) else "maximize"
-
-
-def worst_value(direction: str) -> float:
-    """What a diverged job reports to a sweeper: finite comparisons, never NaN (Optuna rejects NaN)."""
-    return float("-inf") if direction == "maximize" else float("inf")
 
 
 def _finite(value: Any) -> float | None:
@@ -171,7 +151,7 @@ class SweepSummary(Callback):
     """Record each multirun job's outcome and keep the sweep summary up to date (no-op for single runs)."""
 
     def on_job_end(self, config: DictConfig, job_return: JobReturn, **kwargs: Any) -> None:
-        from callbacks.distributed import global_rank
+        from litvision.launch.process import global_rank
 
         if not _is_multirun(config) or global_rank() != 0:
             return  # single runs need no summary; under SLURM every rank runs the job: write once

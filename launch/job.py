@@ -1,0 +1,58 @@
+"""What every entry script does around its task: process set-up, W&B tear-down, the sweep objective."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+from hydra.core.hydra_config import HydraConfig
+from hydra.types import RunMode
+from omegaconf import DictConfig, open_dict
+
+from litvision.launch.ddp_relaunch import use_hydra_job_command_for_ddp
+from litvision.launch.process import ignore_sync_dist_advice, isolated_ddp_job, quiet_non_zero_ranks
+from litvision.loggers.wandb_logger import finish_wandb
+from litvision.sweeps.objective import metric_direction, optimized_value
+
+
+def hydra_settings() -> DictConfig | None:
+    """The ``hydra`` node of this job, or None when a task is called without @hydra.main."""
+    return HydraConfig.get() if HydraConfig.initialized() else None
+
+
+def apply_sweep_group(cfg: DictConfig, hydra_cfg: DictConfig | None) -> None:
+    """In a multirun, every job's W&B run joins the group named after the sweep dir."""
+    wandb_cfg = (cfg.get("logger") or {}).get("wandb")
+    if hydra_cfg is None or hydra_cfg.mode != RunMode.MULTIRUN or not isinstance(wandb_cfg, DictConfig):
+        return
+    if wandb_cfg.get("group") is None:
+        with open_dict(wandb_cfg):
+            wandb_cfg.group = Path(hydra_cfg.sweep.dir).name
+
+
+@contextmanager
+def managed_job(module: str) -> Iterator[None]:
+    """Process set-up and tear-down shared by every entry script's jobs (also inside sweeps)."""
+    # DDP child ranks must re-run this job, not the command line (which may be a whole sweep)
+    use_hydra_job_command_for_ddp(module)
+    quiet_non_zero_ranks()
+    ignore_sync_dist_advice()
+    try:
+        with isolated_ddp_job():  # the next job of a sweep starts a fresh process group
+            yield
+    except BaseException:
+        finish_wandb(exit_code=1)  # the W&B run is marked failed; the sweep summary marks the job FAILED
+        raise
+    finish_wandb()
+
+
+def run_job(module: str, cfg: DictConfig, task: Callable[[DictConfig], dict[str, Any]]) -> float | None:
+    """Run ``task(cfg)`` as the job of entry module ``module``; return the sweep objective."""
+    hydra_cfg = hydra_settings()
+    apply_sweep_group(cfg, hydra_cfg)
+    with managed_job(module):
+        metrics = task(cfg)
+    name = cfg.get("optimized_metric")
+    return optimized_value(metrics, name, metric_direction(name, hydra_cfg))

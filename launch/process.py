@@ -1,0 +1,63 @@
+"""Per-process set-up for a job: its own DDP process group, and rank-zero-only logging."""
+
+from __future__ import annotations
+
+import logging
+import os
+import warnings
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+# Set by Lightning's subprocess launcher in the launching process (and left there).
+_LAUNCH_ENV = ("MASTER_ADDR", "MASTER_PORT", "NODE_RANK", "LOCAL_RANK", "WORLD_SIZE")
+
+
+@contextmanager
+def isolated_ddp_job() -> Iterator[None]:
+    """Give every job of a sweep its own DDP process group and rendezvous.
+
+    Lightning leaves the process group initialised and MASTER_PORT & co. set after a run.
+    In a multirun the next job in the same process would then reuse a group whose other
+    ranks have exited ("Connection closed by peer"). On exit this destroys the group and
+    restores the launch variables to what they were before the job (so values set by
+    SLURM or torchrun stay untouched).
+    """
+    saved = {name: os.environ.get(name) for name in _LAUNCH_ENV}
+    try:
+        yield
+    finally:
+        import torch.distributed as dist
+
+        if dist.is_available() and dist.is_initialized():
+            dist.destroy_process_group()
+        for name, value in saved.items():
+            if value is None:
+                os.environ.pop(name, None)
+            else:
+                os.environ[name] = value
+
+
+def global_rank() -> int:
+    """This process's rank as Lightning sees it before the Trainer exists (env vars), later exact."""
+    from lightning.pytorch.utilities import rank_zero_only
+
+    return int(getattr(rank_zero_only, "rank", 0) or 0)
+
+
+def quiet_non_zero_ranks() -> None:
+    """Print INFO logs once: ranks > 0 keep only warnings and errors (console and log file)."""
+    if global_rank() == 0:
+        return
+    for handler in logging.getLogger().handlers:
+        handler.setLevel(max(handler.level, logging.WARNING))
+
+
+def ignore_sync_dist_advice() -> None:
+    """Drop Lightning's "use sync_dist=True when logging on epoch level" advice under DDP.
+
+    Our epoch-level val/test values come from torchmetrics' ``compute()``, already synced
+    across ranks; ``sync_dist=True`` would add a collective per value (and Lightning's mean
+    truncates unequal integer sample counts). ``train/loss_epoch`` is deliberately rank 0's
+    running mean: syncing it would mean a collective on every training step.
+    """
+    warnings.filterwarnings("ignore", message=r".*when logging on epoch level in distributed setting.*")

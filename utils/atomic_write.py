@@ -1,0 +1,70 @@
+"""Whole-or-nothing file writes: a same-folder temp file, fsynced, then renamed over the target.
+
+Readers (other tools, sweep summaries, a resumed run, other DDP ranks) see the old file or
+the new one, never half of one, and a node crash after the rename cannot leave an empty
+file because the data and the directory entry are both fsynced. Used for checkpoints
+(``plugins/atomic_checkpoint.py``), ``metrics.json``, sweep summaries, the W&B run id and
+the file-index cache.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from collections.abc import Callable
+from pathlib import Path
+from typing import IO, Any
+
+TMP_SUFFIX = ".tmp"  # not ".ckpt"/".json": nothing mistakes a leftover for the real file
+
+
+def write_atomic(path: str | os.PathLike, write: Callable[[IO[bytes]], None]) -> None:
+    """Call ``write(handle)`` on a temp file beside ``path``, fsync it and rename it to ``path``."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=TMP_SUFFIX, dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as handle:
+            write(handle)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.chmod(tmp, 0o666 & ~_umask())  # mkstemp makes 0600; the file gets normal permissions
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    _fsync_dir(path.parent)
+    # a write of this file that was killed earlier left its temp file behind: garbage now
+    for stale in path.parent.glob(f".{path.name}.*{TMP_SUFFIX}"):
+        stale.unlink(missing_ok=True)
+
+
+def write_text_atomic(path: str | os.PathLike, text: str) -> None:
+    """Small text files (run id, sweep summary, job status): whole or not at all."""
+    write_atomic(path, lambda handle: handle.write(text.encode("utf-8")))
+
+
+def write_json_atomic(path: str | os.PathLike, payload: dict[str, Any]) -> None:
+    """JSON without NaN/inf (``null`` instead is the caller's job): strict parsers accept it."""
+    write_text_atomic(path, json.dumps(payload, indent=2, sort_keys=True, allow_nan=False) + "\n")
+
+
+def _umask() -> int:
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
+def _fsync_dir(folder: Path) -> None:
+    """Persist the rename itself (the directory entry); not possible on every OS/filesystem."""
+    try:
+        fd = os.open(folder, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
