@@ -45,3 +45,30 @@ def test_diverged_metric_reports_the_worst_value_for_the_direction() -> None:
     assert optimized_value({"val/acc_best": float("nan")}, "val/acc_best", "maximize") == float("-inf")
     assert optimized_value({"val/loss": None}, "val/loss", "minimize") == float("inf")
     assert optimized_value({"val/loss": 0.25}, "val/loss", "minimize") == 0.25
+
+
+def test_sqlite_study_resumes_across_two_runs(fake_cifar_root: Path, tmp_path: Path) -> None:
+    """README's resumable study: a second run with the same storage continues the same study.
+
+    optuna 2.10 (what hydra-optuna-sweeper pins) fails on SQLAlchemy 2.x with an AssertionError
+    in its schema check; the sweep/dev extras pin SQLAlchemy 1.4.
+    """
+    import optuna
+
+    storage = f"sqlite:///{tmp_path / 'optuna.db'}"
+    common = [
+        "hparams_search=cifar10_optuna", f"hydra.sweeper.storage={storage}", "hydra.sweeper.study_name=resume_me",
+        f"dataset.data_dir={fake_cifar_root}", "logger=csv", *TINY, "+trainer.limit_train_batches=2",
+    ]
+    run_script("train.py", *common, "hydra.sweeper.n_trials=1", f"hydra.sweep.dir={tmp_path / 'first'}", timeout=500)
+    first = optuna.load_study(study_name="resume_me", storage=storage)
+    assert [t.number for t in first.trials] == [0]
+
+    run_script("train.py", *common, "hydra.sweeper.n_trials=1", f"hydra.sweep.dir={tmp_path / 'second'}", timeout=500)
+    study = optuna.load_study(study_name="resume_me", storage=storage)
+    assert [t.number for t in study.trials] == [0, 1]  # the same study, one trial more
+    assert all(t.state == optuna.trial.TrialState.COMPLETE for t in study.trials)
+    # the second run's only job is trial 1 of the study
+    best = yaml.safe_load((tmp_path / "second" / "optimization_results.yaml").read_text())
+    assert best["best_value"] == study.best_value
+    assert (tmp_path / "second" / "0" / "metrics.json").is_file()
