@@ -8,8 +8,10 @@ work when jobs run in other processes or on other machines (submitit, SLURM), an
 complete table even when the sweep itself dies before Hydra's ``on_multirun_end``.
 
 Status: COMPLETED; DIVERGED (finished, but the optimized metric is NaN/inf/missing);
-FAILED (the job raised: the error is in the table). Rows are sorted by the optimized
-metric in its direction, then diverged, then failed jobs.
+UNREADABLE (its ``job_status.json`` or ``metrics.json`` is half-written or not JSON: the
+file and the parse error are in the error column); FAILED (the job raised: the error is in
+the table). Rows are sorted by the optimized metric in its direction, then diverged,
+unreadable and failed jobs. One broken file never costs the other rows.
 """
 
 from __future__ import annotations
@@ -49,15 +51,48 @@ def _split_override(override: str) -> tuple[str, str]:
 
 
 # ---- building the table ---------------------------------------------------------------------
+def _read_record(path: Path) -> tuple[dict[str, Any] | None, str | None]:
+    """(the JSON object in ``path``, None), or (None, why it cannot be read).
+
+    A job killed while writing, a disk that filled up or a file from an older version can
+    leave a broken file in a sweep dir of hundreds of jobs: that row is marked, not fatal.
+    """
+    try:
+        record = json.loads(path.read_text())
+    except (OSError, ValueError) as exc:  # ValueError: JSONDecodeError, UnicodeDecodeError
+        return None, f"{path} unreadable ({type(exc).__name__}: {exc})"
+    if not isinstance(record, dict):
+        return None, f"{path} unreadable (not a JSON object)"
+    return record, None
+
+
+def _unreadable_row(job_dir: Path, error: str) -> dict[str, Any]:
+    log.warning("sweep summary: %s", error)
+    return {
+        "job_num": int(job_dir.name) if job_dir.name.isdigit() else None, "status": "UNREADABLE",
+        "overrides": [], "optimized_metric": None, "error": error, "output_dir": str(job_dir),
+        "value": None, "metrics": {},
+    }
+
+
 def collect_rows(sweep_dir: str | Path) -> list[dict[str, Any]]:
     """One row per ``job_status.json`` under the sweep dir, with that job's final metrics."""
     rows = []
     for status_path in sorted(Path(sweep_dir).rglob(STATUS_FILE)):
         if ".submitit" in status_path.parts:
             continue
-        job = json.loads(status_path.read_text())
+        job, error = _read_record(status_path)
+        if job is None or "status" not in job:
+            rows.append(_unreadable_row(status_path.parent, error or f"{status_path} has no 'status'"))
+            continue
         metrics_path = status_path.parent / "metrics.json"
-        metrics = json.loads(metrics_path.read_text()) if metrics_path.is_file() else {}
+        metrics: dict[str, Any] = {}
+        if metrics_path.is_file():
+            metrics, error = _read_record(metrics_path)
+            if metrics is None:  # the job's own record stays: its swept values are still shown
+                log.warning("sweep summary: %s", error)
+                rows.append({**job, "status": "UNREADABLE", "error": error, "value": None, "metrics": {}})
+                continue
         value = _finite(metrics.get(job.get("optimized_metric") or "", None))
         status = job["status"]
         if status == "COMPLETED" and job.get("optimized_metric") and value is None:
@@ -67,12 +102,12 @@ def collect_rows(sweep_dir: str | Path) -> list[dict[str, Any]]:
 
 
 def sort_rows(rows: list[dict[str, Any]], direction: str) -> list[dict[str, Any]]:
-    order = {"COMPLETED": 0, "DIVERGED": 1, "FAILED": 2}
+    order = {"COMPLETED": 0, "DIVERGED": 1, "UNREADABLE": 2, "FAILED": 3}
     sign = -1.0 if direction == "maximize" else 1.0
 
     def key(row: dict[str, Any]) -> tuple:
-        value = row["value"]
-        return (order.get(row["status"], 3), 0.0 if value is None else sign * value, row.get("job_num", 0))
+        value, num = row["value"], row.get("job_num")
+        return (order.get(row["status"], 4), 0.0 if value is None else sign * value, num is None, num or 0)
 
     return sorted(rows, key=key)
 
@@ -108,7 +143,7 @@ def render(rows: list[dict[str, Any]], direction: str) -> tuple[str, str]:
     for rank, row in enumerate(rows, 1):
         job = dict(_split_override(o) for o in row.get("overrides", []))
         writer.writerow([
-            rank, row.get("job_num"), row["status"], *(job.get(p, "") for p in params), _fmt(row["value"]),
+            rank, _fmt(row.get("job_num")), row["status"], *(job.get(p, "") for p in params), _fmt(row["value"]),
             *(_fmt(row["metrics"].get(k)) for k in metric_keys), row.get("error") or "",
             " ".join(row.get("overrides", [])), row.get("output_dir", ""),
         ])
@@ -125,7 +160,7 @@ def render(rows: list[dict[str, Any]], direction: str) -> tuple[str, str]:
         job = dict(_split_override(o) for o in row.get("overrides", []))
         error = (row.get("error") or "").replace("|", "\\|").replace("\n", " ")[:200]
         cells = [
-            str(rank), str(row.get("job_num")), row["status"], *(f"`{job.get(p, '')}`" for p in params),
+            str(rank), _fmt(row.get("job_num")), row["status"], *(f"`{job.get(p, '')}`" for p in params),
             _fmt(row["value"]), *(_fmt(row["metrics"].get(k)) for k in shown), error,
         ]
         lines.append("| " + " | ".join(cells) + " |")
