@@ -13,6 +13,7 @@ from torch import nn
 from torchmetrics import MaxMetric, MeanMetric
 
 from litvision.lightning_modules.metrics import eval_metrics, flatten_results, train_metrics
+from litvision.lightning_modules.mixing import BatchMixer, require_soft_target_loss
 
 log = logging.getLogger(__name__)
 
@@ -38,6 +39,12 @@ class ImageClassifier(L.LightningModule):
         channels_last: use NHWC memory layout for 4-D inputs ("auto": on CUDA and CPU, where
             cuDNN and oneDNN convolutions are faster in NHWC: ~17% per step for ResNet-9 here).
         compile: wrap the backbone in ``torch.compile``.
+        mixing: Mixup/CutMix on training batches on the device (``mixing=`` config group,
+            :class:`~litvision.lightning_modules.mixing.BatchMixer`); None or empty = off. The
+            loss then gets soft targets, and training accuracy is logged as
+            ``train/mixed_acc_top1``/``_top5`` (against each mixed image's dominant label,
+            not comparable with clean accuracy) instead of ``train/acc_top1``. Training-only,
+            so it is left out of the checkpoint's hyperparameters.
     """
 
     def __init__(
@@ -52,13 +59,15 @@ class ImageClassifier(L.LightningModule):
         weight_decay_norm_bias: bool = False,
         channels_last: bool | str = "auto",
         compile: bool = False,
+        mixing: BatchMixer | None = None,
     ) -> None:
         super().__init__()
-        self.save_hyperparameters(logger=False)
+        self.save_hyperparameters(logger=False, ignore=["mixing"])
         self.backbone_factory = backbone
         self.optimizer_factory = optimizer or (lambda params: torch.optim.SGD(params, lr=0.1, momentum=0.9))
         self.scheduler_factory = scheduler
         self.loss_factory = loss
+        self.mixing = mixing or None  # mixing=none composes to an empty node
         self.net: nn.Module | None = None
         self.criterion: nn.Module | None = None
         if num_classes is not None or class_names is not None:
@@ -101,6 +110,10 @@ class ImageClassifier(L.LightningModule):
         self.net = self.backbone_factory(num_classes=num_classes)
         self.criterion = self._make_loss(counts)
         self.train_metrics = train_metrics(num_classes)
+        if self.mixing is not None:
+            require_soft_target_loss(self.criterion)
+            # scored against the dominant label of mixed images: named apart from clean accuracy
+            self.train_metrics = self.train_metrics.clone(prefix="train/mixed_")
         self.val_metrics = eval_metrics(num_classes, "val/")
         self.test_metrics = eval_metrics(num_classes, "test/")
         self.val_acc_best = MaxMetric()
@@ -149,9 +162,13 @@ class ImageClassifier(L.LightningModule):
 
     def training_step(self, batch: tuple[torch.Tensor, torch.Tensor], batch_idx: int) -> torch.Tensor:
         images, targets = batch
+        loss_targets = metric_targets = targets
+        if self.mixing is not None:
+            mixed = self.mixing(images, targets, len(self.class_names))
+            images, loss_targets, metric_targets = mixed.images, mixed.targets, mixed.dominant
         logits = self(images)
-        loss = self.criterion(logits, targets)
-        self.train_metrics.update(logits.detach(), targets)
+        loss = self.criterion(logits, loss_targets)
+        self.train_metrics.update(logits.detach(), metric_targets)
         self.log("train/loss", loss, on_step=True, on_epoch=True, prog_bar=True, batch_size=len(targets))
         return loss
 

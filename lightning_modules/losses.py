@@ -53,8 +53,29 @@ def _check_logits(logits: torch.Tensor, num_classes: int) -> None:
         )
 
 
+def soft_cross_entropy(
+    logits: torch.Tensor, targets: torch.Tensor, weight: torch.Tensor | None = None, label_smoothing: float = 0.0
+) -> torch.Tensor:
+    """Cross-entropy against class distributions ``targets`` (N, C), e.g. Mixup/CutMix labels.
+
+    Smoothing is applied to the distribution (``(1 - eps) * targets + eps / C``), as torch does
+    for probability targets. With class weights, an item weighs ``targets @ weight`` (its
+    labels' weights, mixed like the labels, before smoothing) and the batch is averaged by the
+    sum of those: for one-hot targets this is exactly torch's weighted hard-label mean, with
+    or without smoothing (torch's own probability-target path would divide by N instead).
+    """
+    dist = targets.float() * (1.0 - label_smoothing) + label_smoothing / logits.shape[-1]
+    log_probs = F.log_softmax(logits.float(), dim=-1)
+    if weight is None:
+        return -(dist * log_probs).sum(dim=-1).mean()
+    per_item = -(dist * weight * log_probs).sum(dim=-1)
+    return per_item.sum() / (targets.float() @ weight).sum()
+
+
 class WeightedCrossEntropy(nn.Module):
     """Cross-entropy with fixed per-class weights (weighted mean over the batch, as in torch)."""
+
+    accepts_soft_targets = True  # Mixup/CutMix: see soft_cross_entropy
 
     def __init__(self, weight: torch.Tensor, label_smoothing: float = 0.0) -> None:
         super().__init__()
@@ -63,6 +84,8 @@ class WeightedCrossEntropy(nn.Module):
 
     def forward(self, logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
         _check_logits(logits, len(self.weight))
+        if targets.is_floating_point():
+            return soft_cross_entropy(logits, targets, self.weight, self.label_smoothing)
         return F.cross_entropy(logits, targets, weight=self.weight, label_smoothing=self.label_smoothing)
 
 
@@ -73,7 +96,11 @@ class FocalLoss(nn.Module):
     cannot be imported here). With label smoothing the focal term applies to every class
     of the smoothed target: -sum_k q_k (1 - p_k)^gamma log p_k, which is plain smoothed
     cross-entropy at gamma=0. Weighted batches are averaged by the weight sum, like torch.
+    Soft targets (Mixup/CutMix) replace the one-hot label in the same formula; an item then
+    weighs ``targets @ weight``.
     """
+
+    accepts_soft_targets = True
 
     def __init__(self, gamma: float = 2.0, weight: torch.Tensor | None = None, label_smoothing: float = 0.0) -> None:
         super().__init__()
@@ -90,11 +117,12 @@ class FocalLoss(nn.Module):
         log_probs = F.log_softmax(logits.float(), dim=-1)
         focal = (1.0 - log_probs.exp()).clamp_min(0.0).pow(self.gamma) * log_probs
         smooth = self.label_smoothing
-        target_dist = F.one_hot(targets, num_classes).float() * (1.0 - smooth) + smooth / num_classes
+        labels = targets.float() if targets.is_floating_point() else F.one_hot(targets, num_classes).float()
+        target_dist = labels * (1.0 - smooth) + smooth / num_classes
         per_item = -(target_dist * focal).sum(dim=-1)
         if self.weight is None:
             return per_item.mean()
-        item_weight = self.weight[targets]
+        item_weight = labels @ self.weight if targets.is_floating_point() else self.weight[targets]
         return (per_item * item_weight).sum() / item_weight.sum()
 
 
@@ -104,8 +132,10 @@ class LogitAdjustedLoss(nn.Module):
     Training against prior-shifted logits makes the *raw* logits estimate the balanced
     posterior, so prediction (argmax of the raw logits, as the classifier does) needs no
     post-hoc correction. A class with no training images is given a pseudo-count of 1 so
-    its log-prior stays finite.
+    its log-prior stays finite. Soft targets go through torch's probability-target cross-entropy.
     """
+
+    accepts_soft_targets = True
 
     def __init__(self, class_counts: Sequence[int], tau: float = 1.0, label_smoothing: float = 0.0) -> None:
         super().__init__()
@@ -128,8 +158,10 @@ class DeferredReweighting(nn.Module):
     late avoids the feature damage that early re-weighting does. The classifier calls
     ``on_epoch_start(epoch)`` at every training epoch start (including the first epoch
     after a resume, so a resumed run is in the right phase): the state is a pure function
-    of the epoch.
+    of the epoch. Soft targets: see :func:`soft_cross_entropy`.
     """
+
+    accepts_soft_targets = True
 
     def __init__(
         self, class_counts: Sequence[int], start_epoch: int, beta: float = 0.9999, label_smoothing: float = 0.0
@@ -152,6 +184,8 @@ class DeferredReweighting(nn.Module):
     def forward(self, logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
         _check_logits(logits, len(self.class_weight))
         weight = self.class_weight if self.reweighting else None
+        if targets.is_floating_point():
+            return soft_cross_entropy(logits, targets, weight, self.label_smoothing)
         return F.cross_entropy(logits, targets, weight=weight, label_smoothing=self.label_smoothing)
 
 
