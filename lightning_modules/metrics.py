@@ -1,7 +1,21 @@
-"""Per-split torchmetrics collections and their flattening into loggable scalars."""
+"""Per-split torchmetrics collections and their flattening into loggable scalars.
+
+Definitions (what a reported number means):
+
+* ``recall/<class>``: hits / images of that class in the split. A class with **no images in
+  the split** has no recall: it is reported as missing (NaN in the logs, ``null`` in
+  ``metrics.json``), never as 0.0, which would be indistinguishable from a collapsed class.
+* ``recall_macro`` (= ``balanced_acc``), ``recall_min``, ``recall_tail``: over the classes
+  present in the split's targets.
+* ``precision_macro`` and ``f1_macro``: over the classes present in the targets **or** the
+  predictions (scikit-learn's ``average="macro"``): a class that is predicted but absent
+  from the split has precision 0 and counts; a present class never predicted has precision 0.
+* ``acc_top5`` only exists with more than 5 classes (with <= 5 it is always 1.0).
+"""
 
 from __future__ import annotations
 
+from collections import Counter
 from collections.abc import Sequence
 
 import torch
@@ -27,6 +41,7 @@ def train_metrics(num_classes: int) -> MetricCollection:
 # silently wrong under DDP (tests/test_ddp.py caught recall 0.67 for a class at 0.0).
 # recall/precision/F1 share one set of per-class stat scores, so they form one group.
 EVAL_COMPUTE_GROUPS = [["acc_top1"], ["acc_top5"], ["recall", "precision", "f1"], ["confmat"]]
+TOP5 = 5
 
 
 def eval_metrics(num_classes: int, prefix: str) -> MetricCollection:
@@ -38,26 +53,39 @@ def eval_metrics(num_classes: int, prefix: str) -> MetricCollection:
         f1=MulticlassF1Score(num_classes, average=None),
         confmat=MulticlassConfusionMatrix(num_classes),
     )
-    return MetricCollection(metrics, prefix=prefix, compute_groups=EVAL_COMPUTE_GROUPS)
+    groups = [group for group in EVAL_COMPUTE_GROUPS if all(name in metrics for name in group)]
+    return MetricCollection(metrics, prefix=prefix, compute_groups=groups)
 
 
 def _accuracies(num_classes: int) -> dict:
-    return {
-        "acc_top1": MulticlassAccuracy(num_classes, top_k=1, average="micro"),
-        "acc_top5": MulticlassAccuracy(num_classes, top_k=min(5, num_classes), average="micro"),
-    }
+    accuracies = {"acc_top1": MulticlassAccuracy(num_classes, top_k=1, average="micro")}
+    if num_classes > TOP5:  # with <= 5 classes top-5 accuracy is 1.0 by construction: not reported
+        accuracies["acc_top5"] = MulticlassAccuracy(num_classes, top_k=TOP5, average="micro")
+    return accuracies
 
 
 def unique_metric_names(class_names: Sequence[str]) -> list[str]:
-    """Class names usable as metric-key suffixes: no '/', and duplicates made unique.
+    """Class names usable as metric-key suffixes: no '/', empty names filled, all distinct.
 
-    (ImageNet has repeated names, e.g. two different 'crane' classes.)
+    A name that occurs once keeps its (cleaned) spelling. A repeated name gets its class
+    index (ImageNet's two 'crane' classes: ``crane_134``, ``crane_517``), an empty one
+    becomes ``class_<index>``; a generated name that is already taken (``['x', 'x', 'x_1']``)
+    gets the index appended again until it is free, so two classes never share a key.
     """
-    cleaned = [str(name).strip().replace("/", "_") or f"class_{i}" for i, name in enumerate(class_names)]
-    seen: dict[str, int] = {}
-    for name in cleaned:
-        seen[name] = seen.get(name, 0) + 1
-    return [f"{name}_{i}" if seen[name] > 1 else name for i, name in enumerate(cleaned)]
+    cleaned = [str(name).strip().replace("/", "_") for name in class_names]
+    counts = Counter(cleaned)
+    taken = {name for name in cleaned if name and counts[name] == 1}
+    names = []
+    for i, name in enumerate(cleaned):
+        if name and counts[name] == 1:
+            names.append(name)
+            continue
+        candidate = f"{name}_{i}" if name else f"class_{i}"
+        while candidate in taken:
+            candidate = f"{candidate}_{i}"
+        taken.add(candidate)
+        names.append(candidate)
+    return names
 
 
 def flatten_results(
@@ -68,22 +96,27 @@ def flatten_results(
 ) -> dict[str, float]:
     """Turn a computed eval collection into flat scalars, e.g. ``val/recall/cat``.
 
-    Macro averages are taken over the classes that occur in this split's targets
-    (support > 0), so an absent class does not drag a macro score to 0 by fiat.
-    ``class_counts`` (the TRAINING counts) define which classes are the tail; without
-    them the split's own support is used, which says nothing on a balanced val/test set.
+    See the module docstring for the definitions: recall of a class absent from the split
+    is NaN (missing), recall macros are over the classes in the targets, precision/F1
+    macros over the classes in the targets or the predictions. ``class_counts`` (the
+    TRAINING counts) define which classes are the tail; without them the split's own
+    support is used, which says nothing on a balanced val/test set.
     """
     names = unique_metric_names(class_names)
     confmat = results[f"{prefix}confmat"]
     support = confmat.sum(dim=1)
     present = support > 0
-    flat = {f"{prefix}acc_top1": float(results[f"{prefix}acc_top1"]), f"{prefix}acc_top5": float(results[f"{prefix}acc_top5"])}
+    # rows = targets, columns = predictions: a class counts for precision once either is non-zero
+    in_targets_or_predictions = present | (confmat.sum(dim=0) > 0)
+    flat = {f"{prefix}acc_top1": float(results[f"{prefix}acc_top1"])}
+    if f"{prefix}acc_top5" in results:
+        flat[f"{prefix}acc_top5"] = float(results[f"{prefix}acc_top5"])
     recall = results[f"{prefix}recall"].float()
-    for kind in ("recall", "precision", "f1"):
+    for kind, classes in (("recall", present), ("precision", in_targets_or_predictions), ("f1", in_targets_or_predictions)):
         values = results[f"{prefix}{kind}"].float()
-        flat[f"{prefix}{kind}_macro"] = float(values[present].mean()) if present.any() else float("nan")
-    for name, value in zip(names, recall.tolist()):
-        flat[f"{prefix}recall/{name}"] = value
+        flat[f"{prefix}{kind}_macro"] = float(values[classes].mean()) if classes.any() else float("nan")
+    for name, value, has_images in zip(names, recall.tolist(), present.tolist()):
+        flat[f"{prefix}recall/{name}"] = value if has_images else float("nan")
     if present.any():
         present_recall = recall[present]
         flat[f"{prefix}recall_min"] = float(present_recall.min())

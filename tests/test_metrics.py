@@ -44,27 +44,80 @@ def test_topk_accuracy_matches_hand_count() -> None:
 
 def test_per_class_recall_by_name_matches_hand_count() -> None:
     flat = compute()
-    # recall = hits / support per class; "fish" (class 3) has no samples -> 0 by torchmetrics' convention
-    expected = {"cat": 1 / 1, "dog": 1 / 2, "bird": 1 / 2, "fish": 0.0, "frog": 1 / 2, "ant": 0 / 1}
+    # recall = hits / support per class
+    expected = {"cat": 1 / 1, "dog": 1 / 2, "bird": 1 / 2, "frog": 1 / 2, "ant": 0 / 1}
     for name, value in expected.items():
         assert flat[f"val/recall/{name}"] == pytest.approx(value), name
 
 
-def test_macro_scores_ignore_classes_absent_from_targets() -> None:
+def test_class_absent_from_the_split_has_missing_recall_not_zero() -> None:
+    """"fish" (class 3) has no images here: its recall is undefined (NaN), unlike "ant" (0 of 1)."""
     flat = compute()
-    present_recalls = [1.0, 0.5, 0.5, 0.5, 0.0]  # cat dog bird frog ant (fish absent)
-    assert flat["val/recall_macro"] == pytest.approx(sum(present_recalls) / 5)
+    assert math.isnan(flat["val/recall/fish"])
+    assert flat["val/recall/ant"] == 0.0
+
+
+def test_absent_class_is_null_in_metrics_json(tmp_path) -> None:
+    import json
+
+    from litvision.callbacks.metrics_summary import MetricsSummary
+
+    from types import SimpleNamespace
+
+    summary = MetricsSummary(tmp_path / "metrics.json", print_table=False)
+    trainer = SimpleNamespace(callback_metrics={key: torch.tensor(value) for key, value in compute().items()})
+    summary._collect(trainer, "val/")  # what on_validation_end does with the logged values
+    summary._write()
+    written = json.loads((tmp_path / "metrics.json").read_text())
+    assert written["val/recall/fish"] is None and written["val/recall/cat"] == 1.0
+
+
+def test_macro_scores_match_scikit_learn() -> None:
+    """Recall macro (= balanced accuracy) over the classes in the targets; precision and F1
+    macro over targets + predictions, as scikit-learn defines them: "fish" is predicted once
+    but has no images, so it enters precision_macro with precision 0."""
+    sklearn_metrics = pytest.importorskip("sklearn.metrics")
+    flat = compute()
+    predicted = LOGITS.argmax(1).numpy()
+    targets = TARGETS.numpy()
+    assert 3 in predicted and 3 not in targets  # the case under test
+    assert flat["val/recall_macro"] == pytest.approx(sklearn_metrics.balanced_accuracy_score(targets, predicted))
     assert flat["val/balanced_acc"] == flat["val/recall_macro"]
-    # precision: predictions per class: 0 -> 3 (1 right), 1 -> 1 (1), 2 -> 1 (1), 3 -> 1 (0), 4 -> 1 (1), 5 -> 1 (0)
-    precision = {"cat": 1 / 3, "dog": 1.0, "bird": 1.0, "frog": 1.0, "ant": 0.0}
-    assert flat["val/precision_macro"] == pytest.approx(sum(precision.values()) / 5)
-    recall = dict(zip(["cat", "dog", "bird", "frog", "ant"], present_recalls))
-    f1 = [
-        0.0 if precision[n] + recall[n] == 0 else 2 * precision[n] * recall[n] / (precision[n] + recall[n])
-        for n in precision
-    ]
-    assert flat["val/f1_macro"] == pytest.approx(sum(f1) / 5)
+    assert flat["val/precision_macro"] == pytest.approx(
+        sklearn_metrics.precision_score(targets, predicted, average="macro", zero_division=0))
+    assert flat["val/f1_macro"] == pytest.approx(sklearn_metrics.f1_score(targets, predicted, average="macro", zero_division=0))
     assert flat["val/recall_min"] == 0.0
+
+
+def test_predicted_but_absent_class_lowers_precision_macro() -> None:
+    """Hand count: predictions per class 0 -> 3 (1 right), 1 -> 1 (1), 2 -> 1 (1), 3 -> 1 (0, no
+    images of class 3), 4 -> 1 (1), 5 -> 1 (0)."""
+    flat = compute()
+    precision = {"cat": 1 / 3, "dog": 1.0, "bird": 1.0, "fish": 0.0, "frog": 1.0, "ant": 0.0}
+    assert flat["val/precision_macro"] == pytest.approx(sum(precision.values()) / 6)
+
+
+def test_class_neither_present_nor_predicted_is_left_out_of_every_macro() -> None:
+    names = ["a", "b", "c", "d", "e", "f", "g"]
+    metrics = eval_metrics(len(names), "test/")
+    logits = torch.nn.functional.one_hot(torch.tensor([0, 1, 1, 2]), len(names)).float()
+    metrics.update(logits, torch.tensor([0, 1, 2, 2]))
+    flat = flatten_results(metrics.compute(), "test/", names)
+    assert flat["test/recall_macro"] == pytest.approx((1 + 1 + 0.5) / 3)
+    assert flat["test/precision_macro"] == pytest.approx((1 + 0.5 + 1) / 3)
+    assert all(math.isnan(flat[f"test/recall/{n}"]) for n in "defg")
+
+
+def test_top5_accuracy_is_not_reported_with_five_classes_or_fewer() -> None:
+    names = ["a", "b", "c", "d", "e"]
+    metrics = eval_metrics(len(names), "val/")
+    metrics.update(torch.randn(6, 5), torch.tensor([0, 1, 2, 3, 4, 0]))
+    flat = flatten_results(metrics.compute(), "val/", names)
+    assert "val/acc_top5" not in flat and "val/acc_top1" in flat
+    from litvision.lightning_modules.metrics import train_metrics
+
+    assert set(train_metrics(5).keys()) == {"train/acc_top1"}
+    assert set(train_metrics(6).keys()) == {"train/acc_top1", "train/acc_top5"}
 
 
 def test_confusion_matrix_counts() -> None:
@@ -81,6 +134,28 @@ def test_metric_names_are_unique_and_key_safe() -> None:
     assert unique_metric_names(["crane", "a/b", "crane", ""]) == ["crane_0", "a_b", "crane_2", "class_3"]
 
 
+def test_generated_names_never_collide_with_real_ones() -> None:
+    assert unique_metric_names(["x", "x", "x_1"]) == ["x_0", "x_1_1", "x_1"]
+    assert unique_metric_names(["class_1", ""]) == ["class_1", "class_1_1"]
+
+
+def test_metric_names_are_distinct_for_every_small_list() -> None:
+    """Exhaustive over short lists of awkward names: always distinct, unique names kept."""
+    import itertools
+
+    alphabet = ["x", "x_1", "x_1_1", "x_0", "", "class_0", "class_1", "a/b", "a_b"]
+    for length in range(1, 4):
+        for names in itertools.product(alphabet, repeat=length):
+            result = unique_metric_names(list(names))
+            assert len(set(result)) == len(result), (names, result)
+            assert all("/" not in r and r for r in result)
+            cleaned = [n.replace("/", "_") for n in names]
+            for name, out in zip(cleaned, result):
+                if name and cleaned.count(name) == 1:
+                    assert out == name, (names, result)
+
+
 def test_flatten_has_no_nan_for_present_classes() -> None:
     flat = compute()
-    assert all(not math.isnan(v) for k, v in flat.items() if k.startswith("val/recall/"))
+    present = {NAMES[i] for i in TARGETS.tolist()}
+    assert all(not math.isnan(flat[f"val/recall/{name}"]) for name in present)
