@@ -11,6 +11,8 @@ import math
 import torch
 from torch.optim.lr_scheduler import LambdaLR, OneCycleLR
 
+from litvision.utils.errors import ConfigError
+
 
 def warmup_cosine(
     optimizer: torch.optim.Optimizer,
@@ -32,13 +34,53 @@ def warmup_cosine(
     return LambdaLR(optimizer, factor)
 
 
+class OneCycle(OneCycleLR):
+    """``OneCycleLR`` that keeps the length it was built with when a checkpoint is loaded.
+
+    Resuming with a larger ``trainer.max_epochs`` (more steps than the checkpointed run
+    planned) continues on the cycle planned for the NEW length, at the restored step: the
+    classifier builds the scheduler for the run's current total and the checkpoint only
+    restores the step count. If the run was already annealing, the LR moves to where the
+    longer cycle is at that step (it rises). This is also what ``warmup_cosine`` does on
+    resume (its length is not in its state). torch's own ``load_state_dict`` would restore
+    the old total too and stop the run with "Tried to step N times" past it.
+    """
+
+    def load_state_dict(self, state_dict: dict) -> None:
+        planned = {"total_steps": self.total_steps, "_schedule_phases": self._schedule_phases}
+        super().load_state_dict(state_dict)
+        self.__dict__.update(planned)
+
+
 def one_cycle(
     optimizer: torch.optim.Optimizer, total_steps: int, pct_start: float = 0.25, div_factor: float = 25.0,
     final_div_factor: float = 1e4, anneal_strategy: str = "linear",
-) -> OneCycleLR:
-    """OneCycle with peak LR = the optimizer's configured LR (Smith & Topin 2019)."""
+) -> OneCycle:
+    """OneCycle with peak LR = the optimizer's configured LR (Smith & Topin 2019).
+
+    Works for any number of steps: the warm-up is a whole number of steps (see
+    :func:`whole_step_warmup`). On resume with a different length: see :class:`OneCycle`.
+    """
+    if not 0.0 <= pct_start <= 1.0:
+        raise ConfigError(f"scheduler.pct_start={pct_start} must be in [0, 1] (the warm-up share of the steps)")
+    total = max(int(total_steps), 1)
     max_lr = [group["lr"] for group in optimizer.param_groups]
-    return OneCycleLR(
-        optimizer, max_lr=max_lr, total_steps=max(total_steps, 2), pct_start=pct_start,
+    return OneCycle(
+        optimizer, max_lr=max_lr, total_steps=total, pct_start=whole_step_warmup(pct_start, total) / total,
         div_factor=div_factor, final_div_factor=final_div_factor, anneal_strategy=anneal_strategy,
     )
+
+
+def whole_step_warmup(pct_start: float, total_steps: int) -> int:
+    """Warm-up steps for OneCycle: ``pct_start * total_steps`` rounded, at least 2, or 0 if the run is too short.
+
+    ``OneCycleLR`` divides by each phase's length, ``pct_start * total - 1`` steps for the
+    warm-up and the rest for the annealing: a warm-up of exactly one step (4 steps at
+    pct_start=0.25) or no annealing step raises ZeroDivisionError. Two warm-up steps and
+    one annealing step are the least it can interpolate.
+    """
+    warmup = round(pct_start * total_steps)
+    if pct_start > 0 and total_steps >= 3:
+        warmup = max(warmup, 2)
+    warmup = min(warmup, total_steps - 1)
+    return warmup if warmup >= 2 else 0
