@@ -45,7 +45,8 @@ def test_cifar_augmentation_config_is_pad_crop_flip() -> None:
 
     cfg = compose_train("augmentation=cifar_standard")
     pipeline = instantiate(cfg.augmentation.train)
-    assert [type(t) for t in pipeline.transforms] == [A.PadIfNeeded, A.RandomCrop, A.HorizontalFlip]
+    assert [type(t) for t in pipeline.transforms] == [A.PadIfNeeded, A.RandomCrop, A.HorizontalFlip, A.Erasing]
+    assert pipeline.transforms[-1].p == 0.0  # random erasing is an option (augmentation.random_erasing), off
     assert cfg.augmentation.eval is None
 
 
