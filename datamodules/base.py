@@ -17,8 +17,10 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader, DistributedSampler, Sampler
 
+from litvision.datamodules.exclusions import Exclusions
 from litvision.datamodules.splits import stratified_split
 from litvision.datamodules.transforms import BatchNormalize
+from litvision.utils.errors import ConfigError
 
 log = logging.getLogger(__name__)
 
@@ -57,6 +59,9 @@ class ClassificationDataModule(L.LightningDataModule):
             plain shuffling.
         imbalance_factor: if set, the training split is subsampled to the standard
             exponential long-tailed profile (CIFAR-10-LT style); val/test stay balanced.
+        exclude_ids: a file of sample ids to leave out of every split (one per line,
+            ``#`` comments; see :mod:`litvision.datamodules.exclusions`), removed from the
+            source splits before the val hold-out; e.g. the audit's clean-split list.
     """
 
     def __init__(
@@ -75,6 +80,7 @@ class ClassificationDataModule(L.LightningDataModule):
         pin_memory: bool = True,
         persistent_workers: bool = True,
         drop_last: bool = False,
+        exclude_ids: str | None = None,
     ) -> None:
         super().__init__()
         if batch_size < 1:
@@ -98,6 +104,8 @@ class ClassificationDataModule(L.LightningDataModule):
         self.pin_memory = pin_memory
         self.persistent_workers = persistent_workers
         self.drop_last = drop_last
+        self.exclude_ids = exclude_ids or None
+        self._exclusions: Exclusions | None = None
         self.splits: Splits | None = None
         self._class_names: list[str] | None = None
 
@@ -112,10 +120,26 @@ class ClassificationDataModule(L.LightningDataModule):
     def load_test(self) -> Any:
         raise NotImplementedError
 
+    def source_split(self, name: str) -> Any:
+        """A source split (``train`` pool or ``test``) before any hold-out, without transforms,
+        minus the ``exclude_ids``; prediction and the audit use these."""
+        loaders = {"train": self.load_train_pool, "test": self.load_test}
+        if name not in loaders:
+            raise ConfigError(f"{type(self).__name__} has the source splits {sorted(loaders)}, not {name!r}")
+        return self.without_excluded(loaders[name](), name)
+
+    def without_excluded(self, dataset: Any, split: str) -> Any:
+        """``dataset`` (a source split) minus the ids listed in ``exclude_ids``."""
+        if self.exclude_ids is None:
+            return dataset
+        if self._exclusions is None:
+            self._exclusions = Exclusions.from_file(self.exclude_ids)
+        return self._exclusions.apply(dataset, split)
+
     def build_splits(self) -> Splits:
         """Default: stratified val hold-out from the training pool, official test set."""
-        pool = self.load_train_pool()
-        test = self.load_test()
+        pool = self.source_split("train")
+        test = self.source_split("test")
         if self.val_fraction == 0:
             log.warning(
                 "val_fraction=0: validating on the TEST set. Checkpoint selection and early "
@@ -131,6 +155,8 @@ class ClassificationDataModule(L.LightningDataModule):
         if self.splits is not None:
             return
         splits = self.build_splits()
+        if self._exclusions is not None:
+            self._exclusions.warn_unmatched()
         if self.imbalance_factor is not None:
             from litvision.datamodules.longtail import long_tailed_indices
 

@@ -5,6 +5,8 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 from litvision.datamodules.base import ClassificationDataModule
 from litvision.datamodules.cifar_pickle import CIFAR10_DIRNAME, load_class_names, load_split
 from litvision.datamodules.datasets import ArrayDataset
@@ -43,8 +45,13 @@ class CIFAR10DataModule(ClassificationDataModule):
 
     def load_train_pool(self) -> ArrayDataset:
         images, labels = load_split(self.root / CIFAR10_DIRNAME, train=True)
-        return ArrayDataset(images, labels)
+        return ArrayDataset(images, labels, ids=cifar_ids("train", len(labels)))
 
     def load_test(self) -> ArrayDataset:
         images, labels = load_split(self.root / CIFAR10_DIRNAME, train=False)
-        return ArrayDataset(images, labels)
+        return ArrayDataset(images, labels, ids=cifar_ids("test", len(labels)))
+
+
+def cifar_ids(split: str, n: int) -> np.ndarray:
+    """``<split>/<n>``: n = position in the official file order (data_batch_1..5 concatenated)."""
+    return np.char.add(f"{split}/", np.arange(n).astype(str))

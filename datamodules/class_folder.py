@@ -136,10 +136,16 @@ class ClassFolderDataModule(ClassificationDataModule):
         """All images of ``split``, without transforms, sharing one bad-image log."""
         if split not in self._pools:
             index = self.index(split)
-            self._pools[split] = FileListDataset(
-                index.root, index.paths, index.labels, bad_images=BadImageLog(len(index), self.on_bad_image, split)
+            pool = FileListDataset(
+                index.root, index.paths, index.labels, bad_images=BadImageLog(len(index), self.on_bad_image, split),
+                id_prefix=relative_id_prefix(index.root, self.data_dir),
             )
+            self._pools[split] = self.without_excluded(pool, split)
         return self._pools[split]
+
+    def source_split(self, name: str) -> FileListDataset:
+        """The folder ``name`` (train/val/test) before any hold-out, minus ``exclude_ids``."""
+        return self.pool(name)
 
     def build_splits(self) -> Splits:
         train = self.pool("train")
@@ -175,3 +181,12 @@ class ClassFolderDataModule(ClassificationDataModule):
     def bad_image_counts(self) -> dict[str, int]:
         """Unreadable files met so far, per split (the epoch log reports these)."""
         return {split: pool.bad_images.count() for split, pool in self._pools.items()}
+
+
+def relative_id_prefix(split_root: str | os.PathLike, data_dir: str | os.PathLike) -> str:
+    """What makes a path relative to a split folder a sample id: relative to ``data_dir``.
+
+    e.g. ``train/`` for ``ROOT/train``, ``ILSVRC/Data/CLS-LOC/val/`` for Kaggle's ImageNet tree.
+    """
+    rel = os.path.relpath(os.path.realpath(split_root), os.path.realpath(Path(data_dir).expanduser()))
+    return "" if rel == "." else Path(rel).as_posix() + "/"

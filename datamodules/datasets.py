@@ -35,13 +35,22 @@ class ArrayDataset(Dataset):
     """Images held in memory as one uint8 array (N, H, W, C), e.g. CIFAR."""
 
     def __init__(
-        self, images: np.ndarray, targets: Sequence[int] | np.ndarray, transform: Transform | None = None
+        self,
+        images: np.ndarray,
+        targets: Sequence[int] | np.ndarray,
+        transform: Transform | None = None,
+        ids: Sequence[str] | np.ndarray | None = None,
     ) -> None:
         if len(images) != len(targets):
             raise ValueError(f"{len(images)} images but {len(targets)} labels")
         self.images = images
         self.targets = np.asarray(targets, dtype=np.int64)
         self.transform = transform
+        # sample ids (e.g. CIFAR's ``train/<n>``), kept through subset: predictions and
+        # dataset.exclude_ids name samples by them; default: the position in this array
+        self.ids = np.arange(len(self.targets)).astype(str) if ids is None else np.asarray(ids, dtype=str)
+        if len(self.ids) != len(self.targets):
+            raise ValueError(f"{len(self.ids)} ids for {len(self.targets)} samples")
 
     def __len__(self) -> int:
         return len(self.targets)
@@ -55,7 +64,7 @@ class ArrayDataset(Dataset):
 
     def subset(self, indices: Sequence[int] | np.ndarray) -> ArrayDataset:
         indices = np.asarray(indices, dtype=np.int64)
-        return ArrayDataset(self.images[indices], self.targets[indices], self.transform)
+        return ArrayDataset(self.images[indices], self.targets[indices], self.transform, self.ids[indices])
 
     def with_transform(self, transform: Transform | None) -> ArrayDataset:
-        return ArrayDataset(self.images, self.targets, transform)
+        return ArrayDataset(self.images, self.targets, transform, self.ids)

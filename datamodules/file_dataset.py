@@ -74,6 +74,8 @@ class FileListDataset(Dataset):
         file_ids: position of each sample in ``bad_images`` (kept through ``subset``).
         on_bad_image: policy for a new ``bad_images`` log.
         replace_bad: see above.
+        id_prefix: prepended to ``paths`` to form each sample's id (:attr:`ids`), e.g.
+            ``"train/"`` so that ids are paths relative to the dataset's ``data_dir``.
     """
 
     collate_fn = staticmethod(collate_skipping_bad)
@@ -88,6 +90,7 @@ class FileListDataset(Dataset):
         file_ids: np.ndarray | None = None,
         on_bad_image: BadImagePolicy = "skip",
         replace_bad: bool = True,
+        id_prefix: str = "",
     ) -> None:
         paths = np.asarray(paths)
         if paths.dtype.kind == "U":
@@ -100,11 +103,17 @@ class FileListDataset(Dataset):
         self.file_ids = np.arange(len(paths), dtype=np.int64) if file_ids is None else np.asarray(file_ids)
         self.bad_images = bad_images or BadImageLog(len(paths), on_bad_image)
         self.replace_bad = replace_bad
+        self.id_prefix = id_prefix
         self.transform = transform
         self.pipeline = SamplePipeline(transform)
 
     def __len__(self) -> int:
         return len(self.targets)
+
+    @property
+    def ids(self) -> np.ndarray:
+        """Sample ids (``id_prefix`` + relative path, str); built on demand, not kept per sample."""
+        return np.char.add(self.id_prefix, np.char.decode(self.paths, "utf-8", "surrogateescape"))
 
     def path(self, index: int) -> str:
         return os.fsdecode(os.path.join(self.root, self.paths[index]))
@@ -145,6 +154,7 @@ class FileListDataset(Dataset):
         args = dict(
             root=self.root, paths=self.paths, targets=self.targets, transform=self.transform,
             bad_images=self.bad_images, file_ids=self.file_ids, replace_bad=self.replace_bad,
+            id_prefix=self.id_prefix,
         )
         args.update(changes)
         return FileListDataset(**args)

@@ -1,0 +1,115 @@
+"""``dataset.exclude_ids=PATH``: leave listed samples out of every split (a ciFAIR-style clean split).
+
+The file is what ``audit.py audit.write_exclusions=true`` writes, and easy to write by hand:
+UTF-8 text, one sample id per line; blank lines and lines starting with ``#`` are ignored,
+surrounding whitespace is stripped. Ids are the ones every litvision tool uses:
+
+- CIFAR: ``train/<n>`` / ``test/<n>``, n = position in the official file order of that
+  source split (``data_batch_1..5`` concatenated; ``test_batch``);
+- file datasets (ImageNet, class folders): the path relative to ``dataset.data_dir``,
+  with ``/`` separators (``train/n01440764/n01440764_10026.JPEG``).
+
+The ids are removed from the *source* splits, before the validation hold-out is carved, so
+a train id can reach neither train nor val.
+"""
+
+from __future__ import annotations
+
+import logging
+import posixpath
+from collections.abc import Iterable
+from pathlib import Path
+
+import numpy as np
+
+from litvision.utils.errors import DataError, MissingDataError
+
+log = logging.getLogger(__name__)
+
+# Columns of the audit's CSVs: passing one of those instead of the exclusion list is the
+# likely mistake, so it gets its own message.
+_CSV_HEADER_FIELDS = {"id", "a", "b", "kind", "distance", "given_label", "suggested_label", "quality"}
+
+
+def read_exclusion_file(path: str | Path) -> list[str]:
+    """The ids listed in ``path`` (order kept, duplicates dropped); a clear error if it is malformed."""
+    path = Path(path).expanduser()
+    if not path.is_file():
+        raise MissingDataError(f"dataset.exclude_ids={path}: no such file (write one id per line, or drop the override)")
+    raw = path.read_bytes()
+    if b"\0" in raw:
+        raise DataError(f"dataset.exclude_ids={path}: binary file; expected UTF-8 text with one sample id per line")
+    try:
+        text = raw.decode("utf-8-sig")  # tolerate a BOM from Windows editors
+    except UnicodeDecodeError as e:
+        raise DataError(f"dataset.exclude_ids={path}: not UTF-8 text ({e}); expected one sample id per line") from e
+    ids: dict[str, None] = {}
+    for number, line in enumerate(text.splitlines(), start=1):
+        sample_id = line.strip()
+        if not sample_id or sample_id.startswith("#"):
+            continue
+        problem = _id_problem(sample_id, first=not ids)
+        if problem:
+            raise DataError(f"dataset.exclude_ids={path}, line {number}: {sample_id!r} {problem}")
+        ids.setdefault(sample_id)
+    return list(ids)
+
+
+def _id_problem(sample_id: str, first: bool) -> str | None:
+    """Why ``sample_id`` cannot be an id (None if it can)."""
+    if first and "," in sample_id and _CSV_HEADER_FIELDS & {f.strip() for f in sample_id.split(",")}:
+        return "looks like a CSV header; the file must list one sample id per line (audit.write_exclusions=true writes it)"
+    if "\t" in sample_id:
+        return "contains a tab; write one sample id per line, nothing else on it"
+    if "\\" in sample_id:
+        return "contains a backslash; ids use '/' separators (e.g. train/n01440764/x.JPEG)"
+    if sample_id.startswith("/") or posixpath.normpath(sample_id) != sample_id or sample_id.startswith("../"):
+        return "is not a normalised relative id (expected e.g. train/123 or train/<class>/<file>, relative to dataset.data_dir)"
+    return None
+
+
+class Exclusions:
+    """The ids to leave out, and which of them matched a sample (to warn about the rest)."""
+
+    def __init__(self, ids: Iterable[str], source: str = "") -> None:
+        self.ids = np.asarray(list(ids), dtype=str)
+        self.source = source
+        self.matched: set[str] = set()
+        self.searched: list[str] = []  # source splits the ids were matched against
+
+    @classmethod
+    def from_file(cls, path: str | Path) -> Exclusions:
+        ids = read_exclusion_file(path)
+        if not ids:
+            log.warning("dataset.exclude_ids=%s lists no ids: nothing is excluded", path)
+        return cls(ids, str(path))
+
+    def keep_mask(self, sample_ids: np.ndarray) -> np.ndarray:
+        """True for the samples not listed; remembers which listed ids were seen."""
+        sample_ids = np.asarray(sample_ids, dtype=str)
+        if len(self.ids) == 0 or len(sample_ids) == 0:
+            return np.ones(len(sample_ids), dtype=bool)
+        drop = np.isin(sample_ids, self.ids)
+        self.matched.update(sample_ids[drop].tolist())
+        return ~drop
+
+    def apply(self, dataset, split: str):
+        """``dataset`` without the listed samples (same type: anything with ``ids`` and ``subset``)."""
+        keep = self.keep_mask(dataset.ids)
+        if split not in self.searched:
+            self.searched.append(split)
+        removed = int((~keep).sum())
+        log.info("dataset.exclude_ids: removed %d of %d samples from source split %r", removed, len(keep), split)
+        return dataset if removed == 0 else dataset.subset(np.flatnonzero(keep))
+
+    def unmatched(self) -> list[str]:
+        return [i for i in self.ids.tolist() if i not in self.matched]
+
+    def warn_unmatched(self) -> None:
+        missing = self.unmatched()
+        if missing:
+            log.warning(
+                "dataset.exclude_ids=%s: %d of %d ids match no sample of the source splits this run "
+                "uses %s (e.g. %s); ids are relative to dataset.data_dir (CIFAR: train/<n>, test/<n>)",
+                self.source, len(missing), len(self.ids), self.searched, ", ".join(missing[:5]),
+            )
