@@ -9,6 +9,8 @@ from __future__ import annotations
 
 from omegaconf import OmegaConf
 
+from litvision.config_utils.slurm import slurm_gpus_per_node, slurm_tasks_per_node
+
 
 def _mul(*values: float) -> float:
     result = 1.0
@@ -25,10 +27,14 @@ def _round(value: float) -> int:
     return int(round(float(value)))
 
 
-RESOLVERS = {"lv.mul": _mul, "lv.div": _div, "lv.round": _round}
+RESOLVERS = {
+    "lv.mul": _mul, "lv.div": _div, "lv.round": _round,
+    # the SLURM request that matches the trainer (conf/hydra/launcher/slurm.yaml)
+    "lv.slurm_tasks_per_node": slurm_tasks_per_node, "lv.slurm_gpus_per_node": slurm_gpus_per_node,
+}
 
 
 def register_resolvers() -> None:
-    """Register ``lv.mul``, ``lv.div`` and ``lv.round`` (idempotent)."""
+    """Register the ``lv.*`` resolvers above (idempotent)."""
     for name, fn in RESOLVERS.items():
         OmegaConf.register_new_resolver(name, fn, replace=True)

@@ -39,12 +39,10 @@ def _tool(path: Path, body: str) -> None:
     path.chmod(path.stat().st_mode | stat.S_IXUSR)
 
 
-def test_slurm_launcher_asks_for_one_task_per_gpu(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    """hydra/launcher=slurm + trainer=multinode -> the sbatch script Lightning's SLURM support expects.
-
-    No cluster here: test doubles of `srun` (submitit checks it exists) and `sbatch` (keeps
-    the submission script, then refuses the job) stand in for SLURM.
-    """
+@pytest.fixture
+def fake_slurm(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """No cluster here: test doubles of `srun` (submitit checks it exists) and `sbatch` (keeps
+    the submission script at the returned path, then refuses the job) stand in for SLURM."""
     bin_dir = tmp_path / "bin"
     bin_dir.mkdir()
     _tool(bin_dir / "srun", "exit 1\n")
@@ -52,6 +50,12 @@ def test_slurm_launcher_asks_for_one_task_per_gpu(tmp_path: Path, monkeypatch: p
     captured = tmp_path / "job.sbatch"
     monkeypatch.setenv("SBATCH_CAPTURE", str(captured))
     monkeypatch.setenv("PATH", f"{bin_dir}{os.pathsep}{os.environ['PATH']}")
+    return captured
+
+
+def test_slurm_launcher_asks_for_one_task_per_gpu(tmp_path: Path, fake_slurm: Path) -> None:
+    """hydra/launcher=slurm + trainer=multinode -> the sbatch script Lightning's SLURM support expects."""
+    captured = fake_slurm
     proc = run_script(
         "train.py", "-m", "hydra/launcher=slurm", "trainer=multinode", "trainer.num_nodes=2", "trainer.devices=4",
         "hydra.launcher.partition=gpu", "hydra.launcher.timeout_min=90", "optimizer.lr=0.1,0.05",
@@ -70,6 +74,40 @@ def test_slurm_launcher_asks_for_one_task_per_gpu(tmp_path: Path, monkeypatch: p
     ]:
         assert line in script, (line, script)
     assert "srun" in script and "submitit.core._submit" in script
+
+
+@pytest.mark.parametrize(
+    ("overrides", "wanted", "unwanted"),
+    [
+        # the README's Optuna-on-SLURM line with the default (single-CPU) trainer: 1 node, 1 task, no GPU
+        (["hparams_search=cifar10_optuna", "hydra.sweeper.n_trials=2", "hydra.sweeper.n_jobs=2"],
+         ["#SBATCH --nodes=1", "#SBATCH --ntasks-per-node=1", "#SBATCH --array=0-1"], ["--gpus-per-node"]),
+        (["trainer=gpu", "optimizer.lr=0.1"], ["#SBATCH --nodes=1", "#SBATCH --ntasks-per-node=1", "#SBATCH --gpus-per-node=1"], []),
+        # 2 CPU processes (gloo): one task per process, and no GPU asked for a CPU job
+        (["trainer=ddp_sim", "optimizer.lr=0.1"], ["#SBATCH --nodes=1", "#SBATCH --ntasks-per-node=2"], ["--gpus-per-node"]),
+    ],
+    ids=["optuna-default-trainer", "gpu", "ddp_sim"],
+)
+def test_slurm_launcher_works_with_every_trainer(
+    overrides: list[str], wanted: list[str], unwanted: list[str], tmp_path: Path, fake_slurm: Path
+) -> None:
+    proc = run_script(
+        "train.py", "-m", "hydra/launcher=slurm", *overrides, f"hydra.sweep.dir={tmp_path / 'sweep'}", check=False, timeout=120,
+    )
+    assert proc.returncode != 0 and "no SLURM here" in proc.stderr, proc.stderr[-3000:]
+    script = fake_slurm.read_text()
+    assert all(line in script for line in wanted), (wanted, script)
+    assert not any(text in script for text in unwanted), script
+
+
+def test_slurm_launcher_refuses_all_gpus_without_a_count(tmp_path: Path, fake_slurm: Path) -> None:
+    """trainer=ddp means all visible GPUs (devices=-1): SLURM needs a number, and says which override."""
+    proc = run_script(
+        "train.py", "-m", "hydra/launcher=slurm", "trainer=ddp", "optimizer.lr=0.1",
+        f"hydra.sweep.dir={tmp_path / 'sweep'}", check=False, timeout=120,
+    )
+    assert proc.returncode != 0 and not fake_slurm.exists()
+    assert "trainer.devices=8" in proc.stderr and "got -1" in proc.stderr
 
 
 @pytest.mark.slow
