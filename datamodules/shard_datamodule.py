@@ -1,0 +1,219 @@
+"""Train and evaluate from WebDataset shards written by ``prepare_shards.py`` (``dataset=imagenet_shards``).
+
+For multi-node jobs: sequential reads of ~100 MB tar files instead of 1.28M small-file
+opens on a shared filesystem, and shards can live in an object store. Everything else is
+the file DataModules' (same decode and Albumentations pipelines, same class names and
+per-class metrics, same ``on_bad_image`` policy, uint8 batches normalised on the device).
+
+* Each training sample is read once per epoch across all ranks and loader workers, and
+  evaluation is exact (every sample once, metrics equal to a single process's), whatever the
+  number of shards: see :mod:`litvision.datamodules.shard_plan` for how, and for the < world-size
+  padding when the training count does not divide by the number of ranks.
+* Resuming mid-epoch: a checkpoint saved inside an epoch (e.g.
+  ``callbacks.model_checkpoint.every_n_train_steps=N``) records how many batches of the epoch
+  were trained; the resumed run reads exactly the remaining samples. (WebDataset itself has
+  no resumable state; this works because the epoch's stream is a function of (seed, epoch).)
+  Random augmentation draws are not restored, as for files; with several loader workers the
+  remaining batches may come in another order than in an uninterrupted run.
+* Class-balanced sampling is refused: ``sampler=class_balanced|class_aware`` draw samples by
+  index, with replacement, which a sequential stream cannot do. Use a re-weighting loss
+  (``loss=logit_adjusted|balanced_softmax|class_balanced|drw``) with shards, or the file
+  DataModule (``dataset=imagenet``) for re-sampling.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+import numpy as np
+from torch.utils.data import DataLoader
+
+from litvision.datamodules.base import ClassificationDataModule, Splits
+from litvision.datamodules.class_folder import default_num_workers
+from litvision.datamodules.decode import POLICIES, BadImagePolicy
+from litvision.datamodules.file_dataset import collate_skipping_bad
+from litvision.utils.errors import ConfigError
+
+log = logging.getLogger(__name__)
+
+
+class ShardDataModule(ClassificationDataModule):
+    """A shard set (``manifest.json`` + ``<split>-NNNNNN.tar``) as train/val/test loaders.
+
+    Args:
+        shards: the folder ``prepare_shards.py`` wrote, or a URL of its copy in an object store
+            (``https://...``, ``gs://...``, ``s3://...`` via the AWS CLI, ``ais://...``, or a
+            ``pipe:`` command prefix): anything WebDataset's ``gopen`` opens.
+        val_split / test_split: split names in the manifest (``val``, ``test``, ``holdout``:
+            whatever prepare_shards wrote); None = what the shards were prepared with.
+        num_workers: loader processes per device, or ``auto`` (cores per device - 1).
+        shuffle_buffer: training samples each loader worker holds (undecoded, ~110 KB each
+            for ImageNet) to shuffle; shards are also pre-shuffled and read in a new order
+            every epoch.
+        on_bad_image: ``skip`` or ``raise`` for images that fail to decode while reading
+            (prepare_shards already left out the files it found unreadable).
+        **kwargs: see :class:`~litvision.datamodules.base.ClassificationDataModule`
+            (``sampler`` and ``imbalance_factor`` are refused, see the module docs).
+    """
+
+    def __init__(
+        self,
+        shards: str,
+        val_split: str | None = None,
+        test_split: str | None = None,
+        num_workers: int | str = "auto",
+        shuffle_buffer: int = 2000,
+        on_bad_image: BadImagePolicy = "skip",
+        **kwargs: Any,
+    ) -> None:
+        kwargs.pop("data_dir", None)
+        super().__init__(data_dir=str(shards), num_workers=num_workers, **kwargs)
+        if self.sampler is not None:
+            raise ConfigError(
+                "class-balanced sampling (sampler=class_balanced|class_aware) draws images by index with "
+                "replacement, which sequential shards cannot do: use sampler=none with dataset=imagenet_shards "
+                "(and a re-weighting loss, e.g. loss=logit_adjusted or loss=balanced_softmax), or train from "
+                "files (dataset=imagenet) to re-sample"
+            )
+        if self.imbalance_factor is not None:
+            raise ConfigError(
+                "dataset.imbalance_factor is applied when the shards are written: python prepare_shards.py "
+                f"dataset.imbalance_factor={self.imbalance_factor} ... out=DIR, then train on DIR with "
+                "dataset.imbalance_factor=null"
+            )
+        if on_bad_image not in POLICIES:
+            raise ConfigError(f"dataset.on_bad_image must be one of {POLICIES}, got {on_bad_image!r}")
+        if num_workers not in ("auto", None) and (not isinstance(num_workers, int) or num_workers < 0):
+            raise ConfigError(f"dataset.num_workers must be an int >= 0 or 'auto', got {num_workers!r}")
+        if shuffle_buffer < 0:
+            raise ConfigError(f"dataset.shuffle_buffer must be >= 0, got {shuffle_buffer}")
+        if self.train_transform is None and self.eval_transform is not None:
+            self.train_transform = self.eval_transform  # as the file DataModules: images still need resizing
+        self.shards = str(shards)
+        self.val_split = val_split
+        self.test_split = test_split
+        self.shuffle_buffer = shuffle_buffer
+        self.on_bad_image = on_bad_image
+        self._manifest: dict[str, Any] | None = None
+
+    # ---- the manifest -------------------------------------------------------------------
+    @property
+    def manifest(self) -> dict[str, Any]:
+        if self._manifest is None:
+            from litvision.shards.manifest import read_manifest
+
+            self._manifest = read_manifest(self.shards)
+        return self._manifest
+
+    def load_class_names(self) -> list[str]:
+        return list(self.manifest["class_names"])
+
+    def split_source(self, role: str) -> str:
+        """Manifest split serving as ``role`` (``val``/``test``)."""
+        chosen = self.val_split if role == "val" else self.test_split
+        name = chosen or self.manifest.get("default_splits", {}).get(role)
+        available = sorted(self.manifest["splits"])
+        if name not in self.manifest["splits"]:
+            raise ConfigError(
+                f"dataset.{role}_split={name!r}: the shard set {self.shards} has the splits {available}; choose one "
+                f"of them, or write the split with prepare_shards.py dataset.{role}_split={name}"
+            )
+        return name
+
+    def stream(self, split: str, training: bool) -> Any:
+        from litvision.datamodules.shard_stream import ShardStream
+        from litvision.shards.manifest import shard_url
+
+        info = self.manifest["splits"][split]
+        shards = [s for s in info["shards"] if s["count"] > 0]
+        return ShardStream(
+            [shard_url(self.shards, s["name"]) for s in shards], [s["count"] for s in shards],
+            planned=info["count"] + len(info.get("bad_files", [])),
+            transform=self.train_transform if training else self.eval_transform, training=training,
+            seed=self.seed if self.seed is not None else 0, shuffle_buffer=self.shuffle_buffer,
+            on_bad_image=self.on_bad_image, name=split,
+        )
+
+    # ---- Lightning hooks ----------------------------------------------------------------
+    def prepare_data(self) -> None:
+        """Read the manifest once per node (checks the location before any process forks)."""
+        _ = self.manifest
+
+    def setup(self, stage: str | None = None) -> None:
+        if self.splits is not None:
+            return
+        if self.num_workers in ("auto", None):
+            trainer = getattr(self, "trainer", None)
+            self.num_workers = default_num_workers(trainer.num_devices if trainer is not None else 1)
+            log.info("num_workers=auto: %d loader processes per device", self.num_workers)
+        if self.seed is None and self._world()[0] > 1:
+            raise ConfigError("training from shards on several processes needs a shared seed: set seed=<int>")
+        val, test = self.split_source("val"), self.split_source("test")
+        if val == test:
+            log.warning("val_split and test_split are both %r: test metrics are not an independent estimate", val)
+        val_stream = self.stream(val, training=False)
+        self.splits = Splits(
+            train=self.stream("train", training=True), val=val_stream,
+            test=val_stream if test == val else self.stream(test, training=False),
+        )
+        left_out = {s: len(i.get("bad_files", [])) for s, i in self.manifest["splits"].items() if i.get("bad_files")}
+        if left_out:
+            log.info("unreadable files left out when the shards were written (listed in the manifest): %s", left_out)
+        log.info(
+            "%s: %d train / %d val / %d test images in shards at %s, %d classes", type(self).__name__,
+            self.splits.train.total, self.splits.val.total, self.splits.test.total, self.shards, self.num_classes,
+        )
+
+    @property
+    def train_class_counts(self) -> np.ndarray:
+        return np.asarray(self.manifest["splits"]["train"]["class_counts"], dtype=np.int64)
+
+    def bad_image_counts(self) -> dict[str, int]:
+        """Images that failed to decode while reading, per split (the epoch log reports these)."""
+        if self.splits is None:
+            return {}
+        return {stream.name: stream.bad_images.count() for stream in (self.splits.train, self.splits.val, self.splits.test)}
+
+    def train_dataloader(self) -> DataLoader:
+        from litvision.datamodules.shard_stream import ResumableShardLoader
+
+        self._require_setup()
+        stream = self._configured(self.splits.train, drop_last=self.drop_last)
+        return ResumableShardLoader(stream, batches_done_fn=self._batches_done, epoch_fn=self._epoch_fn(), **self._loader_args())
+
+    def val_dataloader(self) -> DataLoader:
+        return self._eval_loader(self.splits.val)
+
+    def test_dataloader(self) -> DataLoader:
+        return self._eval_loader(self.splits.test)
+
+    # ---- helpers ------------------------------------------------------------------------
+    def _eval_loader(self, stream: Any) -> DataLoader:
+        from litvision.datamodules.shard_stream import ShardLoader
+
+        self._require_setup()
+        return ShardLoader(self._configured(stream), epoch_fn=self._epoch_fn(), **self._loader_args())
+
+    def _configured(self, stream: Any, drop_last: bool = False) -> Any:
+        world_size, rank = self._world()
+        return stream.configure(world_size, rank, self.per_device_batch_size(), drop_last=drop_last)
+
+    def _loader_args(self) -> dict[str, Any]:
+        import torch
+
+        return dict(
+            batch_size=self.per_device_batch_size(), num_workers=self.num_workers,
+            pin_memory=self.pin_memory and torch.cuda.is_available(),
+            persistent_workers=self.persistent_workers and self.num_workers > 0,
+            collate_fn=collate_skipping_bad,
+        )
+
+    def _epoch_fn(self):
+        """The trainer's epoch counter; without a trainer (plain Python) the loader counts its passes."""
+        trainer = getattr(self, "trainer", None)
+        return (lambda: trainer.current_epoch) if trainer is not None else None
+
+    def _batches_done(self) -> int:
+        trainer = getattr(self, "trainer", None)
+        return trainer.fit_loop.epoch_loop.batch_progress.current.processed if trainer is not None else 0

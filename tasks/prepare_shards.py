@@ -1,0 +1,47 @@
+"""The prepare-shards task: write a file dataset's splits as WebDataset shards (``prepare_shards.py``)."""
+
+from __future__ import annotations
+
+import logging
+import os
+from typing import Any
+
+from hydra.utils import instantiate
+from omegaconf import DictConfig
+
+from litvision.utils.errors import ConfigError
+
+log = logging.getLogger("litvision")
+
+
+def resolve_workers(workers: int | str | None) -> int:
+    """``auto``: every CPU core this process may use."""
+    if workers in ("auto", None):
+        try:
+            return len(os.sched_getaffinity(0))
+        except AttributeError:  # macOS, Windows
+            return os.cpu_count() or 1
+    if not isinstance(workers, int) or workers < 0:
+        raise ConfigError(f"workers must be an int >= 0 or 'auto', got {workers!r}")
+    return workers
+
+
+def prepare_shards(cfg: DictConfig) -> dict[str, Any]:
+    """Instantiate ``cfg.dataset`` (a file dataset) and write its splits into ``cfg.out``."""
+    try:
+        from litvision.shards.prepare import prepare
+    except ImportError as e:  # webdataset is the `shards` extra
+        raise ConfigError(f"prepare_shards needs WebDataset ({e}): pip install -e '.[shards]'") from e
+    from litvision.datamodules.class_folder import ClassFolderDataModule
+
+    # the images are copied as bytes: no transform, sampler or loader is built
+    datamodule = instantiate(cfg.dataset, train_transform=None, eval_transform=None, normalize=None, sampler=None)
+    if not isinstance(datamodule, ClassFolderDataModule):
+        raise ConfigError(
+            f"prepare_shards writes file datasets (dataset=imagenet, dataset=class_folder); {cfg.dataset._target_} "
+            "is not one"
+        )
+    return prepare(
+        datamodule, cfg.out, samples_per_shard=cfg.samples_per_shard, workers=resolve_workers(cfg.workers),
+        verify=cfg.verify, shuffle_seed=cfg.shuffle_seed,
+    )
