@@ -130,3 +130,16 @@ def test_eval_metric_collections_sync_exactly_across_ranks(tmp_path: Path) -> No
     for rank in (0, 1):
         synced = json.loads((tmp_path / f"rank{rank}.json").read_text())
         assert synced == single, rank
+
+
+def test_ddp_sim_fdr_runs_two_processes(fake_cifar_root: Path, tmp_path: Path) -> None:
+    """README's `trainer=ddp_sim debug=fdr` is a DDP plumbing check: debug=fdr keeps the trainer's 2 processes."""
+    run_dir = tmp_path / "fdr"
+    proc = run_script(
+        "train.py", "trainer=ddp_sim", "debug=fdr", "logger=csv", f"dataset.data_dir={fake_cifar_root}",
+        f"hydra.run.dir={run_dir}", *TINY, timeout=300,
+    )
+    out = proc.stdout + proc.stderr
+    assert "Starting with 2 processes" in out, out[-3000:]
+    assert (run_dir / "train_ddp_process_1.log").exists()
+    assert "test/acc_top1" in read_metrics(run_dir)
