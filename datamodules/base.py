@@ -62,6 +62,9 @@ class ClassificationDataModule(L.LightningDataModule):
         exclude_ids: a file of sample ids to leave out of every split (one per line,
             ``#`` comments; see :mod:`litvision.datamodules.exclusions`), removed from the
             source splits before the val hold-out; e.g. the audit's clean-split list.
+        repeated_augmentation: ``k > 1`` puts every training image ``k`` times in each global
+            batch, each copy augmented separately (torchvision's ``--ra-reps``), on top of
+            ``sampler``; see :mod:`litvision.datamodules.repeated_augmentation`. 1 = off.
     """
 
     def __init__(
@@ -81,6 +84,7 @@ class ClassificationDataModule(L.LightningDataModule):
         persistent_workers: bool = True,
         drop_last: bool = False,
         exclude_ids: str | None = None,
+        repeated_augmentation: int = 1,
     ) -> None:
         super().__init__()
         if batch_size < 1:
@@ -105,6 +109,7 @@ class ClassificationDataModule(L.LightningDataModule):
         self.persistent_workers = persistent_workers
         self.drop_last = drop_last
         self.exclude_ids = exclude_ids or None
+        self.repeated_augmentation = int(repeated_augmentation)
         self._exclusions: Exclusions | None = None
         self.splits: Splits | None = None
         self._class_names: list[str] | None = None
@@ -190,7 +195,15 @@ class ClassificationDataModule(L.LightningDataModule):
     def train_dataloader(self) -> DataLoader:
         self._require_setup()
         world_size, rank = self._world()
-        if self.sampler is not None:
+        if self.repeated_augmentation > 1:
+            # k copies of each image per global batch, on top of the chosen sampler's order
+            from litvision.datamodules.repeated_augmentation import RepeatedAugmentationSampler
+
+            sampler = RepeatedAugmentationSampler(
+                self.splits.train.targets, batch_size=self.batch_size, repeats=self.repeated_augmentation,
+                num_replicas=world_size, rank=rank, seed=self.seed, base=self.sampler,
+            )
+        elif self.sampler is not None:
             # Our samplers are distributed-aware (disjoint shares of one global stream
             # seeded by (seed, epoch)), so Lightning must not wrap them: see samplers.py.
             sampler = self.sampler(
