@@ -1,0 +1,109 @@
+"""Write ``predictions.csv`` + ``probabilities.npy`` (+ ``predictions.json``) once, on rank zero, in split order."""
+
+from __future__ import annotations
+
+import csv
+import io
+import logging
+from pathlib import Path
+from typing import Any
+
+import lightning as L
+import numpy as np
+import torch
+
+from litvision.utils.atomic_write import write_atomic, write_json_atomic, write_text_atomic
+
+log = logging.getLogger(__name__)
+
+TOP_K_SEPARATOR = "|"  # class names may contain spaces and commas ("golden retriever"), not "|"
+
+
+class PredictionWriter(L.Callback):
+    """Collect ``{"positions", "probs"}`` from every predict batch, gather them from all ranks and
+    write them once, ordered by position in the split (the order of a single-process run).
+
+    Files in ``output_dir``:
+
+    - ``predictions.csv``: ``id,pred,top5,prob_top1[,label]``; ``pred``/``label`` are class names,
+      ``top5`` the ``top_k`` most probable class names best first, ``|``-separated;
+      ``label`` (the true class) only where the data has labels.
+    - ``probabilities.npy``: float32 (rows = CSV rows, columns = the model's classes in order).
+    - ``predictions.json``: the class names (column order), what was predicted, counts, and the
+      ids of unreadable images that got no row.
+
+    Reads ``ids``/``targets``/``has_labels``/``description`` from the trainer's datamodule
+    (:class:`~litvision.datamodules.prediction.PredictionDataModule`) and ``class_names`` from the module.
+    """
+
+    def __init__(self, output_dir: str | Path, top_k: int = 5, csv_name: str = "predictions.csv",
+                 probs_name: str = "probabilities.npy", meta_name: str = "predictions.json") -> None:
+        self.output_dir = Path(output_dir)
+        self.top_k = top_k
+        self.csv_name, self.probs_name, self.meta_name = csv_name, probs_name, meta_name
+        self.summary: dict[str, Any] = {}
+        self._positions: list[torch.Tensor] = []
+        self._probs: list[torch.Tensor] = []
+
+    def on_predict_epoch_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        self._positions, self._probs = [], []
+
+    def on_predict_batch_end(self, trainer, pl_module, outputs: dict[str, torch.Tensor], batch, batch_idx, dataloader_idx=0) -> None:
+        self._positions.append(outputs["positions"].cpu())
+        self._probs.append(outputs["probs"].cpu())
+
+    def on_predict_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        num_classes = len(pl_module.class_names)
+        positions = torch.cat(self._positions).numpy() if self._positions else np.zeros(0, np.int64)
+        probs = torch.cat(self._probs).numpy() if self._probs else np.zeros((0, num_classes), np.float32)
+        parts = _gather((positions, probs), trainer.world_size)
+        if trainer.is_global_zero:
+            positions = np.concatenate([p for p, _ in parts])
+            probs = np.concatenate([q for _, q in parts]).astype(np.float32)
+            self.summary = self._write(trainer.datamodule, pl_module.class_names, positions, probs)
+
+    def _write(self, data: Any, class_names: list[str], positions: np.ndarray, probs: np.ndarray) -> dict[str, Any]:
+        order = np.argsort(positions, kind="stable")
+        positions, probs = positions[order], probs[order]
+        if len(np.unique(positions)) != len(positions):
+            raise RuntimeError("a sample was predicted twice: the prediction sampler is padding the shards")
+        ids = data.ids
+        missing = np.setdiff1d(np.arange(len(ids)), positions)
+        if len(missing):
+            log.warning("%d unreadable image(s) got no prediction: %s", len(missing), ", ".join(ids[missing][:10]))
+        names = np.asarray(class_names, dtype=object)
+        k = min(self.top_k, len(class_names))
+        top = np.argsort(-probs, axis=1, kind="stable")[:, :k]
+        labels = data.targets[positions] if data.has_labels else None
+
+        buffer = io.StringIO()
+        writer = csv.writer(buffer, lineterminator="\n")
+        writer.writerow(["id", "pred", f"top{self.top_k}", "prob_top1"] + (["label"] if labels is not None else []))
+        for row, position in enumerate(positions):
+            line = [ids[position], names[top[row, 0]], TOP_K_SEPARATOR.join(names[top[row]]), f"{probs[row, top[row, 0]]:.6f}"]
+            writer.writerow(line + ([names[labels[row]]] if labels is not None else []))
+        csv_path, probs_path = self.output_dir / self.csv_name, self.output_dir / self.probs_name
+        write_text_atomic(csv_path, buffer.getvalue())
+        write_atomic(probs_path, lambda handle: np.save(handle, probs))
+        summary = {
+            "predictions": str(csv_path),
+            "probabilities": str(probs_path),
+            "source": data.description,
+            "classes": list(class_names),
+            "num_samples": int(len(positions)),
+            "missing_ids": ids[missing].tolist(),
+        }
+        if labels is not None:
+            summary["accuracy_top1"] = float((top[:, 0] == labels).mean()) if len(labels) else None
+        write_json_atomic(self.output_dir / self.meta_name, summary)
+        log.info("wrote %d predictions to %s (probabilities: %s)", len(positions), csv_path, probs_path)
+        return summary
+
+
+def _gather(part: tuple[np.ndarray, np.ndarray], world_size: int) -> list[tuple[np.ndarray, np.ndarray]]:
+    """Every rank's (positions, probs); shards differ in size, so objects rather than tensors."""
+    if world_size == 1 or not torch.distributed.is_initialized():
+        return [part]
+    parts: list[Any] = [None] * world_size
+    torch.distributed.all_gather_object(parts, part)
+    return parts

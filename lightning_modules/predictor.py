@@ -1,0 +1,45 @@
+"""A trained classifier for ``trainer.predict``: batches of (images, positions) -> probabilities."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import lightning as L
+import torch
+
+from litvision.utils.errors import ConfigError
+
+
+class ProbabilityPredictor(L.LightningModule):
+    """Softmax probabilities of ``classifier`` for each image, returned with the image's position.
+
+    A wrapper rather than a ``predict_step`` on the classifier: the prediction batches carry
+    positions (``datamodules/prediction.py``), not labels, and nothing here is trained.
+    """
+
+    def __init__(self, classifier: L.LightningModule) -> None:
+        super().__init__()
+        self.classifier = classifier
+
+    @property
+    def class_names(self) -> list[str]:
+        return list(self.classifier.class_names)
+
+    def setup(self, stage: str) -> None:
+        """Refuse data whose classes are not the model's: its labels would be silently wrong."""
+        names = getattr(self.trainer.datamodule, "class_names", None) if self._trainer is not None else None
+        if names is not None and list(names) != self.class_names:
+            raise ConfigError(
+                f"the checkpoint's model has {len(self.class_names)} classes {self.class_names[:5]}... but the "
+                f"dataset has {len(names)} classes {list(names)[:5]}...: predict on the dataset it was trained on, "
+                "or pass images=<folder> for unlabelled images"
+            )
+
+    def forward(self, images: torch.Tensor) -> torch.Tensor:
+        return self.classifier(images).float().softmax(dim=1)
+
+    def predict_step(self, batch: tuple[torch.Tensor, torch.Tensor], batch_idx: int) -> dict[str, Any]:
+        images, positions = batch
+        if len(positions) == 0:  # every file of this batch was unreadable
+            return {"positions": positions.cpu(), "probs": torch.empty(0, len(self.class_names))}
+        return {"positions": positions.cpu(), "probs": self(images).cpu()}

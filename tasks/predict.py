@@ -1,0 +1,46 @@
+"""The prediction task: per-sample predictions of a checkpoint for a dataset split or a folder of images."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from hydra.utils import get_class, instantiate
+from omegaconf import DictConfig
+
+from litvision.callbacks.prediction_writer import PredictionWriter
+from litvision.lightning_modules.predictor import ProbabilityPredictor
+from litvision.tasks.build import instantiate_group, log_config
+from litvision.utils.errors import ConfigError, MissingDataError
+
+
+def load_classifier(cfg: DictConfig):
+    ckpt_path = Path(cfg.ckpt_path)
+    if not ckpt_path.is_file():
+        raise MissingDataError(f"ckpt_path={ckpt_path} does not exist (pass ckpt_path=<run dir>/checkpoints/<file>.ckpt)")
+    # TODO(lead): use run-hardening's weights_only loader once it exists (as eval.py will).
+    # weights_only=False: the hyperparameters hold the backbone/optimizer factories; trusted checkpoints only.
+    return get_class(cfg.model._target_).load_from_checkpoint(ckpt_path, map_location="cpu", weights_only=False)
+
+
+def predict(cfg: DictConfig) -> dict[str, Any]:
+    """Write ``predictions.csv``, ``probabilities.npy`` and ``predictions.json`` into the run dir
+    (``callbacks.prediction_writer.output_dir``); return the summary (paths, counts) on rank zero.
+
+    Config keys: ``ckpt_path``, ``split`` (train|val|test|source_<name>) or ``images`` (a folder),
+    ``predict_data`` (the :class:`~litvision.datamodules.prediction.PredictionDataModule` node),
+    ``dataset``, ``trainer``, ``callbacks``, ``logger`` (conf/predict.yaml).
+    """
+    classifier = load_classifier(cfg)
+    images = cfg.get("images")
+    source = None if images else instantiate(cfg.dataset)
+    data = instantiate(cfg.predict_data, source=source)
+    loggers = instantiate_group(cfg.get("logger"))
+    callbacks = instantiate_group(cfg.get("callbacks"))
+    writers = [cb for cb in callbacks if isinstance(cb, PredictionWriter)]
+    if len(writers) != 1:
+        raise ConfigError(f"{len(writers)} PredictionWriter callbacks configured; predict needs exactly one (callbacks=predict)")
+    trainer = instantiate(cfg.trainer, callbacks=callbacks, logger=loggers or False)
+    log_config(cfg, loggers)
+    trainer.predict(ProbabilityPredictor(classifier), datamodule=data, return_predictions=False)
+    return writers[0].summary
