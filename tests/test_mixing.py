@@ -150,10 +150,10 @@ def test_training_with_mixing_logs_mixed_accuracy_under_its_own_name(tmp_path) -
 
     L.seed_everything(0)
     images = torch.rand(32, 3, 32, 32)
-    targets = torch.arange(32) % 4
+    targets = torch.arange(32) % 8
     loader = torch.utils.data.DataLoader(torch.utils.data.TensorDataset(images, targets), batch_size=8)
     model = ImageClassifier(
-        backbone=partial(build_backbone, "small_cnn", width=4), num_classes=4,
+        backbone=partial(build_backbone, "small_cnn", width=4), num_classes=8,
         loss=partial(losses.focal, gamma=2.0, label_smoothing=0.1), mixing=BatchMixer(mixup_alpha=1.0, cutmix_alpha=1.0),
     )
     trainer = L.Trainer(max_epochs=1, accelerator="cpu", logger=False, enable_checkpointing=False,
