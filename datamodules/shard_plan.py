@@ -7,11 +7,13 @@ contiguous stretches of whole batches of that. So
 
 * the number of shards need not divide by ranks x workers: a stretch may start or end inside
   a shard (its reader skips the first samples of the shard without decoding them);
-* training: every rank gets the same number of samples and therefore of batches (DDP steps
-  in lockstep). When the sample count N does not divide by the world size W, the stream is
-  padded to ceil(N/W)*W by repeating its first samples (< W repeats per epoch), or cut to
-  floor(N/W)*W with ``drop_last`` -- the same rule as ``torch.utils.data.DistributedSampler``.
-  Otherwise each sample is read exactly once per epoch across all ranks and workers;
+* training: every rank must yield the same number of batches (DDP steps in lockstep), and
+  each sample is read exactly once per epoch across all ranks and workers. With N samples,
+  W ranks and per-rank batches of B: ranks get floor(N/W) or ceil(N/W) samples, the same
+  number of batches unless N % W != 0 and floor(N/W) is a multiple of B; only then is the
+  stream padded to ceil(N/W)*W by repeating its first samples (< W repeats per epoch, the
+  rule of ``torch.utils.data.DistributedSampler``, which pads whenever N % W != 0). With
+  ``drop_last`` every rank gets floor(N/W) cut to whole batches (< W + W*B samples left out);
 * evaluation: exact, every sample exactly once, ranks' shares differ by at most one sample
   (like Lightning's ``UnrepeatedDistributedSampler``), so metrics equal a single process's.
 """
@@ -40,15 +42,22 @@ def epoch_order(num_shards: int, seed: int, epoch: int, shuffle: bool) -> np.nda
     return np.random.default_rng([seed, epoch]).permutation(num_shards)
 
 
-def rank_span(total: int, world_size: int, rank: int, mode: str) -> tuple[int, int]:
+def rank_span(total: int, world_size: int, rank: int, mode: str, batch_size: int = 1) -> tuple[int, int]:
     """[start, stop) of rank ``rank``'s stretch of the epoch stream (positions may exceed ``total``:
     padding, read from the stream's start again).
 
-    ``mode``: ``pad`` (train), ``drop`` (train, drop_last) or ``exact`` (evaluation).
+    ``mode``: ``train`` (equal batch counts, padded only where they would differ), ``drop``
+    (train with drop_last: floor(N/W) whole batches each) or ``exact`` (evaluation).
     """
-    if mode == "exact":
+    low = total // world_size
+    if mode == "exact" or (mode == "train" and (total % world_size == 0 or low % batch_size != 0)):
         return total * rank // world_size, total * (rank + 1) // world_size
-    per_rank = total // world_size if mode == "drop" else -(-total // world_size)
+    if mode == "drop":
+        per_rank = low // batch_size * batch_size
+    elif mode == "train":
+        per_rank = low + 1  # floor(N/W) is a multiple of B: one more sample would be one more batch
+    else:
+        raise ValueError(f"mode must be train, drop or exact, got {mode!r}")
     return rank * per_rank, (rank + 1) * per_rank
 
 

@@ -52,9 +52,9 @@ class ShardStream(IterableDataset):
         planned: samples planned for the split incl. files left out as unreadable (the
             range of sample keys; sizes the shared bad-image log).
         transform: Albumentations pipeline, or None.
-        training: shuffle (shard order from (seed, epoch) + a buffer per worker), pad or
-            drop to equal shares per rank, replace unreadable samples; else index order, exact shares,
-            unreadable samples dropped.
+        training: shuffle (shard order from (seed, epoch) + a buffer per worker), equal
+            batch counts per rank (see :mod:`~litvision.datamodules.shard_plan`), replace
+            unreadable samples; else index order, exact shares, unreadable samples dropped.
         seed: shared by all ranks; the epoch's stream is a function of (seed, epoch).
         shuffle_buffer: samples held (as undecoded bytes) by each worker's shuffle buffer.
         on_bad_image: ``skip`` or ``raise``, as for the file DataModules.
@@ -102,11 +102,8 @@ class ShardStream(IterableDataset):
 
     def span(self) -> tuple[int, int]:
         """This rank's [start, stop) of the epoch stream."""
-        mode = "exact" if not self.training else ("drop" if self.drop_last else "pad")
-        start, stop = rank_span(self.total, self.world_size, self.rank, mode)
-        if self.training and self.drop_last:  # whole batches only, like DataLoader(drop_last=True)
-            stop = start + (stop - start) // self.batch_size * self.batch_size
-        return start, stop
+        mode = "exact" if not self.training else ("drop" if self.drop_last else "train")
+        return rank_span(self.total, self.world_size, self.rank, mode, self.batch_size)
 
     def __len__(self) -> int:
         start, stop = self.span()
