@@ -192,3 +192,35 @@ def _warp(img: np.ndarray, inverse_map: Any, fill: Any) -> np.ndarray:
         flags=cv2.INTER_NEAREST | cv2.WARP_INVERSE_MAP, borderMode=cv2.BORDER_CONSTANT, borderValue=border,
     )
     return out.reshape(img.shape)
+
+
+class Cutout(ImageOnlyTransform):
+    """Cutout (DeVries & Taylor 2017): one ``length`` x ``length`` square, centred uniformly, clipped.
+
+    Hand-written because Albumentations' ``CoarseDropout`` keeps its holes inside the image,
+    while the paper's code centres the square anywhere and clips it at the border (on 32x32
+    images with length 16 that erases 14^2 pixels on average, not 16^2). ``fill``: the
+    paper zeroes the normalised image, i.e. the mean colour (``augmentation.mean_pixel``).
+    """
+
+    def __init__(self, length: int = 16, fill: float | Sequence[float] = 0, p: float = 1.0) -> None:
+        super().__init__(p=p)
+        if length < 1:
+            raise ConfigError(f"Cutout length must be >= 1, got {length}")
+        self.length = int(length)
+        self.fill = float(fill) if isinstance(fill, (int, float)) else tuple(float(v) for v in fill)
+
+    def get_params_dependent_on_data(self, params: dict[str, Any], data: dict[str, Any]) -> dict[str, Any]:
+        height, width = params["shape"][:2]
+        cy, cx = self.py_random.randrange(height), self.py_random.randrange(width)
+        half = self.length // 2
+        return {"box": (max(cy - half, 0), min(cy + half, height), max(cx - half, 0), min(cx + half, width))}
+
+    def apply(self, img: np.ndarray, box: tuple[int, int, int, int] = (0, 0, 0, 0), **params: Any) -> np.ndarray:
+        y0, y1, x0, x1 = box
+        out = img.copy()
+        out[y0:y1, x0:x1] = np.asarray(self.fill, dtype=np.float32).round().astype(img.dtype)
+        return out
+
+    def get_transform_init_args_names(self) -> tuple[str, ...]:
+        return ("length", "fill")

@@ -7,6 +7,7 @@ so a schedule config never repeats the epoch count or the dataset size.
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 
 import torch
 from torch.optim.lr_scheduler import LambdaLR, OneCycleLR
@@ -84,3 +85,17 @@ def whole_step_warmup(pct_start: float, total_steps: int) -> int:
         warmup = max(warmup, 2)
     warmup = min(warmup, total_steps - 1)
     return warmup if warmup >= 2 else 0
+
+
+def multistep(
+    optimizer: torch.optim.Optimizer, total_steps: int, milestones: Sequence[float] = (0.5, 0.75), gamma: float = 0.1
+) -> LambdaLR:
+    """Step decay: lr x gamma at each milestone, given as a fraction of the run (0.3 = 60 of 200 epochs).
+
+    Fractions rather than epochs so that the schedule follows ``trainer.max_epochs`` and the
+    dataset size (the classifier passes ``total_steps``); stepped every optimizer step.
+    """
+    if any(not 0.0 < m < 1.0 for m in milestones) or list(milestones) != sorted(milestones):
+        raise ConfigError(f"scheduler.milestones must be increasing fractions of the run in (0, 1), got {list(milestones)}")
+    boundaries = [round(m * total_steps) for m in milestones]
+    return LambdaLR(optimizer, lambda step: gamma ** sum(step >= b for b in boundaries))
