@@ -8,6 +8,7 @@ turns them into the three splits and the DataLoaders, identically for every data
 from __future__ import annotations
 
 import logging
+import os
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -28,6 +29,18 @@ log = logging.getLogger(__name__)
 SamplerFactory = Callable[..., Sampler]
 
 
+def default_num_workers(devices_per_node: int) -> int:
+    """Usable CPU cores per device on this node, minus one for the device's main process (max 16).
+
+    Past ~16 workers per GPU a JPEG pipeline is limited by storage, not by decoding.
+    """
+    try:
+        cpus = len(os.sched_getaffinity(0))  # respects taskset/cgroup CPU limits
+    except AttributeError:  # macOS, Windows
+        cpus = os.cpu_count() or 1
+    return max(1, min(16, cpus // max(1, devices_per_node) - 1))
+
+
 @dataclass
 class Splits:
     """The three datasets a run uses; each exposes ``targets`` and ``with_transform``."""
@@ -44,7 +57,8 @@ class ClassificationDataModule(L.LightningDataModule):
         data_dir: dataset root (layout depends on the subclass).
         batch_size: the *global* batch size; each of the ``world_size`` processes loads
             ``batch_size // world_size`` so a recipe means the same thing on 1 or 8 GPUs.
-        num_workers: DataLoader worker processes per device.
+        num_workers: DataLoader worker processes per device, or ``auto``
+            (:func:`default_num_workers`, resolved in ``setup`` once the device count is known).
         val_fraction: share of the training pool held out, stratified, for validation.
             0 means "validate on the test set" (logged as a warning: it leaks test data
             into model selection).
@@ -71,7 +85,7 @@ class ClassificationDataModule(L.LightningDataModule):
         self,
         data_dir: str = "data/",
         batch_size: int = 128,
-        num_workers: int = 2,
+        num_workers: int | str = 2,
         val_fraction: float = 0.1,
         split_seed: int = 0,
         seed: int = 0,
@@ -87,10 +101,14 @@ class ClassificationDataModule(L.LightningDataModule):
         repeated_augmentation: int = 1,
     ) -> None:
         super().__init__()
-        if batch_size < 1:
-            raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+        if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
+            raise ConfigError(f"dataset.batch_size={batch_size}: must be an integer >= 1 (the global batch), e.g. dataset.batch_size=128")
+        if num_workers not in ("auto", None) and (
+            isinstance(num_workers, bool) or not isinstance(num_workers, int) or num_workers < 0
+        ):
+            raise ConfigError(f"dataset.num_workers={num_workers}: must be an integer >= 0 or auto, e.g. dataset.num_workers=2")
         if not 0.0 <= val_fraction < 1.0:
-            raise ValueError(f"val_fraction must be in [0, 1), got {val_fraction}")
+            raise ConfigError(f"dataset.val_fraction={val_fraction}: must be in [0, 1), e.g. dataset.val_fraction=0.1")
         self.data_dir = str(data_dir)
         self.batch_size = batch_size
         self.num_workers = num_workers
@@ -157,6 +175,10 @@ class ClassificationDataModule(L.LightningDataModule):
     # ---- Lightning hooks ----------------------------------------------------------
     def setup(self, stage: str | None = None) -> None:
         """Build the splits on every process (``prepare_data`` only downloads)."""
+        if self.num_workers in ("auto", None):
+            trainer = getattr(self, "trainer", None)
+            self.num_workers = default_num_workers(trainer.num_devices if trainer is not None else 1)
+            log.info("num_workers=auto: %d loader processes per device", self.num_workers)
         if self.splits is not None:
             return
         splits = self.build_splits()

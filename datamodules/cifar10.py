@@ -8,8 +8,9 @@ from typing import Any
 import numpy as np
 
 from litvision.datamodules.base import ClassificationDataModule
-from litvision.datamodules.cifar_pickle import CIFAR10_DIRNAME, load_class_names, load_split
+from litvision.datamodules.cifar_pickle import CIFAR10_DIRNAME, load_class_names, load_split, missing_files
 from litvision.datamodules.datasets import ArrayDataset
+from litvision.utils.errors import MissingDataError
 
 
 class CIFAR10DataModule(ClassificationDataModule):
@@ -29,6 +30,12 @@ class CIFAR10DataModule(ClassificationDataModule):
     def __init__(self, data_dir: str = "data/", download: bool = True, **kwargs: Any) -> None:
         super().__init__(data_dir=data_dir, **kwargs)
         self.download = download
+        if not download and missing_files(self.root):
+            # at construction, before anything is read: nothing would fill the folder later
+            raise MissingDataError(
+                f"dataset.data_dir={data_dir} holds no complete {CIFAR10_DIRNAME}/ and dataset.download=false: "
+                f"set dataset.data_dir=PATH where PATH/{CIFAR10_DIRNAME}/ exists, or dataset.download=true"
+            )
 
     @property
     def root(self) -> Path:

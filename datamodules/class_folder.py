@@ -8,7 +8,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from litvision.datamodules.base import ClassificationDataModule, Splits
+from litvision.datamodules.base import ClassificationDataModule, Splits, default_num_workers  # noqa: F401 (re-export)
 from litvision.datamodules.decode import POLICIES, BadImageLog, BadImagePolicy
 from litvision.datamodules.file_dataset import FileListDataset
 from litvision.datamodules.file_index import IMAGE_EXTENSIONS, FileIndex, IndexCache, cached_index, digest, scan_class_folders
@@ -17,18 +17,6 @@ from litvision.datamodules.splits import stratified_split
 log = logging.getLogger(__name__)
 
 SPLIT_SOURCES = ("val", "test", "holdout")
-
-
-def default_num_workers(devices_per_node: int) -> int:
-    """Usable CPU cores per device on this node, minus one for the device's main process (max 16).
-
-    Past ~16 workers per GPU a JPEG pipeline is limited by storage, not by decoding.
-    """
-    try:
-        cpus = len(os.sched_getaffinity(0))  # respects taskset/cgroup CPU limits
-    except AttributeError:  # macOS, Windows
-        cpus = os.cpu_count() or 1
-    return max(1, min(16, cpus // max(1, devices_per_node) - 1))
 
 
 class ClassFolderDataModule(ClassificationDataModule):
@@ -72,8 +60,6 @@ class ClassFolderDataModule(ClassificationDataModule):
                 raise ValueError(f"{name} must be one of {SPLIT_SOURCES}, got {value!r}")
         if on_bad_image not in POLICIES:
             raise ValueError(f"on_bad_image must be one of {POLICIES}, got {on_bad_image!r}")
-        if num_workers not in ("auto", None) and (not isinstance(num_workers, int) or num_workers < 0):
-            raise ValueError(f"num_workers must be an int >= 0 or 'auto', got {num_workers!r}")
         if self.train_transform is None and self.eval_transform is not None:
             # e.g. debug=overfit (augmentation.train=null): images of different sizes still
             # need resizing to be batched, so "no augmentation" means the eval preprocessing
@@ -170,13 +156,6 @@ class ClassFolderDataModule(ClassificationDataModule):
                 "test metrics are not an independent estimate (the usual ImageNet convention).", self.val_split,
             )
         return Splits(train=train, val=val, test=test)
-
-    def setup(self, stage: str | None = None) -> None:
-        if self.num_workers in ("auto", None):
-            trainer = getattr(self, "trainer", None)
-            self.num_workers = default_num_workers(trainer.num_devices if trainer is not None else 1)
-            log.info("num_workers=auto: %d loader processes per device", self.num_workers)
-        super().setup(stage)
 
     def bad_image_counts(self) -> dict[str, int]:
         """Unreadable files met so far, per split (the epoch log reports these)."""

@@ -13,6 +13,7 @@ from omegaconf import DictConfig, open_dict
 
 from litvision.launch.ddp_relaunch import use_hydra_job_command_for_ddp
 from litvision.launch.process import ignore_sync_dist_advice, isolated_ddp_job, quiet_non_zero_ranks
+from litvision.launch.user_errors import user_errors_as_one_line
 from litvision.loggers.wandb_logger import finish_wandb
 from litvision.sweeps.objective import metric_direction, optimized_value
 
@@ -49,10 +50,17 @@ def managed_job(module: str) -> Iterator[None]:
 
 
 def run_job(module: str, cfg: DictConfig, task: Callable[[DictConfig], dict[str, Any]]) -> float | None:
-    """Run ``task(cfg)`` as the job of entry module ``module``; return the sweep objective."""
+    """Run ``task(cfg)`` as the job of entry module ``module``; return the sweep objective.
+
+    Bad input (a UserError) ends a single run with one line on stderr and exit status 1;
+    in a sweep it fails the job only (:mod:`litvision.launch.user_errors`).
+    """
     hydra_cfg = hydra_settings()
     apply_sweep_group(cfg, hydra_cfg)
-    with managed_job(module):
+    single_run = hydra_cfg is not None and hydra_cfg.mode == RunMode.RUN
+    with user_errors_as_one_line(single_run), managed_job(module):
         metrics = task(cfg)
     name = cfg.get("optimized_metric")
+    if single_run and name not in metrics:
+        return None  # no sweeper reads it; e.g. train=false has no val/ metrics
     return optimized_value(metrics, name, metric_direction(name, hydra_cfg))

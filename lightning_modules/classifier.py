@@ -2,20 +2,56 @@
 
 from __future__ import annotations
 
+import functools
 import logging
-from collections.abc import Callable, Sequence
+import re
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import lightning as L
 import numpy as np
 import torch
+from hydra.utils import instantiate
+from omegaconf import DictConfig, OmegaConf
 from torch import nn
 from torchmetrics import MaxMetric, MeanMetric
 
 from litvision.lightning_modules.metrics import eval_metrics, flatten_results, train_metrics
 from litvision.lightning_modules.mixing import BatchMixer, require_soft_target_loss
+from litvision.lightning_modules.plain_config import build_factory, factory_config, is_plain
+from litvision.utils.errors import ConfigError
 
 log = logging.getLogger(__name__)
+
+DEFAULT_OPTIMIZER = {"_target_": "torch.optim.SGD", "lr": 0.1, "momentum": 0.9}
+# what torch.compile's wrapper module (OptimizedModule) adds to every state-dict key
+COMPILED_KEY = "._orig_mod."
+
+
+def check_optimizer(factory: Any, config: Mapping[str, Any]) -> None:
+    """Build the optimizer once on a dummy parameter: torch checks lr, momentum, betas... there.
+
+    Turns its ValueError into a one-line ConfigError that names the override to fix, at
+    construction time instead of after the data has been loaded.
+    """
+    try:
+        factory([nn.Parameter(torch.zeros(1))])
+    except (ValueError, TypeError) as err:
+        message = str(err)
+        settings = {key: value for key, value in config.items() if not key.startswith("_")}
+        named = [key for key, value in settings.items() if _mentions(message, value)] or list(settings)
+        overrides = " ".join(f"optimizer.{key}={settings[key]}" for key in named)
+        raise ConfigError(
+            f"{overrides}: rejected by {config['_target_']} ({message}); set a valid value for "
+            + ", ".join(f"optimizer.{key}" for key in named)
+        ) from err
+
+
+def _mentions(message: str, value: Any) -> bool:
+    """Does torch's message quote this value (e.g. "Invalid learning rate: -0.1")?"""
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        return False
+    return re.search(rf"(?<![\d.]){re.escape(str(value))}(?![\d.])", message) is not None
 
 
 class ImageClassifier(L.LightningModule):
@@ -27,18 +63,30 @@ class ImageClassifier(L.LightningModule):
     (plain Python); otherwise ``configure_model`` reads them from ``trainer.datamodule``.
     Either way they are saved in the checkpoint's hyperparameters.
 
+    The four factories are given as configs (``{"_target_": ..., **arguments}``, what Hydra
+    passes with the model config's ``_recursive_: false``) or as ``functools.partial`` of an
+    importable function with plain arguments; they are stored as plain dicts so that a
+    checkpoint loads with ``weights_only=True`` (:mod:`litvision.lightning_modules.plain_config`)
+    and are instantiated here.
+
     Args:
-        backbone: ``factory(num_classes=...) -> nn.Module`` (e.g. a Hydra ``_partial_``).
-        optimizer: ``factory(params) -> Optimizer``.
-        scheduler: ``factory(optimizer, total_steps=...) -> LRScheduler`` stepped every
-            optimizer step, or None.
-        loss: ``factory(class_counts=...) -> nn.Module`` (``loss=`` config group); None for
-            plain cross-entropy.
+        backbone: factory config, called as ``factory(num_classes=...) -> nn.Module``.
+        optimizer: factory config, called as ``factory(params) -> Optimizer``; checked on a
+            dummy parameter at construction, so a bad ``optimizer.lr`` fails before any data
+            is read. None: SGD(lr=0.1, momentum=0.9).
+        scheduler: factory config, called as ``factory(optimizer, total_steps=...) ->
+            LRScheduler`` stepped every optimizer step, or None.
+        loss: factory config, called as ``factory(class_counts=...) -> nn.Module`` (``loss=``
+            config group); None for plain cross-entropy.
         weight_decay_norm_bias: apply weight decay to norm and bias parameters too; False
             (the usual recipe) puts them in a zero-decay group.
         channels_last: use NHWC memory layout for 4-D inputs ("auto": on CUDA and CPU, where
             cuDNN and oneDNN convolutions are faster in NHWC: ~17% per step for ResNet-9 here).
-        compile: wrap the backbone in ``torch.compile``.
+        compile: compile the backbone with ``torch.compile`` when fitting: True, or a dict of
+            ``torch.compile`` options (e.g. ``{mode: max-autotune}``). The module is compiled
+            in place (``nn.Module.compile``), so checkpoint keys stay ``net.*`` and compiled and
+            uncompiled checkpoints load into either; keys written by ``torch.compile``'s
+            wrapper (``net._orig_mod.*``) are renamed on load.
         mixing: Mixup/CutMix on training batches on the device (``mixing=`` config group,
             :class:`~litvision.lightning_modules.mixing.BatchMixer`); None or empty = off. The
             loss then gets soft targets, and training accuracy is logged as
@@ -49,25 +97,37 @@ class ImageClassifier(L.LightningModule):
 
     def __init__(
         self,
-        backbone: Callable[..., nn.Module],
-        optimizer: Callable[..., torch.optim.Optimizer] | None = None,
-        scheduler: Callable[..., Any] | None = None,
-        loss: Callable[..., nn.Module] | None = None,
+        backbone: Mapping[str, Any] | functools.partial,
+        optimizer: Mapping[str, Any] | functools.partial | None = None,
+        scheduler: Mapping[str, Any] | functools.partial | None = None,
+        loss: Mapping[str, Any] | functools.partial | None = None,
         num_classes: int | None = None,
         class_names: Sequence[str] | None = None,
         class_counts: Sequence[int] | None = None,
         weight_decay_norm_bias: bool = False,
         channels_last: bool | str = "auto",
-        compile: bool = False,
-        mixing: BatchMixer | None = None,
+        compile: bool | Mapping[str, Any] = False,
+        mixing: BatchMixer | Mapping[str, Any] | None = None,
     ) -> None:
         super().__init__()
+        # plain configs in the hyper-parameters (and so in checkpoints), not pickled callables
+        backbone = factory_config(backbone, "backbone")
+        optimizer = factory_config(optimizer or DEFAULT_OPTIMIZER, "optimizer")
+        scheduler = factory_config(scheduler, "scheduler")
+        loss = factory_config(loss, "loss")
+        if isinstance(compile, DictConfig):
+            compile = OmegaConf.to_container(compile, resolve=True)
+        if not is_plain(compile):
+            raise ConfigError(f"model.compile={compile!r}: must be true/false or a dict of torch.compile options")
         self.save_hyperparameters(logger=False, ignore=["mixing"])
-        self.backbone_factory = backbone
-        self.optimizer_factory = optimizer or (lambda params: torch.optim.SGD(params, lr=0.1, momentum=0.9))
-        self.scheduler_factory = scheduler
-        self.loss_factory = loss
-        self.mixing = mixing or None  # mixing=none composes to an empty node
+        self.backbone_factory = build_factory(backbone)
+        self.optimizer_factory = build_factory(optimizer)
+        self.scheduler_factory = build_factory(scheduler)
+        self.loss_factory = build_factory(loss)
+        check_optimizer(self.optimizer_factory, optimizer)
+        if isinstance(mixing, (Mapping, DictConfig)):  # a config (the model config is not recursive)
+            mixing = instantiate(mixing) if mixing else None  # mixing=none composes to an empty node
+        self.mixing = mixing or None
         self.net: nn.Module | None = None
         self.criterion: nn.Module | None = None
         if num_classes is not None or class_names is not None:
@@ -89,12 +149,21 @@ class ImageClassifier(L.LightningModule):
         """A checkpoint evaluated on data with other classes would report silently wrong labels."""
         if datamodule is None or not hasattr(datamodule, "class_names"):
             return
-        if list(datamodule.class_names) != list(self.class_names):
-            raise ValueError(
-                f"the model was built for {len(self.class_names)} classes {self.class_names[:5]}... but "
-                f"{type(datamodule).__name__} has {datamodule.num_classes} classes "
-                f"{list(datamodule.class_names)[:5]}...: evaluate it on the dataset it was trained on"
-            )
+        data_names, model_names = list(datamodule.class_names), list(self.class_names)
+        if data_names == model_names:
+            return
+        unknown = [name for name in data_names if name not in model_names]
+        if unknown:
+            what = f"class names unknown to the model: {_short(unknown)}"
+        elif len(data_names) != len(model_names):
+            what = f"{len(data_names)} classes for a model of {len(model_names)}"
+        else:
+            first = next(i for i, (a, b) in enumerate(zip(data_names, model_names)) if a != b)
+            what = f"the same names in another order (class {first} is {data_names[first]!r}, the model's {model_names[first]!r})"
+        raise ConfigError(
+            f"{type(datamodule).__name__} does not match the model's classes ({what}; the model has "
+            f"{_short(model_names)}): evaluate it on the dataset it was trained on (dataset=..., dataset.data_dir=...)"
+        )
 
     def _build(self, num_classes: int | None, class_names: Sequence[str] | None, class_counts: Any) -> None:
         if class_names is None:
@@ -144,8 +213,16 @@ class ImageClassifier(L.LightningModule):
 
     def on_fit_start(self) -> None:
         self._set_memory_format()
-        if self.hparams.compile and not isinstance(self.net, torch._dynamo.eval_frame.OptimizedModule):
-            self.net = torch.compile(self.net)
+        compile_options = self.hparams.compile
+        if compile_options and getattr(self.net, "_compiled_call_impl", None) is None:
+            # in place: state-dict keys stay net.* (torch.compile(net) would make them net._orig_mod.*)
+            self.net.compile(**(compile_options if isinstance(compile_options, Mapping) else {}))
+
+    def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        """Checkpoints written by a ``torch.compile``-wrapped backbone load into any model."""
+        state = checkpoint.get("state_dict", {})
+        for key in [k for k in state if COMPILED_KEY in k]:
+            state[key.replace(COMPILED_KEY, ".")] = state.pop(key)
 
     def on_test_start(self) -> None:
         self._set_memory_format()
@@ -231,3 +308,8 @@ class ImageClassifier(L.LightningModule):
             if param.requires_grad:
                 (no_decay if param.ndim <= 1 else decay).append(param)
         return [{"params": decay}, {"params": no_decay, "weight_decay": 0.0}]
+
+
+def _short(names: list[str], limit: int = 5) -> str:
+    shown = ", ".join(repr(name) for name in names[:limit])
+    return f"[{shown}{', ...' if len(names) > limit else ''}]"

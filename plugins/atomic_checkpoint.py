@@ -31,7 +31,19 @@ def atomic_torch_save(obj: Any, path: str | os.PathLike) -> None:
 
 
 class AtomicCheckpointIO(TorchCheckpointIO):
-    """``TorchCheckpointIO`` with an atomic, fsynced local save (see the module docstring)."""
+    """``TorchCheckpointIO`` with an atomic, fsynced local save (see the module docstring).
+
+    Local checkpoints are read with ``weights_only=True`` whatever the caller asks
+    (:func:`litvision.lightning_modules.checkpoints.load_checkpoint`): resuming or testing a
+    checkpoint never runs code from it, and an unsafe one is refused with one line.
+    """
+
+    def load_checkpoint(self, path: Any, map_location: Any = "cpu", weights_only: bool | None = None) -> dict[str, Any]:
+        if get_protocol(str(path)) != "file":
+            return super().load_checkpoint(path, map_location=map_location, weights_only=True)
+        from litvision.lightning_modules.checkpoints import load_checkpoint
+
+        return load_checkpoint(str(path).removeprefix("file://"), map_location=map_location)
 
     def save_checkpoint(self, checkpoint: dict[str, Any], path: Any, storage_options: Any | None = None) -> None:
         if storage_options is not None or get_protocol(str(path)) != "file":

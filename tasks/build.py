@@ -7,10 +7,15 @@ from pathlib import Path
 from typing import Any
 
 import lightning as L
+import torch
+from hydra.core.hydra_config import HydraConfig
 from hydra.utils import instantiate
+from lightning.pytorch.callbacks import ModelCheckpoint
 from omegaconf import DictConfig, OmegaConf
 
 from litvision.callbacks.metrics_summary import MetricsSummary
+from litvision.tasks.seed import seed_run
+from litvision.utils.errors import ConfigError
 
 log = logging.getLogger("litvision")
 
@@ -24,14 +29,38 @@ def instantiate_group(group: DictConfig | None) -> list[Any]:
     return [instantiate(node) for node in group.values() if isinstance(node, DictConfig) and "_target_" in node]
 
 
-def build_callbacks(cfg: DictConfig, has_logger: bool) -> list[L.Callback]:
+def build_callbacks(cfg: DictConfig) -> list[L.Callback]:
     callbacks = instantiate_group(cfg.get("callbacks"))
-    if not has_logger:
-        # LearningRateMonitor refuses to run without a logger; metrics.json still gets everything.
-        callbacks = [cb for cb in callbacks if not isinstance(cb, L.pytorch.callbacks.LearningRateMonitor)]
     if not any(isinstance(cb, MetricsSummary) for cb in callbacks):
         callbacks.append(MetricsSummary(Path(cfg.paths.output_dir) / "metrics.json"))
     return callbacks
+
+
+def find_last_checkpoint(callbacks: list[L.Callback]) -> str | None:
+    """The checkpoint ``trainer.fit(ckpt_path="last")`` resumes from, or None.
+
+    Lightning's own rule (checked in 2.6, ``_CheckpointConnector._parse_ckpt_path``): the
+    newest ``last*.ckpt`` in the ``dirpath`` of any ModelCheckpoint. Fitting passes "last" to
+    Lightning; this answer is only needed before the Trainer exists (to continue the W&B
+    run) and for ``train=false ckpt_path=last``.
+    """
+    found = [
+        path
+        for cb in callbacks
+        if isinstance(cb, ModelCheckpoint) and cb.dirpath
+        for path in Path(cb.dirpath).glob(f"{cb.CHECKPOINT_NAME_LAST}*{cb.FILE_EXTENSION}")
+    ]
+    return str(max(found, key=lambda path: path.stat().st_mtime)) if found else None
+
+
+def check_accelerator(trainer_cfg: DictConfig) -> None:
+    """``trainer=gpu`` on a machine without one: say what to use instead (before any data is read)."""
+    accelerator = str(trainer_cfg.get("accelerator", "auto"))
+    if accelerator in ("gpu", "cuda") and not torch.cuda.is_available() and not torch.backends.mps.is_available():
+        raise ConfigError(
+            f"trainer.accelerator={accelerator} but this machine has no usable GPU: use trainer=cpu "
+            "(or trainer=ddp_sim to run the DDP code paths on CPU)"
+        )
 
 
 def log_config(cfg: DictConfig, loggers: list[Any]) -> None:
@@ -41,19 +70,35 @@ def log_config(cfg: DictConfig, loggers: list[Any]) -> None:
         logger.log_hyperparams(config)
 
 
-def setup_run(cfg: DictConfig, model: L.LightningModule | None = None):
+def setup_run(
+    cfg: DictConfig, model: L.LightningModule | None = None, callbacks: list[L.Callback] | None = None
+):
     """Instantiate datamodule, model (unless given, e.g. from a checkpoint), loggers, callbacks
-    and trainer from the config."""
-    if cfg.get("seed") is not None:
-        L.seed_everything(cfg.seed, workers=True)
+    (unless given) and trainer from the config. Every check of the config runs here, before
+    any data is read."""
+    seed_run(cfg, saved_config=saved_config_path())
+    check_accelerator(cfg.trainer)
     datamodule = instantiate(cfg.dataset)
     if model is None:
         model = instantiate(cfg.model)
     loggers = instantiate_group(cfg.get("logger"))
-    callbacks = build_callbacks(cfg, has_logger=bool(loggers))
+    callbacks = build_callbacks(cfg) if callbacks is None else callbacks
+    if not loggers:
+        # LearningRateMonitor refuses to run without a logger; metrics.json still gets everything.
+        callbacks = [cb for cb in callbacks if not isinstance(cb, L.pytorch.callbacks.LearningRateMonitor)]
     trainer = instantiate(cfg.trainer, callbacks=callbacks, logger=loggers or False)
     log_config(cfg, loggers)
     return datamodule, model, trainer
+
+
+def saved_config_path() -> Path | None:
+    """``<run dir>/.hydra/config.yaml`` as Hydra wrote it for this job (None outside Hydra)."""
+    if not HydraConfig.initialized():
+        return None
+    hydra_cfg = HydraConfig.get()
+    if not hydra_cfg.output_subdir:
+        return None
+    return Path(hydra_cfg.runtime.output_dir) / hydra_cfg.output_subdir / "config.yaml"
 
 
 def metrics_of(trainer: L.Trainer) -> dict[str, Any]:

@@ -2,23 +2,26 @@
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Any
 
-from hydra.utils import get_class
 from omegaconf import DictConfig
 
+from litvision.lightning_modules.checkpoints import load_classifier
 from litvision.tasks.build import metrics_of, setup_run
 
 
 def evaluate(cfg: DictConfig) -> dict[str, Any]:
-    ckpt_path = Path(cfg.ckpt_path)
-    if not ckpt_path.is_file():
-        raise FileNotFoundError(f"ckpt_path={ckpt_path} does not exist (pass ckpt_path=<run dir>/checkpoints/<file>.ckpt)")
-    model_class = get_class(cfg.model._target_)
-    # weights_only=False: the checkpoint's hyperparameters hold the backbone/optimizer
-    # factories; only load checkpoints you trust (your own runs).
-    model = model_class.load_from_checkpoint(ckpt_path, map_location="cpu", weights_only=False)
+    """``eval.py ckpt_path=X``: the model (architecture, classes, weights) comes from X."""
+    return test_checkpoint(cfg, cfg.ckpt_path)
+
+
+def test_checkpoint(cfg: DictConfig, ckpt_path: str) -> dict[str, Any]:
+    """Test the classifier stored in ``ckpt_path`` (loaded with weights_only=True) on cfg's dataset.
+
+    Shared by ``eval.py`` and ``train.py train=false ckpt_path=X``, so both report the same
+    numbers. A dataset whose classes differ from the checkpoint's is refused.
+    """
+    model = load_classifier(ckpt_path, map_location="cpu")
     datamodule, model, trainer = setup_run(cfg, model=model)
     trainer.test(model, datamodule=datamodule, verbose=False)
     return metrics_of(trainer)

@@ -10,37 +10,55 @@ from omegaconf import DictConfig
 
 from litvision.launch.process import global_rank
 from litvision.loggers.wandb_run_id import assign_wandb_run_id
-from litvision.tasks.build import metrics_of, setup_run
+from litvision.tasks.build import build_callbacks, find_last_checkpoint, metrics_of, setup_run
+from litvision.tasks.evaluate import test_checkpoint
+from litvision.utils.errors import ConfigError, MissingDataError
 
 log = logging.getLogger("litvision")
 
 
-def resolve_ckpt_path(ckpt_path: str | None, output_dir: str) -> str | None:
-    """``ckpt_path=last`` means this run dir's last checkpoint (resume after a kill)."""
-    if ckpt_path in (None, "", "null"):
-        return None
-    if ckpt_path == "last":
-        last = Path(output_dir) / "checkpoints" / "last.ckpt"
-        return str(last) if last.exists() else None
-    if not Path(ckpt_path).is_file():
-        raise FileNotFoundError(f"ckpt_path={ckpt_path} does not exist")
-    return ckpt_path
-
-
 def train(cfg: DictConfig) -> dict[str, Any]:
-    """Fit, test the best checkpoint, return the final metrics (also in metrics.json)."""
-    ckpt_path = resolve_ckpt_path(cfg.get("ckpt_path"), cfg.paths.output_dir) if cfg.get("train", True) else None
-    if ckpt_path:
-        log.info("resuming from %s", ckpt_path)
+    """Fit, test the best checkpoint, return the final metrics (also in metrics.json).
+
+    ``ckpt_path``: a checkpoint to resume from, or ``last`` (Lightning's own resolution: the
+    newest last checkpoint in the ModelCheckpoint's dirpath; a fresh start when there is
+    none, so it is safe to pass always). With ``train=false`` the given checkpoint is tested,
+    exactly as ``eval.py ckpt_path=...`` would.
+    """
+    ckpt_path = cfg.get("ckpt_path") or None
+    if ckpt_path not in (None, "last") and not Path(ckpt_path).is_file():
+        raise MissingDataError(f"ckpt_path={ckpt_path} does not exist (pass a .ckpt file, or ckpt_path=last)")
+    callbacks = build_callbacks(cfg)
+    last = find_last_checkpoint(callbacks) if ckpt_path == "last" else None
+    if not cfg.get("train", True):
+        return test_only(cfg, last if ckpt_path == "last" else ckpt_path)
+    resume_from = last if ckpt_path == "last" else ckpt_path
+    if resume_from:
+        log.info("resuming from %s", resume_from)
+    elif ckpt_path == "last":
+        log.info("ckpt_path=last: no last checkpoint yet, starting from scratch")
     # before the logger exists: a resumed run continues its W&B run instead of starting one
-    assign_wandb_run_id(cfg, resuming=ckpt_path is not None, is_rank_zero=global_rank() == 0)
-    datamodule, model, trainer = setup_run(cfg)
-    if cfg.get("train", True):
-        # weights_only=False: our checkpoints hold the (trusted) hyperparameters, incl. factories.
-        trainer.fit(model, datamodule=datamodule, ckpt_path=ckpt_path, weights_only=False)
+    assign_wandb_run_id(cfg, resuming=resume_from is not None, is_rank_zero=global_rank() == 0)
+    datamodule, model, trainer = setup_run(cfg, callbacks=callbacks)
+    # ckpt_path="last" is resolved by Lightning (it asks the checkpoint callbacks); every
+    # checkpoint is read with weights_only=True (plugins/atomic_checkpoint.py)
+    trainer.fit(model, datamodule=datamodule, ckpt_path=ckpt_path, weights_only=True)
     if cfg.get("test", True):
         best = trainer.checkpoint_callback.best_model_path if trainer.checkpoint_callback else ""
         if not best:
             log.warning("no best checkpoint (checkpointing off or fast_dev_run): testing the current weights")
-        trainer.test(model, datamodule=datamodule, ckpt_path=best or None, weights_only=False, verbose=False)
+        trainer.test(model, datamodule=datamodule, ckpt_path=best or None, weights_only=True, verbose=False)
     return metrics_of(trainer)
+
+
+def test_only(cfg: DictConfig, ckpt_path: str | None) -> dict[str, Any]:
+    """``train=false``: test ``ckpt_path`` (as eval.py does); without one there is nothing to test."""
+    if not cfg.get("test", True):
+        return {}
+    if ckpt_path is None:
+        raise ConfigError(
+            f"train=false needs a checkpoint to test: ckpt_path={cfg.get('ckpt_path')} "
+            "found none (pass ckpt_path=<file>.ckpt, or ckpt_path=last in a run dir that has one)"
+        )
+    log.info("train=false: testing %s", ckpt_path)
+    return test_checkpoint(cfg, ckpt_path)

@@ -1,0 +1,49 @@
+"""Bad input is reported as one line on stderr, not as a traceback.
+
+A :class:`~litvision.utils.errors.UserError` (raised directly, or wrapped, e.g. by Hydra's
+``InstantiationException`` when a constructor refuses its arguments) means the user can fix
+it with an override: in a single run (Hydra's RUN mode) it is printed as one line and the
+process exits with status 1. In a sweep (MULTIRUN) it is re-raised so that Hydra records
+the job as failed (the sweep summary marks it FAILED) and the sweep goes on.
+``HYDRA_FULL_ERROR=1`` re-raises it too, so the full traceback is still one variable away.
+Anything that is not a UserError is a bug and keeps its traceback.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+from litvision.utils.errors import UserError
+
+
+def find_user_error(error: BaseException | None) -> UserError | None:
+    """``error`` itself or the first UserError in its ``__cause__``/``__context__`` chain."""
+    seen: set[int] = set()
+    while error is not None and id(error) not in seen:
+        if isinstance(error, UserError):
+            return error
+        seen.add(id(error))
+        error = error.__cause__ or error.__context__
+    return None
+
+
+def one_line(error: UserError) -> str:
+    """``ConfigError: <message>`` on one line (a multi-line message is joined)."""
+    message = " ".join(line.strip() for line in str(error).splitlines() if line.strip())
+    return f"{type(error).__name__}: {message}"
+
+
+@contextmanager
+def user_errors_as_one_line(single_run: bool) -> Iterator[None]:
+    """In a single run, turn a UserError into one stderr line and exit status 1 (see module doc)."""
+    try:
+        yield
+    except Exception as error:
+        user_error = find_user_error(error)
+        if user_error is None or not single_run or os.environ.get("HYDRA_FULL_ERROR") == "1":
+            raise
+        print(one_line(user_error), file=sys.stderr, flush=True)
+        sys.exit(1)

@@ -1,0 +1,121 @@
+"""Load checkpoints without running code from them: ``torch.load(weights_only=True)`` always.
+
+A checkpoint someone shared must not be able to run code when ``eval.py`` (or a resume, or
+``predict.py``) opens it, which is why PyTorch made ``weights_only=True`` its default. Our
+checkpoints hold tensors and plain hyper-parameters only (see
+:mod:`litvision.lightning_modules.plain_config`), so they load that way. A checkpoint that
+carries pickled Python objects (e.g. one written before litvision stored plain
+hyper-parameters) is refused with one line that says how to convert a trusted one.
+
+* :func:`load_checkpoint`: path -> checkpoint dict (every load goes through it: eval.py,
+  resume and the test of the best checkpoint via ``AtomicCheckpointIO``, predict.py);
+* :func:`load_classifier`: path -> :class:`ImageClassifier` with the checkpoint's weights;
+* :func:`convert_trusted_checkpoint`: rewrite an old, TRUSTED checkpoint in the plain form.
+"""
+
+from __future__ import annotations
+
+import io
+import pickle
+import re
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from litvision.utils.errors import DataError, MissingDataError
+
+
+def load_checkpoint(path: str | Path, map_location: Any = "cpu") -> dict[str, Any]:
+    """``torch.load(path, weights_only=True)`` with one-line errors for missing, unreadable or unsafe files."""
+    path = Path(path)
+    if not path.is_file():
+        raise MissingDataError(f"ckpt_path={path} does not exist (pass ckpt_path=<run dir>/checkpoints/<file>.ckpt)")
+    try:
+        checkpoint = torch.load(path, map_location=map_location, weights_only=True)
+    except pickle.UnpicklingError as err:
+        raise DataError(
+            f"ckpt_path={path} holds pickled Python objects ({_unsafe_global(err)}), so loading it could run code: "
+            f"refused. If you trust where it came from, convert it once: python -c \"from "
+            f"litvision.lightning_modules.checkpoints import convert_trusted_checkpoint as c; "
+            f"c('{path}', '{converted_name(path)}')\" and use the new file"
+        ) from err
+    except (RuntimeError, EOFError, OSError) as err:
+        raise DataError(f"ckpt_path={path} is not a readable checkpoint (truncated or not a torch file): {_first_line(err)}") from err
+    if not isinstance(checkpoint, dict):
+        raise DataError(f"ckpt_path={path} holds a {type(checkpoint).__name__}, not a Lightning checkpoint")
+    return checkpoint
+
+
+def load_classifier(path: str | Path, map_location: Any = "cpu", model_class: type | None = None):
+    """The classifier stored in ``path`` (architecture and classes from its hyper-parameters)."""
+    if model_class is None:
+        from litvision.lightning_modules.classifier import ImageClassifier as model_class
+    checkpoint = load_checkpoint(path, map_location)
+    if "state_dict" not in checkpoint or "hyper_parameters" not in checkpoint:
+        raise DataError(f"ckpt_path={path} is not a litvision model checkpoint (no state_dict/hyper_parameters)")
+    model = model_class(**checkpoint["hyper_parameters"])
+    model.on_load_checkpoint(checkpoint)  # e.g. renames torch.compile'd keys
+    model.load_state_dict(checkpoint["state_dict"])
+    return model
+
+
+def converted_name(path: str | Path) -> str:
+    path = Path(path)
+    return str(path.with_name(f"{path.stem}.plain{path.suffix}"))
+
+
+def convert_trusted_checkpoint(source: str | Path, target: str | Path | None = None) -> Path:
+    """Rewrite a checkpoint whose hyper-parameters are pickled factories as a plain one.
+
+    ONLY for checkpoints you trust: the source is loaded with ``weights_only=False`` (which
+    runs whatever code it carries). Factories (``functools.partial``, Hydra/OmegaConf
+    configs) become plain configs; the result is checked to load with ``weights_only=True``
+    before it is written (atomically) to ``target`` (default: ``<name>.plain.ckpt``).
+    """
+    from litvision.lightning_modules.plain_config import factory_config, is_plain
+    from litvision.plugins.atomic_checkpoint import atomic_torch_save
+
+    source = Path(source)
+    target = Path(target) if target is not None else Path(converted_name(source))
+    checkpoint = torch.load(source, map_location="cpu", weights_only=False)
+    hparams = dict(checkpoint.get("hyper_parameters", {}))
+    for name in ("backbone", "optimizer", "scheduler", "loss"):
+        hparams[name] = factory_config(hparams.get(name), name)
+    hparams = {key: _plain(value) for key, value in hparams.items()}
+    unconvertible = sorted(key for key, value in hparams.items() if not is_plain(value))
+    if unconvertible:
+        raise DataError(f"{source}: hyper-parameters {unconvertible} are not plain and cannot be converted")
+    checkpoint["hyper_parameters"] = hparams
+    buffer = io.BytesIO()
+    torch.save(checkpoint, buffer)
+    buffer.seek(0)
+    torch.load(buffer, weights_only=True)  # what the converted file must pass; raises otherwise
+    atomic_torch_save(checkpoint, target)
+    return target
+
+
+def _plain(value: Any) -> Any:
+    """OmegaConf containers and numpy scalars/arrays as plain Python values."""
+    from omegaconf import DictConfig, ListConfig, OmegaConf
+
+    if isinstance(value, (DictConfig, ListConfig)):
+        return OmegaConf.to_container(value, resolve=True)
+    if hasattr(value, "tolist"):  # numpy/torch scalars and arrays
+        return value.tolist()
+    if isinstance(value, (list, tuple)):
+        return [_plain(item) for item in value]
+    if isinstance(value, dict):
+        return {key: _plain(item) for key, item in value.items()}
+    return value
+
+
+def _unsafe_global(err: BaseException) -> str:
+    """What torch refused, e.g. "functools.partial", from its long weights_only message."""
+    found = re.search(r"Unsupported global: GLOBAL ([\w.]+)", str(err))
+    return f"e.g. {found.group(1)}" if found else "not tensors and plain values"
+
+
+def _first_line(err: BaseException) -> str:
+    text = str(err).strip().splitlines()
+    return text[0] if text else type(err).__name__
