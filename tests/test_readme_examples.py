@@ -1,0 +1,279 @@
+"""Every command in README.md's ```bash blocks works: the README stays true.
+
+The commands are read from README.md, so a new example is checked without touching this file.
+- Default suite: each ``train.py``/``eval.py`` example is composed and resolved with Hydra (a
+  sweep at its first point), including the launcher and sweeper settings, in this process.
+- ``-m slow``: each example that can run on this machine runs as a user would (a subprocess
+  in a temp dir), shrunk: generated data, one epoch of 2 batches, small images, CSV logging,
+  2 Optuna trials. Examples that need a GPU or SLURM must be listed in COMPOSE_ONLY (the
+  default suite checks that the list is right); other commands that cannot run inside a
+  test are listed in NOT_RUN with the reason.
+The Architecture section is checked too: every package folder is in its table, and every
+repository path the README names exists.
+"""
+
+from __future__ import annotations
+
+import csv
+import os
+import re
+import shlex
+import subprocess
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+from hydra import compose, initialize_config_dir
+from hydra.core.hydra_config import HydraConfig
+from hydra.core.override_parser.overrides_parser import OverridesParser
+from omegaconf import OmegaConf, open_dict
+
+from tests.fake_cifar import write_fake_cifar
+from tests.run_helpers import REPO_ROOT
+
+README = REPO_ROOT / "README.md"
+CI_SCRIPT = REPO_ROOT / ".ci" / "run"
+
+# Steps (a command split at ` && `) that are not run here, and why.
+NOT_RUN = {
+    "python3 -m venv .venv": "creates the environment these tests run in (CI: .ci/run)",
+    ". .venv/bin/activate": "activates that environment",
+    "pip install torch==2.13.0": "installing PyTorch: minutes and network; this environment has it",
+    "pip install -q torch==2.13.0": "installing PyTorch: minutes and network; this environment has it",
+    "pip install -e .": "the install of this checkout, already done for the tests to run",
+    "pip install -q -e .[dev]": "the install of this checkout, already done for the tests to run",
+    "python -m pytest": "the test suite itself",
+    "python -m pytest -m slow tests/test_resume.py": "the test suite itself",
+    "python -m pytest tests/test_ddp.py tests/test_multirun.py tests/test_optuna.py tests/test_submitit.py tests/test_resume.py":
+        "the test suite itself",
+    "python -m pytest -m slow tests/test_multirun.py tests/test_submitit.py tests/test_resume.py":
+        "the test suite itself",
+    "litvision-train --config-dir ./myconf dataset=mydata trainer=ddp_sim":
+        "needs the user's myconf/ files: tests/test_wheel_install.py runs this from an installed wheel",
+    "litvision-eval --config-dir ./myconf dataset=mydata ckpt_path=RUN_DIR/checkpoints/last.ckpt":
+        "needs the user's myconf/ files and a run: tests/test_wheel_install.py runs this from an installed wheel",
+}
+# Examples checked by composition only (default suite), never run, and why.
+COMPOSE_ONLY = {
+    "python train.py experiment=cifar10_resnet18 trainer=gpu": "needs a GPU",
+    "python train.py dataset=imagenet dataset.data_dir=/data/imagenet trainer=gpu": "needs a GPU",
+    "python train.py experiment=imagenet_resnet50 dataset.data_dir=/data/imagenet trainer=ddp": "needs GPUs",
+    "python train.py experiment=cifar10_resnet18 trainer=ddp trainer.devices=4": "needs 4 GPUs",
+    "python train.py -m hydra/launcher=slurm trainer=multinode trainer.num_nodes=2 trainer.devices=8 "
+    "hydra.launcher.partition=gpu hydra.launcher.timeout_min=1440 hydra.launcher.cpus_per_task=10 "
+    "experiment=cifar10_resnet18 ckpt_path=last": "needs SLURM and GPUs (the sbatch script: tests/test_submitit.py)",
+    "srun python train.py trainer=multinode trainer.num_nodes=2 trainer.devices=8 ckpt_path=last":
+        "needs SLURM and 16 GPUs",
+    "python train.py hparams_search=cifar10_optuna hydra.sweeper.n_trials=50 hydra.sweeper.n_jobs=8 hydra/launcher=slurm ...":
+        "needs SLURM (the sbatch script: tests/test_submitit.py)",
+}
+ENTRY_SCRIPTS = {"train.py": "train", "eval.py": "eval", "litvision-train": "train", "litvision-eval": "eval"}
+
+
+# ---- reading the README ----------------------------------------------------------------------
+def readme_commands() -> list[str]:
+    """Each command line of the README's ```bash blocks as written: continuations joined, comments dropped."""
+    commands = []
+    for block in re.findall(r"```bash\n(.*?)```", README.read_text(), flags=re.S):
+        for line in block.replace("\\\n", " ").splitlines():
+            line = re.sub(r"\s+#\s.*$", "", line.strip())  # a trailing "   # what it does"
+            if line and not line.startswith("#"):  # "#SBATCH ..." lines are sbatch directives
+                commands.append(line)
+    return commands
+
+
+def _normal(step: str) -> str:
+    """A step as the shell reads it (quotes removed, whitespace collapsed): the key of NOT_RUN/COMPOSE_ONLY."""
+    return " ".join(shlex.split(step, comments=True))
+
+
+def readme_steps() -> list[str]:
+    return [_normal(step) for command in readme_commands() for step in command.split(" && ")]
+
+
+@dataclass
+class Example:
+    """One README invocation of an entry script."""
+
+    text: str  # the step as written (normalised whitespace): the key of COMPOSE_ONLY
+    config_name: str  # train | eval
+    flags: list[str]  # -m, --cfg job, ...
+    overrides: list[str]
+
+    @property
+    def multirun(self) -> bool:
+        return "-m" in self.flags or "--multirun" in self.flags or any(o.startswith("hparams_search=") for o in self.overrides)
+
+
+def parse_example(step: str) -> Example | None:
+    words = shlex.split(step, comments=True)
+    if words[:1] == ["srun"]:
+        words = words[1:]
+    if words[:1] in (["python"], ["python3"]) and len(words) > 1:
+        words = words[1:]
+    if not words or Path(words[0]).name not in ENTRY_SCRIPTS:
+        return None
+    flags, overrides = [], []
+    rest = iter(words[1:])
+    for word in rest:
+        if word == "...":  # "and your other overrides"
+            continue
+        if word in ("--cfg", "-c", "--config-dir", "-cd", "--config-name", "-cn", "--info"):
+            flags += [word, next(rest)]
+        elif word.startswith("-"):
+            flags.append(word)
+        else:
+            overrides.append(word)
+    return Example(_normal(step), ENTRY_SCRIPTS[Path(words[0]).name], flags, overrides)
+
+
+def readme_examples() -> list[Example]:
+    return [example for step in readme_steps() if step not in NOT_RUN and (example := parse_example(step)) is not None]
+
+
+EXAMPLES = readme_examples()
+
+
+def first_point(overrides: list[str]) -> list[str]:
+    """A sweep's first job: ``a=1,2`` -> ``a=1``, ``choice(x,y)`` -> ``x``."""
+    parsed = OverridesParser.create().parse_overrides(overrides)
+    return [f"{o.get_key_element()}={next(iter(o.sweep_string_iterator()))}" if o.is_sweep_override() else text
+            for o, text in zip(parsed, overrides)]
+
+
+def compose_example(example: Example, output_dir: Path) -> dict:
+    """The example's job config, resolved (plus hydra.launcher and hydra.sweeper), as the CLI would compose it."""
+    with initialize_config_dir(config_dir=str(REPO_ROOT / "conf"), version_base="1.3"):
+        cfg = compose(example.config_name, overrides=first_point(example.overrides), return_hydra_config=True)
+        with open_dict(cfg):
+            cfg.hydra.runtime.output_dir = str(output_dir)  # set by a real run; ${hydra:runtime.output_dir}
+        HydraConfig.instance().set_config(cfg)
+        job = {key: OmegaConf.to_container(cfg[key], resolve=True) if OmegaConf.is_config(cfg[key]) else cfg[key]
+               for key in cfg if key != "hydra"}
+        return {
+            **job,
+            "hydra": {
+                "launcher": OmegaConf.to_container(cfg.hydra.launcher, resolve=True),
+                "sweeper": OmegaConf.to_container(cfg.hydra.sweeper, resolve=True),
+            },
+        }
+
+
+def needs_gpu_or_slurm(composed: dict) -> bool:
+    uses_gpu = str(composed["trainer"].get("accelerator")) in ("gpu", "cuda")
+    return uses_gpu or "Slurm" in str(composed["hydra"]["launcher"].get("_target_", ""))
+
+
+# ---- default suite ---------------------------------------------------------------------------
+def test_ci_runs_readme_command_2_verbatim() -> None:
+    install_and_test = [c for c in readme_commands() if c.startswith("python3 -m venv") and "pytest" in c]
+    assert len(install_and_test) == 1
+    ci_lines = CI_SCRIPT.read_text().splitlines()
+    assert ci_lines[-1] == install_and_test[0]  # verbatim
+    assert "python -m pytest -m slow tests/test_resume.py" in ci_lines[-1]  # the bit-exact resume runs in CI
+
+
+def test_every_readme_command_is_checked_or_listed() -> None:
+    steps = readme_steps()
+    unknown = [s for s in steps if parse_example(s) is None and s not in NOT_RUN]
+    assert not unknown, f"README commands neither run by this test nor listed in NOT_RUN with a reason: {unknown}"
+    stale = [s for s in [*NOT_RUN, *COMPOSE_ONLY] if s not in steps]
+    assert not stale, f"listed here but no longer in README.md: {stale}"
+    assert len(EXAMPLES) >= 20  # the parser still finds the README's examples
+
+
+@pytest.mark.parametrize("example", EXAMPLES, ids=[e.text for e in EXAMPLES])
+def test_readme_example_composes(example: Example, tmp_path: Path) -> None:
+    composed = compose_example(example, tmp_path)
+    assert composed["dataset"]["_target_"].startswith("litvision.")
+    assert needs_gpu_or_slurm(composed) == (example.text in COMPOSE_ONLY), (
+        "an example that needs a GPU or SLURM must be in COMPOSE_ONLY (with the reason), and only those"
+    )
+
+
+def test_architecture_table_names_every_folder_and_paths_exist() -> None:
+    text = README.read_text()
+    architecture = text[text.index("## Architecture"):text.index("## Troubleshooting")]
+    listed = set(re.findall(r"^\| `([\w]+)/` \|", architecture, flags=re.M))
+    folders = {p.name for p in REPO_ROOT.iterdir()
+               if p.is_dir() and ((p / "__init__.py").is_file() or p.name in ("tests", "bench"))}
+    assert listed == folders, f"Architecture table vs folders: missing {folders - listed}, gone {listed - folders}"
+    # every repository path named in backticks exists (conf/..., launch/ddp_relaunch.py, tests/test_x.py, ...)
+    tops = "|".join(sorted(folders | {".ci"}))
+    named = set(re.findall(rf"`((?:{tops})/[\w./-]*?)`", text))
+    missing = sorted(path for path in named if not (REPO_ROOT / path).exists())
+    assert not missing, f"README names paths that do not exist: {missing}"
+
+
+# ---- slow: run them ----------------------------------------------------------------------------
+@pytest.fixture(scope="module")
+def readme_data(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    """CIFAR-format data big enough for the long-tail examples (IF=100 keeps >= 1 image per class),
+    and a small ImageNet-style tree."""
+    from tests.imagenet_trees import age_tree, build_train, build_val, generated_samples
+
+    root = tmp_path_factory.mktemp("readme_data")
+    write_fake_cifar(root / "cifar", n_train_per_class=120, n_test_per_class=5, seed=0)
+    samples = generated_samples(root / "jpegs", num_classes=6, per_class=12, size=(72, 96))
+    build_train(root / "imagenet", samples)
+    build_val(root / "imagenet", samples[::4], "folders")
+    age_tree(root / "imagenet")
+    return {"cifar": root / "cifar", "imagenet": root / "imagenet"}
+
+
+def _set(overrides: list[str], key: str, value: str, force: bool = True) -> list[str]:
+    """Replace ``key=...`` (any +/++ prefix) or append it; with force=False keep the example's own value."""
+    same = [o for o in overrides if o.split("=", 1)[0].lstrip("+~") == key.lstrip("+")]
+    if same and not force:
+        return overrides
+    return [o for o in overrides if o not in same] + [f"{key}={value}"]
+
+
+def shrunk(example: Example, composed: dict, data: dict[str, Path], tmp: Path) -> list[str]:
+    """The example's own overrides, made to run in seconds on generated data."""
+    imagenet = "imagenet" in composed["dataset"]["_target_"].lower()
+    overrides = list(example.overrides)
+    for key, value, force in [
+        ("dataset.data_dir", str(data["imagenet" if imagenet else "cifar"]), True),
+        ("dataset.num_workers", "0", True),
+        ("dataset.batch_size", "16", False),
+        ("trainer.max_epochs", "1", True),
+        ("++trainer.limit_train_batches", "2", True),
+        ("++trainer.limit_val_batches", "2", True),
+        ("++trainer.limit_test_batches", "2", True),
+        ("logger", "csv", False),
+        ("hydra.run.dir", str(tmp / "run"), True),
+        ("hydra.sweep.dir", str(tmp / "sweep"), True),
+    ]:
+        overrides = _set(overrides, key, value, force)
+    if imagenet:
+        overrides = _set(overrides, "augmentation.resolution", "64", force=False)
+    if "hparams_search" in composed.get("hydra", {}).get("sweeper", {}).get("_target_", "") or any(
+        o.startswith("hparams_search=") for o in overrides
+    ):
+        overrides = _set(overrides, "hydra.sweeper.n_trials", "2")
+    return overrides
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("example", EXAMPLES, ids=[e.text for e in EXAMPLES])
+def test_readme_example_runs(example: Example, readme_data: dict[str, Path], tmp_path: Path) -> None:
+    if example.text in COMPOSE_ONLY:
+        pytest.skip(f"{COMPOSE_ONLY[example.text]}: checked by composition (test_readme_example_composes)")
+    if example.config_name != "train":
+        pytest.fail("an eval.py example in a bash block: give this test a checkpoint for it")
+    composed = compose_example(example, tmp_path)
+    command = [sys.executable, str(REPO_ROOT / "train.py"), *example.flags, *shrunk(example, composed, readme_data, tmp_path)]
+    env = {**os.environ, "WANDB_MODE": "offline", "WANDB_SILENT": "true", "NO_ALBUMENTATIONS_UPDATE": "1"}
+    env.pop("WANDB_API_KEY", None)
+    # a temp dir as the working dir: relative paths of the example (optuna.db, ./data) land there
+    proc = subprocess.run(command, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, f"{shlex.join(command)}\n{proc.stdout[-3000:]}\n{proc.stderr[-5000:]}"
+    if "--cfg" in example.flags:
+        assert "dataset:" in proc.stdout
+    elif example.multirun:
+        rows = list(csv.DictReader((tmp_path / "sweep" / "summary.csv").read_text().splitlines()))
+        assert rows and {r["status"] for r in rows} == {"COMPLETED"}, rows
+    else:
+        assert (tmp_path / "run" / "metrics.json").is_file()
