@@ -73,6 +73,9 @@ class ClassFolderDataModule(ClassificationDataModule):
         self.progress = progress
         self._indices: dict[str, FileIndex] = {}
         self._pools: dict[str, FileListDataset] = {}
+        # One scan per job, not one per node: only global rank 0 indexes (and writes the index
+        # cache) in prepare_data; the other ranks get its indices in setup (_share_indices).
+        self.prepare_data_per_node = False
 
     # ---- where the files are (subclasses override) -------------------------------------
     @property
@@ -111,9 +114,24 @@ class ClassFolderDataModule(ClassificationDataModule):
         return ["train"] + sorted({s for s in (self.val_split, self.test_split) if s != "holdout"})
 
     def prepare_data(self) -> None:
-        """Index (or check the cached indices of) every split the run uses, once per node."""
+        """Index (or check the cached indices of) every split the run uses: global rank 0 only."""
         for split in self.needed_splits():
             self.index(split)
+
+    def setup(self, stage: str | None = None) -> None:
+        if self.splits is None:
+            self._share_indices()
+        super().setup(stage)
+
+    def _share_indices(self) -> None:
+        """Under DDP, every rank takes global rank 0's indices (one broadcast, ~50 MB for ImageNet):
+        on a shared filesystem the tree is listed once per job, not by every node or, where the
+        cache cannot be written (read-only data and home, a tree changed seconds ago), every rank."""
+        trainer = getattr(self, "trainer", None)
+        if trainer is None or trainer.world_size == 1:
+            return
+        indices = {split: self.index(split) for split in self.needed_splits()} if trainer.global_rank == 0 else None
+        self._indices = trainer.strategy.broadcast(indices, src=0)
 
     def load_class_names(self) -> list[str]:
         return self.index("train").classes
