@@ -29,8 +29,7 @@ from typing import Any
 import numpy as np
 from torch.utils.data import DataLoader
 
-from litvision.datamodules.base import ClassificationDataModule, Splits
-from litvision.datamodules.class_folder import default_num_workers
+from litvision.datamodules.base import ClassificationDataModule, Splits, default_num_workers
 from litvision.datamodules.decode import POLICIES, BadImagePolicy
 from litvision.datamodules.file_dataset import collate_skipping_bad
 from litvision.utils.errors import ConfigError
@@ -54,7 +53,9 @@ class ShardDataModule(ClassificationDataModule):
         on_bad_image: ``skip`` or ``raise`` for images that fail to decode while reading
             (prepare_shards already left out the files it found unreadable).
         **kwargs: see :class:`~litvision.datamodules.base.ClassificationDataModule`
-            (``sampler`` and ``imbalance_factor`` are refused, see the module docs).
+            (``sampler``, ``repeated_augmentation`` > 1, ``imbalance_factor`` and ``exclude_ids``
+            are refused: the first two need random access, the last two are applied by
+            prepare_shards.py when the shards are written).
     """
 
     def __init__(
@@ -82,10 +83,19 @@ class ShardDataModule(ClassificationDataModule):
                 f"dataset.imbalance_factor={self.imbalance_factor} ... out=DIR, then train on DIR with "
                 "dataset.imbalance_factor=null"
             )
+        if self.exclude_ids is not None:
+            raise ConfigError(
+                f"dataset.exclude_ids is applied when the shards are written: python prepare_shards.py "
+                f"dataset.exclude_ids={self.exclude_ids} ... out=DIR, then train on DIR with dataset.exclude_ids=null"
+            )
+        if self.repeated_augmentation != 1:
+            raise ConfigError(
+                f"dataset.repeated_augmentation={self.repeated_augmentation} places each image several times per "
+                "global batch by index, which sequential shards cannot do: use dataset.repeated_augmentation=1 with "
+                "dataset=imagenet_shards, or train from files (dataset=imagenet)"
+            )
         if on_bad_image not in POLICIES:
             raise ConfigError(f"dataset.on_bad_image must be one of {POLICIES}, got {on_bad_image!r}")
-        if num_workers not in ("auto", None) and (not isinstance(num_workers, int) or num_workers < 0):
-            raise ConfigError(f"dataset.num_workers must be an int >= 0 or 'auto', got {num_workers!r}")
         if shuffle_buffer < 0:
             raise ConfigError(f"dataset.shuffle_buffer must be >= 0, got {shuffle_buffer}")
         if self.train_transform is None and self.eval_transform is not None:

@@ -284,6 +284,10 @@ def test_refusals_are_clear(shard_set, tmp_path):
         shard_dm(out, sampler=functools.partial(ClassBalancedSampler))
     with pytest.raises(ConfigError, match="prepare_shards.py dataset.imbalance_factor=10"):
         shard_dm(out, imbalance_factor=10)
+    with pytest.raises(ConfigError, match="prepare_shards.py dataset.exclude_ids=ids.txt"):
+        shard_dm(out, exclude_ids="ids.txt")
+    with pytest.raises(ConfigError, match="repeated_augmentation=1"):
+        shard_dm(out, repeated_augmentation=4)
     with pytest.raises(ConfigError, match=r"splits \['train', 'val'\]"):
         shard_dm(out, val_split="holdout").setup("fit")
     with pytest.raises(MissingDataError, match="prepare_shards.py"):
@@ -314,7 +318,7 @@ class _RecordLabels:
         return Recorder()
 
 
-@pytest.mark.parametrize("num_workers", [0, 2])
+@pytest.mark.parametrize("num_workers", [0, pytest.param(2, marks=pytest.mark.slow)])
 def test_resuming_from_a_mid_epoch_checkpoint_trains_the_rest_of_the_epoch(tmp_path, num_workers):
     import lightning as L
     from lightning.pytorch.callbacks import ModelCheckpoint
