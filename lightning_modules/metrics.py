@@ -11,6 +11,8 @@ Definitions (what a reported number means):
   predictions (scikit-learn's ``average="macro"``): a class that is predicted but absent
   from the split has precision 0 and counts; a present class never predicted has precision 0.
 * ``acc_top5`` only exists with more than 5 classes (with <= 5 it is always 1.0).
+* ``ece``: expected calibration error of the top-1 softmax confidence, 15 equal-width bins
+  (:mod:`litvision.lightning_modules.calibration`).
 """
 
 from __future__ import annotations
@@ -28,6 +30,8 @@ from torchmetrics.classification import (
     MulticlassRecall,
 )
 
+from litvision.lightning_modules.calibration import LogitCalibrationError
+
 
 def train_metrics(num_classes: int) -> MetricCollection:
     """Cheap running accuracies for the training split (per step, no per-class state)."""
@@ -40,7 +44,7 @@ def train_metrics(num_classes: int) -> MetricCollection:
 # groups issue different all-reduces at compute() and the synced per-class numbers are
 # silently wrong under DDP (tests/test_ddp.py caught recall 0.67 for a class at 0.0).
 # recall/precision/F1 share one set of per-class stat scores, so they form one group.
-EVAL_COMPUTE_GROUPS = [["acc_top1"], ["acc_top5"], ["recall", "precision", "f1"], ["confmat"]]
+EVAL_COMPUTE_GROUPS = [["acc_top1"], ["acc_top5"], ["recall", "precision", "f1"], ["confmat"], ["ece"]]
 TOP5 = 5
 
 
@@ -52,6 +56,7 @@ def eval_metrics(num_classes: int, prefix: str) -> MetricCollection:
         precision=MulticlassPrecision(num_classes, average=None),
         f1=MulticlassF1Score(num_classes, average=None),
         confmat=MulticlassConfusionMatrix(num_classes),
+        ece=LogitCalibrationError(num_classes),
     )
     groups = [group for group in EVAL_COMPUTE_GROUPS if all(name in metrics for name in group)]
     return MetricCollection(metrics, prefix=prefix, compute_groups=groups)
@@ -111,6 +116,8 @@ def flatten_results(
     flat = {f"{prefix}acc_top1": float(results[f"{prefix}acc_top1"])}
     if f"{prefix}acc_top5" in results:
         flat[f"{prefix}acc_top5"] = float(results[f"{prefix}acc_top5"])
+    if f"{prefix}ece" in results:
+        flat[f"{prefix}ece"] = float(results[f"{prefix}ece"])
     recall = results[f"{prefix}recall"].float()
     for kind, classes in (("recall", present), ("precision", in_targets_or_predictions), ("f1", in_targets_or_predictions)):
         values = results[f"{prefix}{kind}"].float()

@@ -55,8 +55,9 @@ def test_ddp_sim_test_metrics_equal_single_process_eval(odd_cifar_root: Path, tm
 
     test_keys = [k for k in single if k.startswith("test/")]
     assert len(test_keys) >= 10 and any("/recall/" in k for k in test_keys)
+    assert "test/ece" in test_keys  # calibration from every sample's confidence, gathered from both ranks
     for key in test_keys:
-        if key == "test/loss":
+        if key in ("test/loss", "test/ece"):
             # a float sum in another order (two partial sums): equal up to rounding
             assert math.isclose(ddp[key], single[key], rel_tol=1e-5), (key, ddp[key], single[key])
         else:
