@@ -2,25 +2,16 @@
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Any
 
-from hydra.utils import get_class, instantiate
+from hydra.utils import instantiate
 from omegaconf import DictConfig
 
 from litvision.callbacks.prediction_writer import PredictionWriter
+from litvision.lightning_modules.checkpoints import load_classifier
 from litvision.lightning_modules.predictor import ProbabilityPredictor
 from litvision.tasks.build import instantiate_group, log_config
-from litvision.utils.errors import ConfigError, MissingDataError
-
-
-def load_classifier(cfg: DictConfig):
-    ckpt_path = Path(cfg.ckpt_path)
-    if not ckpt_path.is_file():
-        raise MissingDataError(f"ckpt_path={ckpt_path} does not exist (pass ckpt_path=<run dir>/checkpoints/<file>.ckpt)")
-    # TODO(lead): use run-hardening's weights_only loader once it exists (as eval.py will).
-    # weights_only=False: the hyperparameters hold the backbone/optimizer factories; trusted checkpoints only.
-    return get_class(cfg.model._target_).load_from_checkpoint(ckpt_path, map_location="cpu", weights_only=False)
+from litvision.utils.errors import ConfigError
 
 
 def predict(cfg: DictConfig) -> dict[str, Any]:
@@ -31,7 +22,7 @@ def predict(cfg: DictConfig) -> dict[str, Any]:
     ``predict_data`` (the :class:`~litvision.datamodules.prediction.PredictionDataModule` node),
     ``dataset``, ``trainer``, ``callbacks``, ``logger`` (conf/predict.yaml).
     """
-    classifier = load_classifier(cfg)
+    classifier = load_classifier(cfg.ckpt_path, map_location="cpu")  # weights_only=True
     images = cfg.get("images")
     source = None if images else instantiate(cfg.dataset)
     data = instantiate(cfg.predict_data, source=source)
