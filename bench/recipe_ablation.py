@@ -86,7 +86,7 @@ def common_overrides(args: argparse.Namespace) -> list[str]:
         "+trainer.enable_progress_bar=false",
         "+trainer.enable_model_summary=false",
         "~callbacks.rich_progress_bar",
-        "callbacks.metrics_summary.print_table=false",
+        "+callbacks.metrics_summary.print_table=false",
         "logger=none",
         f"paths.root_dir={REPO}",
         *args.overrides,
