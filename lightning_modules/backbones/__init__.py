@@ -12,13 +12,16 @@ from typing import Any
 
 from torch import nn
 
+from litvision.lightning_modules.backbones.airbench import AirbenchNet
 from litvision.lightning_modules.backbones.cifar_cnn import ResNet9, SmallCNN
 from litvision.lightning_modules.backbones.cifar_resnet import CifarResNet18
+from litvision.lightning_modules.backbones.tta import FlipTTA
 
 BACKBONES: dict[str, Callable[..., nn.Module]] = {
     "small_cnn": SmallCNN,
     "resnet9": ResNet9,
     "cifar_resnet18": CifarResNet18,
+    "airbench": AirbenchNet,
 }
 
 
@@ -26,11 +29,13 @@ def register_backbone(name: str, factory: Callable[..., nn.Module]) -> None:
     BACKBONES[name] = factory
 
 
-def build_backbone(name: str, num_classes: int, **kwargs: Any) -> nn.Module:
+def build_backbone(name: str, num_classes: int, flip_tta: bool = False, **kwargs: Any) -> nn.Module:
+    """``flip_tta``: evaluate on the mean logits of each image and its mirror image (:class:`FlipTTA`)."""
     _register_imagenet_resnets()
     if name not in BACKBONES:
         raise KeyError(f"unknown backbone {name!r}; available: {sorted(BACKBONES)}")
-    return BACKBONES[name](num_classes=num_classes, **kwargs)
+    net = BACKBONES[name](num_classes=num_classes, **kwargs)
+    return FlipTTA(net) if flip_tta else net
 
 
 def _register_imagenet_resnets() -> None:
