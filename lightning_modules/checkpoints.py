@@ -25,6 +25,9 @@ import torch
 
 from litvision.utils.errors import DataError, MissingDataError
 
+# how torch's weights_only unpickler names what it refused to load
+UNSAFE_GLOBAL = re.compile(r"Unsupported global: GLOBAL ([\w.]+)")
+
 
 def load_checkpoint(path: str | Path, map_location: Any = "cpu") -> dict[str, Any]:
     """``torch.load(path, weights_only=True)`` with one-line errors for missing, unreadable or unsafe files."""
@@ -34,6 +37,8 @@ def load_checkpoint(path: str | Path, map_location: Any = "cpu") -> dict[str, An
     try:
         checkpoint = torch.load(path, map_location=map_location, weights_only=True)
     except pickle.UnpicklingError as err:
+        if UNSAFE_GLOBAL.search(str(err)) is None:  # not a refusal: the file is damaged or not a checkpoint
+            raise DataError(f"ckpt_path={path} is not a readable checkpoint (truncated or not a torch file)") from err
         raise DataError(
             f"ckpt_path={path} holds pickled Python objects ({_unsafe_global(err)}), so loading it could run code: "
             f"refused. If you trust where it came from, convert it once: python -c \"from "
@@ -112,7 +117,7 @@ def _plain(value: Any) -> Any:
 
 def _unsafe_global(err: BaseException) -> str:
     """What torch refused, e.g. "functools.partial", from its long weights_only message."""
-    found = re.search(r"Unsupported global: GLOBAL ([\w.]+)", str(err))
+    found = UNSAFE_GLOBAL.search(str(err))
     return f"e.g. {found.group(1)}" if found else "not tensors and plain values"
 
 

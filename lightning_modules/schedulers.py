@@ -7,6 +7,7 @@ so a schedule config never repeats the epoch count or the dataset size.
 from __future__ import annotations
 
 import math
+import warnings
 from collections.abc import Sequence
 
 import torch
@@ -50,7 +51,17 @@ class OneCycle(OneCycleLR):
     def load_state_dict(self, state_dict: dict) -> None:
         planned = {"total_steps": self.total_steps, "_schedule_phases": self._schedule_phases}
         super().load_state_dict(state_dict)
+        if state_dict.get("total_steps") == planned["total_steps"]:
+            return  # the same plan: nothing to change (a resume stays bit-exact)
         self.__dict__.update(planned)
+        # The optimizer was restored (Lightning loads it first) with the old plan's LR and
+        # momentum for this step; the next optimizer step must already use the new plan's.
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # get_lr() outside step() warns; here it is deliberate
+            lrs = self.get_lr()  # also sets the momentum/betas of the new plan
+        for group, lr in zip(self.optimizer.param_groups, lrs):
+            group["lr"] = lr
+        self._last_lr = [group["lr"] for group in self.optimizer.param_groups]
 
 
 def one_cycle(
