@@ -285,6 +285,9 @@ class ClassificationDataModule(L.LightningDataModule):
         return UnrepeatedDistributedSampler(dataset, num_replicas=world_size, rank=rank, shuffle=False)
 
     def _loader(self, dataset: Any, sampler: Sampler | None, drop_last: bool = False) -> DataLoader:
+        # the workers mix it into their augmentation seed: ranks must not draw the same crops
+        # (transforms.process_rank); it travels into the workers with the dataset
+        dataset.rank = self._world()[1]
         return DataLoader(
             dataset,
             batch_size=self.per_device_batch_size(),

@@ -35,13 +35,20 @@ class BatchNormalize(torch.nn.Module):
         return (images.float() - mean) * inv_std
 
 
-def reseed_transform(transform: Any, seed: int) -> None:
+RANK_STREAMS = 2**32 - 1  # spawn-key namespace of the per-rank augmentation streams
+
+
+def reseed_transform(transform: Any, seed: int, rank: int = 0) -> None:
     """Give every Albumentations transform in ``transform``'s tree its own random stream.
 
     Albumentations 2 keeps a random state per transform, created in the main process: every
     DataLoader worker would otherwise inherit the same state and draw the same crops and
     flips in lockstep (and ``Compose.set_random_seed`` gives all children one seed, which
     correlates e.g. the crop and the flip). Called once per worker with the worker's seed.
+
+    ``rank`` (the global rank of the training process) makes the streams of different DDP
+    processes differ: ``seed_everything`` gives every rank the same worker seeds. Rank 0 keeps
+    the stream a single process draws.
     """
     def visit(node: Any, seq: np.random.SeedSequence) -> None:
         if hasattr(node, "set_random_seed"):
@@ -50,7 +57,25 @@ def reseed_transform(transform: Any, seed: int) -> None:
         for child, child_seq in zip(children, seq.spawn(len(children))):
             visit(child, child_seq)
 
-    visit(transform, np.random.SeedSequence(seed))
+    # (RANK_STREAMS, rank) is a spawn key no transform tree reaches (visit spawns (i, j, ...) by child position)
+    root = np.random.SeedSequence(seed, spawn_key=(RANK_STREAMS, rank) if rank else ())
+    visit(transform, root)
+
+
+def process_rank(dataset: Any) -> int:
+    """Global rank of the training process that loads ``dataset`` (0 without DDP).
+
+    The DataModule records it on the dataset (``dataset.rank``) when it builds the loader, so it
+    travels into the loader's worker processes with the dataset however they are started
+    (fork, spawn, forkserver). Failing that, the rank of an initialised ``torch.distributed``
+    (a forked worker inherits the parent's process group state).
+    """
+    rank = getattr(dataset, "rank", None)
+    if rank is not None:
+        return int(rank)
+    if torch.distributed.is_available() and torch.distributed.is_initialized():
+        return torch.distributed.get_rank()
+    return 0
 
 
 def reseed_once_per_worker(dataset: Any, transform: Any) -> bool:
@@ -58,13 +83,15 @@ def reseed_once_per_worker(dataset: Any, transform: Any) -> bool:
 
     Returns True when it reseeded. The worker's seed comes from PyTorch (base seed + worker
     id, different every epoch unless workers persist), so streams differ across workers and
-    are reproducible under ``seed_everything``.
+    are reproducible under ``seed_everything``; the process's global rank is mixed in
+    (:func:`process_rank`) because ``seed_everything`` gives every DDP rank the same base seed.
     """
     info = get_worker_info()
     seed = info.seed if info is not None else torch.initial_seed()
-    if getattr(dataset, "_seeded_with", None) == seed:
+    key = (seed, process_rank(dataset))
+    if getattr(dataset, "_seeded_with", None) == key:
         return False
     if transform is not None:
-        reseed_transform(transform, seed % 2**63)
-    dataset._seeded_with = seed
+        reseed_transform(transform, seed % 2**63, rank=key[1])
+    dataset._seeded_with = key
     return True
