@@ -7,12 +7,17 @@ on resume. So validation metrics, ``val/acc_best``, the best-checkpoint choice, 
 and ``load_from_checkpoint`` all see the averaged weights, and a resumed run continues the
 same average.
 
-One gap, fixed here: after ``fit`` the callback still holds its averaged model, and
-``trainer.test(ckpt_path=best)`` (what ``train.py`` does after fitting) calls the
-callback's ``on_load_checkpoint``, which loads ``current_model_state`` (the RAW weights)
-into the module: the test split would be scored on the raw weights while validation was
-scored on the average. Outside fitting we leave the module with the checkpoint's
-``state_dict``, the average.
+Two gaps, fixed here, both because the callback still holds its averaged model after ``fit``:
+
+* ``trainer.test(ckpt_path=best)`` (what ``train.py`` does after fitting) calls the callback's
+  ``on_load_checkpoint``, which loads ``current_model_state`` (the RAW weights) into the
+  module: the test split would be scored on the raw weights while validation was scored on
+  the average;
+* ``trainer.validate(ckpt_path=...)`` swaps the average of the END of fit into the module
+  for the epoch, whatever checkpoint was loaded.
+
+Outside fitting we leave the module with what was loaded: the checkpoint's ``state_dict``,
+the average of that checkpoint.
 """
 
 from __future__ import annotations
@@ -32,3 +37,11 @@ class EMA(EMAWeightAveraging):
         if trainer.state.fn != TrainerFn.FITTING:
             return  # test/validate/predict a checkpoint: keep its state_dict, the average
         super().on_load_checkpoint(trainer, pl_module, checkpoint)
+
+    def on_validation_epoch_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        if trainer.state.fn == TrainerFn.FITTING:  # trainer.validate() after fit: evaluate what was loaded
+            super().on_validation_epoch_start(trainer, pl_module)
+
+    def on_validation_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        if trainer.state.fn == TrainerFn.FITTING:
+            super().on_validation_epoch_end(trainer, pl_module)

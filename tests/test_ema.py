@@ -49,7 +49,8 @@ def net_state(state_dict: dict) -> dict:
 
 
 def test_ema_weights_differ_from_raw_and_are_the_ones_tested(fake_cifar_root, tmp_path) -> None:
-    datamodule, model, trainer = build(fake_cifar_root, tmp_path, "trainer.max_epochs=2")
+    datamodule, model, trainer = build(fake_cifar_root, tmp_path, "trainer.max_epochs=2",
+                                       "callbacks.model_checkpoint.save_top_k=-1")  # keep every epoch's checkpoint
     trainer.fit(model, datamodule=datamodule)
     best = trainer.checkpoint_callback.best_model_path
     checkpoint = torch.load(best, map_location="cpu", weights_only=False)
@@ -64,6 +65,16 @@ def test_ema_weights_differ_from_raw_and_are_the_ones_tested(fake_cifar_root, tm
     for key in averaged:
         torch.testing.assert_close(tested[key], averaged[key], msg=f"{key}: tested weights are not the average")
     test_loss_avg = metrics_of(trainer)["test/loss"]
+
+    # validating an earlier checkpoint after fit evaluates that checkpoint's average (not the final one)
+    (first,) = (tmp_path / "checkpoints").glob("best_epoch000*.ckpt")
+    first_average = net_state(torch.load(first, map_location="cpu", weights_only=False)["state_dict"])
+    (validated,) = trainer.validate(model, datamodule=datamodule, ckpt_path=str(first), weights_only=False, verbose=False)
+    plain = L.Trainer(accelerator="cpu", logger=False, enable_progress_bar=False, enable_model_summary=False)
+    model.load_state_dict(torch.load(first, map_location="cpu", weights_only=False)["state_dict"])
+    (reference,) = plain.validate(model, datamodule=datamodule, verbose=False)  # no EMA callback: just these weights
+    assert validated["val/loss"] == pytest.approx(reference["val/loss"], rel=1e-6)
+    assert any(not torch.equal(first_average[k], averaged[k]) for k in averaged if averaged[k].is_floating_point())
 
     # the same test on the raw weights gives another loss: the metric really depends on which
     model.load_state_dict(checkpoint["current_model_state"])
