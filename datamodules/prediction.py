@@ -199,7 +199,7 @@ class PredictionDataModule(L.LightningDataModule):
             sampler = UnrepeatedDistributedSampler(self.dataset, num_replicas=world_size, rank=rank, shuffle=False)
         num_workers = self.num_workers
         if num_workers in ("auto", None):
-            from litvision.datamodules.class_folder import default_num_workers
+            from litvision.datamodules.base import default_num_workers
 
             num_workers = default_num_workers(self.trainer.num_devices if self.trainer else 1)
         positioned = PositionedDataset(self.dataset)
