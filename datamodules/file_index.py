@@ -4,8 +4,13 @@ Listing ImageNet's 1.28M training files takes from seconds on a local SSD to man
 on a network filesystem, on every start and in every DDP process. The index is therefore
 saved (``.npz``, no pickle) and reused as long as the tree's *fingerprint* is unchanged:
 the modification times of the indexed directories (a directory's mtime changes whenever a
-file in it is added, removed or renamed) and the size and mtime of label files. Checking
-the fingerprint costs one ``stat`` per class folder and lists no directory.
+file in it is added, removed or renamed) and the content hash of the label files. Checking
+the fingerprint costs one ``stat`` per class folder, reads the label files (a few MB for
+ImageNet) and lists no directory.
+
+Everything else the labels depend on (which label files, the class list, the layout, the
+image extensions) is part of the cache *key*: another choice is another cache file, never a
+stale one. A cache file that cannot be read (empty, truncated, not an index) is re-built.
 
 A tree modified within the last 2 s is indexed but not cached: filesystems with coarse
 timestamps could otherwise hide a change made in the same tick (git's "racy clean" problem).
@@ -18,7 +23,6 @@ import hashlib
 import json
 import logging
 import os
-import tempfile
 import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
@@ -26,10 +30,12 @@ from pathlib import Path
 
 import numpy as np
 
+from litvision.utils.atomic_write import write_atomic
+
 log = logging.getLogger(__name__)
 
 IMAGE_EXTENSIONS = (".jpeg", ".jpg", ".png", ".bmp", ".webp", ".tif", ".tiff")
-CACHE_VERSION = 1
+CACHE_VERSION = 2  # 2: label files content-hashed, label inputs in the key
 CACHE_DIRNAME = ".litvision_index"
 RACY_WINDOW_NS = 2_000_000_000
 
@@ -53,11 +59,9 @@ class FileIndex:
 
 @dataclass
 class IndexSource:
-    """What an index is built from, for its fingerprint."""
+    """What a scan listed, for the index's fingerprint."""
 
     dirs: list[str]  # directories whose listing the index reflects
-    files: list[str]  # label files it was read from
-    extra: str = ""  # anything else it depends on (layout, label space)
 
 
 def _encode(paths: Iterable[str]) -> np.ndarray:
@@ -69,23 +73,37 @@ def make_index(root: str | os.PathLike, paths: Sequence[str], labels: Sequence[i
     return FileIndex(str(root), _encode(paths), np.asarray(labels, dtype=np.int64), list(classes))
 
 
-def fingerprint(source: IndexSource) -> dict | None:
-    """Stat-only summary of ``source``; None if something it lists no longer exists."""
+def fingerprint(dirs: Sequence[str], files: list | None) -> dict | None:
+    """The directories' mtimes and the label files' :func:`file_hashes`; None if something is gone."""
+    if files is None:
+        return None
     try:
-        dirs = [[d, os.stat(d).st_mtime_ns] for d in source.dirs]
-        files = [[f, *_size_mtime(f)] for f in source.files]
+        return {"dirs": [[d, os.stat(d).st_mtime_ns] for d in dirs], "files": files}
     except OSError:
         return None
-    return {"dirs": dirs, "files": files, "extra": source.extra}
 
 
-def _size_mtime(path: str) -> tuple[int, int]:
-    st = os.stat(path)
-    return st.st_size, st.st_mtime_ns
+def file_hashes(paths: Sequence[str]) -> list | None:
+    """``[[path, size, sha1 of the content], ...]``; None if a file cannot be read.
+
+    Content, not mtime: a label file replaced by another of the same size and timestamp
+    (``cp -p``, a restored backup) must not serve the old labels.
+    """
+    out = []
+    try:
+        for path in paths:
+            digest_ = hashlib.sha1()
+            with open(path, "rb") as handle:
+                for block in iter(lambda: handle.read(1 << 20), b""):
+                    digest_.update(block)
+            out.append([path, os.path.getsize(path), digest_.hexdigest()])
+    except OSError:
+        return None
+    return out
 
 
 def _newest_mtime(fp: dict) -> int:
-    return max([d[1] for d in fp["dirs"]] + [f[2] for f in fp["files"]] + [0])
+    return max([d[1] for d in fp["dirs"]] + [0])
 
 
 @contextlib.contextmanager
@@ -153,7 +171,7 @@ def scan_class_folders(
             f"{split_dir}/n01440764/n01440764_10026.JPEG"
         )
     dirs = [split_dir] + [os.path.join(split_dir, d) for d in subdirs]
-    return make_index(split_dir, paths, labels, classes), IndexSource(dirs, [])
+    return make_index(split_dir, paths, labels, classes), IndexSource(dirs)
 
 
 def scan_flat_folder(
@@ -197,7 +215,7 @@ def scan_flat_folder(
     if len(names) < len(label_of):
         log.info("%s: %d of the %d labelled images are present", split_dir, len(names), len(label_of))
     index = make_index(split_dir, names, [lookup[c] for c in labels], classes)
-    return index, IndexSource([split_dir], [])
+    return index, IndexSource([split_dir])
 
 
 class IndexCache:
@@ -225,6 +243,7 @@ class IndexCache:
         return self.dir / f"index-{digest}.npz"
 
     def load(self, key: str) -> tuple[FileIndex, dict] | None:
+        """The index cached for ``key``; None if there is none or it cannot be read (then re-indexed)."""
         path = self.path_for(key)
         if not path.is_file():
             return None
@@ -233,30 +252,24 @@ class IndexCache:
                 meta = json.loads(str(npz["meta"]))
                 if meta.get("version") != CACHE_VERSION or meta.get("key") != key:
                     return None
-                index = FileIndex(meta["root"], npz["paths"], npz["labels"].astype(np.int64), meta["classes"])
-        except (OSError, ValueError, KeyError) as e:
-            log.warning("ignoring unreadable index cache %s (%s); re-indexing", path, e)
+                index = FileIndex(meta["root"], npz["paths"], npz["labels"].astype(np.int64), list(meta["classes"]))
+            if index.paths.ndim != 1 or index.paths.shape != index.labels.shape or not {"dirs", "files"} <= set(meta["fingerprint"]):
+                raise ValueError(f"{len(index.paths)} paths but {len(index.labels)} labels")
+        except Exception as e:  # noqa: BLE001 - empty, truncated, garbage or foreign: any of these means re-index
+            log.warning("ignoring the unreadable index cache %s (%s: %s): re-indexing", path, type(e).__name__, e)
             return None
         return index, meta
 
     def save(self, key: str, index: FileIndex, fp: dict) -> None:
-        """Atomic write (temp file + rename): readers and other ranks never see half a file."""
+        """Whole or not at all (fsync + rename): readers and other ranks never see half a file."""
         meta = {"version": CACHE_VERSION, "key": key, "root": index.root, "classes": index.classes, "fingerprint": fp}
         path = self.path_for(key)
         try:
-            self.dir.mkdir(parents=True, exist_ok=True)
-            fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=self.dir)
+            write_atomic(path, lambda handle: np.savez(
+                handle, paths=index.paths, labels=index.labels, meta=np.array(json.dumps(meta))))
         except OSError as e:
-            log.warning("cannot write the index cache in %s (%s): the tree will be re-indexed next time; "
-                        "set dataset.index_cache_dir to a writable folder", self.dir, e)
-            return
-        try:
-            with os.fdopen(fd, "wb") as handle:
-                np.savez(handle, paths=index.paths, labels=index.labels, meta=np.array(json.dumps(meta)))
-            os.replace(tmp, path)
-        except BaseException:
-            Path(tmp).unlink(missing_ok=True)
-            raise
+            log.warning("cannot write the index cache %s (%s): the tree will be re-indexed next time; "
+                        "set dataset.index_cache_dir to a writable folder", path, e)
 
 
 def cached_index(
@@ -264,28 +277,35 @@ def cached_index(
     key: str,
     build: Callable[[], tuple[FileIndex, IndexSource]],
     extra: str = "",
+    label_files: Sequence[str | os.PathLike] = (),
 ) -> FileIndex:
-    """The cached index for ``key`` if its tree is unchanged, else ``build()`` (and cache it).
+    """The cached index for ``key`` if its tree and label files are unchanged, else ``build()`` (cached).
 
-    ``extra`` is part of the fingerprint: e.g. the label space a val index was mapped into.
+    ``key`` names the tree (e.g. the split folder); ``extra`` is anything else the labels depend
+    on (the label space a val index is mapped into, the extensions) and ``label_files`` the
+    files ``build`` reads labels from. Both are part of the cache key, so another choice
+    never finds this index; the label files' contents are part of the fingerprint, so an
+    edited file is re-read.
     """
+    tree, label_files = key, [os.path.abspath(f) for f in label_files]
+    key = json.dumps({"tree": tree, "extra": extra, "label_files": label_files})
+    # hashed before the build reads them: a file changed during the build differs next start
+    files = file_hashes(label_files)
     if cache is not None:
         entry = cache.load(key)
         if entry is not None:
             index, meta = entry
             fp = meta["fingerprint"]
-            now = fingerprint(IndexSource([d for d, *_ in fp["dirs"]], [f for f, *_ in fp["files"]], extra))
-            if now == fp:
+            if fingerprint([d for d, *_ in fp["dirs"]], files) == fp:
                 log.info("using the cached file index %s (%d images)", cache.path_for(key), len(index))
                 return index
-            log.info("%s changed since it was indexed: re-indexing", key)
+            log.info("%s or its label files changed since it was indexed: re-indexing", tree)
     started = time.time_ns()
     index, source = build()
-    source.extra = extra
-    fp = fingerprint(source)
+    fp = fingerprint(source.dirs, files)
     if cache is not None and fp is not None:
         if _newest_mtime(fp) >= started - RACY_WINDOW_NS:
-            log.info("%s was modified in the last seconds: index not cached (built again next start)", key)
+            log.info("%s was modified in the last seconds: index not cached (built again next start)", tree)
         else:
             cache.save(key, index, fp)
     return index

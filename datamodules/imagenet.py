@@ -94,14 +94,14 @@ class ImageNetDataModule(ClassFolderDataModule):
                 return read_devkit(self.devkit_dir)[0]
 
         def build() -> tuple[FileIndex, IndexSource]:
-            index, source = scan_flat_folder(
+            return scan_flat_folder(
                 val_dir, labels(), classes, f"{layout} labels ({files[0]})", self.extensions, self.progress
             )
-            source.files = [str(f) for f in files]
-            return index, source
 
+        # the label files and everything that maps their labels are part of the cache key
         return cached_index(
-            self.index_cache(), f"imagenet_val:{layout}:{val_dir.resolve()}", build, extra=digest(classes)
+            self.index_cache(), f"imagenet_val:{layout}:{val_dir.resolve()}", build,
+            extra=digest(classes) + f"|{self.extensions}", label_files=files,
         )
 
     def load_class_names(self) -> list[str]:

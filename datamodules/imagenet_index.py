@@ -22,6 +22,8 @@ from collections.abc import Mapping, Sequence
 from importlib import resources
 from pathlib import Path
 
+from litvision.utils.errors import DataError
+
 DEVKIT_DIRNAME = "ILSVRC2012_devkit_t12"
 DEVKIT_GROUND_TRUTH = "data/ILSVRC2012_validation_ground_truth.txt"
 DEVKIT_META = "data/meta.mat"
@@ -42,15 +44,24 @@ def image_root(data_dir: str | os.PathLike) -> Path:
 def read_kaggle_solution(path: str | os.PathLike) -> dict[str, str]:
     """``{ImageId: wnid}`` from Kaggle's ``LOC_val_solution.csv``."""
     labels: dict[str, str] = {}
+    first_line: dict[str, int] = {}
     with open(path, newline="") as handle:
         reader = csv.DictReader(handle)
         if not reader.fieldnames or not {"ImageId", "PredictionString"} <= set(reader.fieldnames):
-            raise ValueError(f"{path}: expected the columns ImageId,PredictionString; got {reader.fieldnames}")
+            raise DataError(f"{path}: expected the columns ImageId,PredictionString; got {reader.fieldnames}")
         for line, row in enumerate(reader, start=2):
+            image_id = row["ImageId"]
             tokens = (row["PredictionString"] or "").split()
             if not tokens:
-                raise ValueError(f"{path}:{line}: empty PredictionString for {row['ImageId']}")
-            labels[row["ImageId"]] = tokens[0]
+                raise DataError(f"{path}:{line}: empty PredictionString for {image_id}")
+            if image_id in labels and labels[image_id] != tokens[0]:
+                # which one is right cannot be known: refuse rather than let one row win silently
+                raise DataError(
+                    f"{path}:{line}: image {image_id} is labelled {tokens[0]} here but {labels[image_id]} on line "
+                    f"{first_line[image_id]}; fix the file (each ImageId once) or point dataset.kaggle_csv at a correct one"
+                )
+            labels[image_id] = tokens[0]
+            first_line.setdefault(image_id, line)
     return labels
 
 
@@ -116,7 +127,7 @@ def detect_val_layout(
 
 def shipped_class_names() -> dict[str, str]:
     """wnid -> readable name for the 1000 ILSVRC-2012 classes (package data)."""
-    text = resources.files("datamodules").joinpath("imagenet_classes.json").read_text()
+    text = resources.files("litvision.datamodules").joinpath("imagenet_classes.json").read_text()
     return json.loads(text)
 
 

@@ -198,3 +198,143 @@ def test_kaggle_download_layout_with_nested_image_folders(tmp_path):
     dm = datamodule(root)
     wnids = sorted(w for w, _ in samples)
     assert val_labels(dm) == {name: wnids.index(w) for name, w in truth.items()}
+
+
+# ---- the index cache never serves stale labels, and survives a broken cache file ----------------
+
+
+def aged(path, seconds: float = 3600) -> None:
+    """Date ``path`` back, as a file nobody is writing right now."""
+    import time
+
+    when = time.time() - seconds
+    os.utime(path, (when, when))
+
+
+def kaggle_csv(path, truth: dict[str, str]) -> None:
+    rows = [f"{os.path.splitext(name)[0]},{wnid} 1 2 3 4" for name, wnid in truth.items()]
+    path.write_text("ImageId,PredictionString\n" + "\n".join(rows) + "\n")
+
+
+def shifted(truth: dict[str, str]) -> dict[str, str]:
+    """Every val image relabelled as the next class (same wnid lengths: same file size)."""
+    wnids = sorted(set(truth.values()))
+    return {name: wnids[(wnids.index(w) + 1) % len(wnids)] for name, w in truth.items()}
+
+
+def expected_labels(truth: dict[str, str]) -> dict[str, int]:
+    wnids = sorted(set(truth.values()))
+    return {name: wnids.index(w) for name, w in truth.items()}
+
+
+def test_another_kaggle_csv_serves_its_own_labels_not_the_cached_ones(tmp_path):
+    samples = generated_samples(tmp_path / "gen", num_classes=4, per_class=2)
+    root = tmp_path / "tree"
+    build_train(root, samples)
+    truth = build_val(root, samples, "kaggle")
+    age_tree(root)
+    assert val_labels(datamodule(root)) == expected_labels(truth)
+    assert len(list((root / ".litvision_index").glob("index-*.npz"))) == 2  # train + val cached
+
+    other = tmp_path / "other.csv"
+    kaggle_csv(other, shifted(truth))
+    aged(other)
+    assert val_labels(datamodule(root, kaggle_csv=str(other))) == expected_labels(shifted(truth))
+    # and back: the first file's labels again (its own cache entry)
+    assert val_labels(datamodule(root)) == expected_labels(truth)
+
+
+def test_a_label_file_replaced_in_place_with_the_same_size_and_time_is_re_read(tmp_path):
+    """``cp -p`` of another labelling over the CSV: same path, size and mtime, other content."""
+    samples = generated_samples(tmp_path / "gen", num_classes=4, per_class=2)
+    root = tmp_path / "tree"
+    build_train(root, samples)
+    truth = build_val(root, samples, "kaggle")
+    csv = root / "LOC_val_solution.csv"
+    kaggle_csv(csv, truth)
+    age_tree(root)
+    assert val_labels(datamodule(root)) == expected_labels(truth)
+    stat = csv.stat()
+    kaggle_csv(csv, shifted(truth))
+    os.utime(csv, ns=(stat.st_atime_ns, stat.st_mtime_ns))
+    assert csv.stat().st_size == stat.st_size
+    assert val_labels(datamodule(root)) == expected_labels(shifted(truth))
+
+
+def test_another_devkit_dir_serves_its_own_labels_not_the_cached_ones(tmp_path):
+    samples = generated_samples(tmp_path / "gen", num_classes=4, per_class=2)
+    root = tmp_path / "tree"
+    build_train(root, samples)
+    truth = build_val(root, samples, "devkit")
+    age_tree(root)
+    assert val_labels(datamodule(root)) == expected_labels(truth)
+
+    other = tmp_path / "devkit2"
+    write_devkit(other, list(shifted(truth).values()), np.random.default_rng(5))
+    age_tree(other)
+    assert val_labels(datamodule(root, devkit_dir=str(other))) == expected_labels(shifted(truth))
+
+
+@pytest.mark.parametrize("damage", ["empty", "truncated", "garbage", "not_an_index"])
+def test_a_broken_cache_file_is_re_indexed_with_a_warning_naming_it(tmp_path, monkeypatch, caplog, damage):
+    root, samples = generated_tree(tmp_path, 3, "folders")
+    age_tree(root)
+    first = datamodule(root)
+    first.prepare_data()
+    caches = sorted((root / ".litvision_index").glob("index-*.npz"))
+    assert len(caches) == 2
+    for cache in caches:
+        data = cache.read_bytes()
+        cache.write_bytes({
+            "empty": b"",
+            "truncated": data[: len(data) // 2],
+            "garbage": bytes(np.random.default_rng(0).integers(0, 256, 999, dtype=np.uint8)),
+            "not_an_index": _npz_bytes(labels=np.zeros(3)),
+        }[damage])
+    with caplog.at_level("WARNING"):
+        second = datamodule(root)
+        for split in ("train", "val"):
+            assert second.index(split).names() == first.index(split).names()
+            assert np.array_equal(second.index(split).labels, first.index(split).labels)
+    for cache in caches:
+        assert str(cache) in caplog.text
+    with monkeypatch.context() as patch:  # the re-built cache was written back, whole
+        forbid_directory_walks(patch)
+        third = datamodule(root)
+        assert third.index("val").names() == first.index("val").names()
+
+
+def _npz_bytes(**arrays) -> bytes:
+    import io
+
+    buffer = io.BytesIO()
+    np.savez(buffer, **arrays)
+    return buffer.getvalue()
+
+
+def test_disagreeing_duplicate_rows_in_the_kaggle_csv_are_refused_with_the_image_id(tmp_path):
+    from litvision.utils.errors import DataError
+
+    root, samples = generated_tree(tmp_path, 3, "kaggle")
+    csv = root / "LOC_val_solution.csv"
+    wnids = sorted(w for w, _ in samples)
+    lines = csv.read_text().splitlines()
+    image_id, rest = lines[1].split(",", 1)
+    other = next(w for w in wnids if w != rest.split()[0])
+    csv.write_text("\n".join([*lines, lines[1]]) + "\n")  # an identical duplicate is harmless
+    assert len(datamodule(root).index("val")) == 3
+    csv.write_text("\n".join([*lines, f"{image_id},{other} 1 2 3 4"]) + "\n")
+    with pytest.raises(DataError, match=image_id) as error:
+        datamodule(root).index("val")
+    assert other in str(error.value) and "dataset.kaggle_csv" in str(error.value)
+
+
+def test_readable_class_names_load_outside_the_repository(tmp_path):
+    """The shipped name table is package data of litvision.datamodules, whatever the cwd."""
+    import subprocess
+    import sys
+
+    code = "from litvision.datamodules.imagenet_index import shipped_class_names as n; print(n()['n01440764'])"
+    done = subprocess.run([sys.executable, "-c", code], cwd=tmp_path, capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert done.stdout.strip() == "tench"
