@@ -182,6 +182,12 @@ class PredictionDataModule(L.LightningDataModule):
         else:
             source.setup("predict")
             dataset = getattr(source.splits, self.split)
+        if not (hasattr(dataset, "ids") and hasattr(dataset, "with_transform")):
+            # e.g. device-resident or streamed shards: batches of positions/records, no per-sample files
+            raise ConfigError(
+                f"{type(source).__name__} split {self.split!r} has no per-sample ids to predict from: use the plain "
+                "dataset option on the same data (dataset=cifar10, dataset=imagenet, dataset=class_folder)"
+            )
         # the eval preprocessing for every split (the train split included: no augmentation)
         dataset = dataset.with_transform(source.eval_transform)
         if hasattr(dataset, "for_evaluation"):
