@@ -51,9 +51,9 @@ def test_malformed_files_are_refused_with_the_line(tmp_path: Path, content: byte
         read_exclusion_file(path)
 
 
-def test_missing_file_names_the_override(tmp_path: Path) -> None:
+def test_missing_file_names_the_override(cifar_root: Path, tmp_path: Path) -> None:
     with pytest.raises(MissingDataError, match="dataset.exclude_ids=.*no such file"):
-        CIFAR10DataModule(data_dir=str(tmp_path), download=False, exclude_ids=str(tmp_path / "nope.txt")).without_excluded(None, "train")
+        cifar_dm(cifar_root, exclude_ids=str(tmp_path / "nope.txt")).setup()
 
 
 # ---- the DataModules' splits --------------------------------------------------------------
