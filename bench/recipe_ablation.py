@@ -15,7 +15,7 @@ configuration, then seed 1, ...) in ONE process, so machine-load drift hits all 
 Reported: test balanced accuracy (macro recall) and top-1 of the best-by-val checkpoint,
 mean +/- sample std and min..max over the seeds, as measured.
 
-    python bench/recipe_ablation.py [--epochs 10] [--seeds 0 1 2] [--width 16] [--ema-decay 0.99]
+    python bench/recipe_ablation.py [--epochs 10] [--seeds 0 1 2] [--width 16] [--ema-decay 0.99] [--threads 1]
                                     [--configs baseline ema ...] [--out DIR] [extra Hydra overrides]
     python bench/recipe_ablation.py --table-only --out DIR   # re-print the table of a finished/killed run
 
@@ -152,7 +152,7 @@ def print_table(rows: list[dict], args: argparse.Namespace) -> None:
         by_config.setdefault(row["config"], []).append(row)
     print(f"\n{len(rows)} runs: ResNet-9 width {args.width}, {args.epochs} epochs, real CIFAR-10 subset "
           f"(4,194 train / 466 val / 846 test); {cpu_model()}, {os.cpu_count()} CPUs; torch {torch.__version__}, "
-          f"lightning {L.__version__}; load avg during runs "
+          f"lightning {L.__version__}; {torch.get_num_threads()} torch thread(s); load avg during runs "
           f"{min((r['loadavg_1min'] for r in rows), default=float('nan')):.1f}.."
           f"{max((r['loadavg_1min'] for r in rows), default=float('nan')):.1f}")
     baseline = [r["balanced_acc"] for r in by_config.get("baseline", [])]
@@ -180,6 +180,9 @@ def main() -> None:
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     parser.add_argument("--width", type=int, default=16, help="ResNet-9 width (32 in experiment=cifar10_cpu)")
     parser.add_argument("--ema-decay", type=float, default=0.99, help="per optimizer step (33 steps per epoch here)")
+    parser.add_argument("--threads", type=int, default=1,
+                        help="torch intra-op threads; 1 on a shared machine (2 threads spinning against other "
+                             "processes made a step 4-5x slower here)")
     parser.add_argument("--configs", nargs="+", default=list(LABELS), choices=list(LABELS))
     parser.add_argument("--out", type=Path, default=None, help="run folder (results.jsonl; reused to resume)")
     parser.add_argument("--table-only", action="store_true", help="only print the table of --out's results")
@@ -192,6 +195,7 @@ def main() -> None:
         args.out = Path("/tmp") / f"litvision-recipe-ablation-{stamp}"
     args.out.mkdir(parents=True, exist_ok=True)
     register_resolvers()
+    torch.set_num_threads(args.threads)
     results_path = args.out / "results.jsonl"
     print(f"command: python {shlex.join(sys.argv)}\ndate: {datetime.datetime.now().isoformat(timespec='seconds')}\n"
           f"load average at start: {os.getloadavg()}\nresults: {results_path}", flush=True)
