@@ -1,4 +1,4 @@
-"""RandAugment and TrivialAugment-Wide as Albumentations transforms (ops and ranges from the YAML).
+"""RandAugment, TrivialAugment-Wide (ops and ranges from the YAML) and Cutout as Albumentations transforms.
 
 Why hand-written: Albumentations 2.0 has the single ops (and ``OneOf``/``SomeOf`` to pick
 among transforms) but not these policies: RandAugment applies N ops drawn *with
