@@ -180,6 +180,7 @@ class ClassificationDataModule(L.LightningDataModule):
             self.num_workers = default_num_workers(trainer.num_devices if trainer is not None else 1)
             log.info("num_workers=auto: %d loader processes per device", self.num_workers)
         if self.splits is not None:
+            self.check_split_sizes(stage)
             return
         splits = self.build_splits()
         if self._exclusions is not None:
@@ -197,6 +198,43 @@ class ClassificationDataModule(L.LightningDataModule):
             "%s: %d train / %d val / %d test images, %d classes",
             type(self).__name__, len(splits.train), len(splits.val), len(splits.test), self.num_classes,
         )
+        self.check_split_sizes(stage)
+
+    # Splits a stage reads. ``fit`` includes test: train.py tests right after fitting, and a
+    # test split that cannot be evaluated is better refused before the training than after it.
+    STAGE_SPLITS = {"fit": ("train", "val", "test"), "validate": ("val",), "test": ("test",), "predict": ()}
+
+    def check_split_sizes(self, stage: str | None) -> None:
+        """Refuse, before any training, a split that would break the run later.
+
+        An empty validation split trains a whole run and then has no ``val/acc_best``; under DDP
+        every process must evaluate at least one val/test image (Lightning's unpadded eval
+        sampler gives each rank a disjoint share, and a rank without one cannot join the
+        metric sync).
+        """
+        world_size, _ = self._world()
+        for name in self.STAGE_SPLITS.get(stage, ("train", "val", "test")):
+            size = len(getattr(self.splits, name))
+            needed = 1 if name == "train" else world_size
+            if size >= needed:
+                continue
+            if size == 0:
+                message = f"the {name} split is empty: {self.split_size_hint(name)}"
+            else:
+                message = (
+                    f"the {name} split has {size} image(s) for {world_size} processes (each must evaluate at "
+                    f"least one): {self.split_size_hint(name)}, or run fewer processes (e.g. trainer.devices=1)"
+                )
+            raise ConfigError(f"{type(self).__name__} ({self.data_dir}): {message}")
+
+    def split_size_hint(self, name: str) -> str:
+        """How the user gets (more) images into split ``name``, for :meth:`check_split_sizes`."""
+        if name == "val" and self.val_fraction > 0:
+            return (
+                f"dataset.val_fraction={self.val_fraction} holds out too few of the training images "
+                "(rounded per class): raise it, e.g. dataset.val_fraction=0.1"
+            )
+        return "check dataset.data_dir and dataset.exclude_ids"
 
     @property
     def class_names(self) -> list[str]:

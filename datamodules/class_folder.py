@@ -156,11 +156,7 @@ class ClassFolderDataModule(ClassificationDataModule):
         holdout = None
         if "holdout" in (self.val_split, self.test_split):
             train_idx, holdout_idx = stratified_split(train.targets, self.val_fraction, self.split_seed)
-            if len(holdout_idx) == 0:
-                raise ValueError(
-                    f"val_fraction={self.val_fraction} holds out no image of {len(train)} (rounded per "
-                    "class); raise dataset.val_fraction or use val_split=val"
-                )
+            # (an empty or too small holdout is refused by check_split_sizes, with split_size_hint)
             train, holdout = train.subset(train_idx), train.subset(holdout_idx).for_evaluation()
 
         def source(name: str) -> FileListDataset:
@@ -174,6 +170,17 @@ class ClassFolderDataModule(ClassificationDataModule):
                 "test metrics are not an independent estimate (the usual ImageNet convention).", self.val_split,
             )
         return Splits(train=train, val=val, test=test)
+
+    def split_size_hint(self, name: str) -> str:
+        source = {"val": self.val_split, "test": self.test_split}.get(name)
+        if source == "holdout":
+            return (
+                f"it is the holdout, dataset.val_fraction={self.val_fraction} of train rounded per class: raise "
+                f"dataset.val_fraction or use dataset.{name}_split=val"
+            )
+        if source is not None:
+            return f"it is {self.split_dir(source)}: add images there or use dataset.{name}_split=holdout"
+        return super().split_size_hint(name)
 
     def bad_image_counts(self) -> dict[str, int]:
         """Unreadable files met so far, per split (the epoch log reports these)."""
