@@ -16,6 +16,9 @@ from litvision.utils.errors import MissingDataError
 class CIFAR10DataModule(ClassificationDataModule):
     """CIFAR-10: ``<data_dir>/cifar-10-batches-py/{data_batch_1..5,test_batch,batches.meta}``.
 
+    ``data_dir`` may also be the ``cifar-10-batches-py`` folder itself (every step resolves it
+    the same way: :func:`~litvision.datamodules.cifar_pickle.resolve_cifar_dir`).
+
     The five training batches form the pool for the stratified train/val split and
     ``test_batch`` is the test set. A folder already present is used as is (no checksum:
     subsets and re-packs are legitimate); otherwise ``prepare_data`` downloads and verifies
@@ -48,14 +51,14 @@ class CIFAR10DataModule(ClassificationDataModule):
         ensure_cifar10(self.root, download=self.download)
 
     def load_class_names(self) -> list[str]:
-        return load_class_names(self.root / CIFAR10_DIRNAME)
+        return load_class_names(self.root)
 
     def load_train_pool(self) -> ArrayDataset:
-        images, labels = load_split(self.root / CIFAR10_DIRNAME, train=True)
+        images, labels = load_split(self.root, train=True)
         return ArrayDataset(images, labels, ids=cifar_ids("train", len(labels)))
 
     def load_test(self) -> ArrayDataset:
-        images, labels = load_split(self.root / CIFAR10_DIRNAME, train=False)
+        images, labels = load_split(self.root, train=False)
         return ArrayDataset(images, labels, ids=cifar_ids("test", len(labels)))
 
 

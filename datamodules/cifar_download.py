@@ -16,6 +16,7 @@ from litvision.datamodules.cifar_pickle import (
     resolve_cifar_dir,
 )
 from litvision.datamodules.download import CIFAR10_MD5, CIFAR10_URL, DownloadError, download_and_extract
+from litvision.utils.errors import MissingDataError
 
 __all__ = ["ensure_cifar10"]
 
@@ -39,12 +40,12 @@ def ensure_cifar10(
     if not missing:
         return cdir
     if cdir.exists():
-        raise FileNotFoundError(
+        raise MissingDataError(
             f"{cdir} exists but is incomplete: missing {missing}. Expected layout: "
             f"{expected_layout(data_dir)}. Fix or remove that folder."
         )
     if not download:
-        raise FileNotFoundError(
+        raise MissingDataError(
             f"CIFAR-10 not found under {data_dir} and downloading is disabled. "
             f"Expected layout: {expected_layout(data_dir)}, or enable downloading."
         )

@@ -17,12 +17,15 @@ from typing import Any, Iterable
 
 import numpy as np
 
+from litvision.utils.errors import DataError, MissingDataError
+
 __all__ = [
     "CIFAR10_CLASSES",
     "CIFAR10_DIRNAME",
     "META_FILE",
     "TEST_FILES",
     "TRAIN_FILES",
+    "UnreadablePickleError",
     "UnsafePickleError",
     "RestrictedUnpickler",
     "expected_layout",
@@ -54,8 +57,12 @@ IMAGE_SIZE = 32
 _ROW_LEN = 3 * IMAGE_SIZE * IMAGE_SIZE  # 1024 R, then 1024 G, then 1024 B
 
 
-class UnsafePickleError(pickle.UnpicklingError):
+class UnsafePickleError(DataError, pickle.UnpicklingError):
     """A CIFAR file references a global outside the allow-list (nothing was executed)."""
+
+
+class UnreadablePickleError(DataError, pickle.UnpicklingError):
+    """A CIFAR file that is not a readable pickle (truncated, garbled, another format)."""
 
 
 # -- restricted loading --------------------------------------------------------
@@ -123,14 +130,40 @@ def _unpickle(path: Path) -> dict[str, Any]:
         except UnsafePickleError:
             raise
         except Exception as e:  # truncated/garbled files surface as many exception types
-            raise pickle.UnpicklingError(f"{path}: not a readable CIFAR pickle ({e!r})") from e
+            raise UnreadablePickleError(f"{path}: not a readable CIFAR pickle ({e!r})") from e
     if not isinstance(obj, dict):
-        raise ValueError(f"{path}: expected a pickled dict, got {type(obj).__name__}")
+        raise DataError(f"{path}: expected a pickled dict, got {type(obj).__name__}")
     return {(k.decode("latin1") if isinstance(k, bytes) else k): v for k, v in obj.items()}
 
 
-def _decode_str(value: Any) -> str:
-    return value.decode("utf-8") if isinstance(value, bytes) else str(value)
+def _decode_str(value: Any, path: Path, position: int) -> str:
+    if not isinstance(value, bytes):
+        return str(value)
+    try:
+        return value.decode("utf-8")
+    except UnicodeDecodeError as e:
+        raise DataError(
+            f"{path}: class name #{position} {value!r} is not UTF-8 text ({e.reason} at byte {e.start}); "
+            "write label_names as UTF-8"
+        ) from None
+
+
+def _labels(path: Path, labels: Any) -> np.ndarray:
+    """``labels`` as int64, refusing what ``np.asarray(..., int64)`` would silently truncate."""
+    values = labels.reshape(-1).tolist() if isinstance(labels, np.ndarray) else labels
+    if not isinstance(values, (list, tuple)):
+        raise DataError(f"{path}: 'labels' must be a list of integers, got {type(labels).__name__}")
+    for position, value in enumerate(values):
+        if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
+            raise DataError(
+                f"{path}: label #{position} is {value!r} ({type(value).__name__}), not an integer class index; "
+                "CIFAR labels must be integers (a re-pack that wrote floats would be truncated)"
+            )
+    try:
+        return np.asarray(values, dtype=np.int64)
+    except OverflowError:
+        huge = max(values, key=abs)
+        raise DataError(f"{path}: label {huge} is not a class index (outside the int64 range)") from None
 
 
 def load_batch(path: str | Path) -> tuple[np.ndarray, np.ndarray]:
@@ -139,21 +172,18 @@ def load_batch(path: str | Path) -> tuple[np.ndarray, np.ndarray]:
     d = _unpickle(path)
     for key in ("data", "labels"):
         if key not in d:
-            raise ValueError(f"{path}: missing key {key!r} (found {sorted(map(str, d))})")
+            raise DataError(f"{path}: missing key {key!r} (found {sorted(map(str, d))})")
     data, labels = d["data"], d["labels"]
     if not isinstance(data, np.ndarray) or data.dtype != np.uint8:
         got = data.dtype if isinstance(data, np.ndarray) else type(data).__name__
-        raise ValueError(f"{path}: 'data' must be a uint8 numpy array, got {got}")
+        raise DataError(f"{path}: 'data' must be a uint8 numpy array, got {got}")
     if data.ndim != 2 or data.shape[1] != _ROW_LEN:
-        raise ValueError(f"{path}: 'data' must have shape (N, {_ROW_LEN}), got {data.shape}")
-    try:
-        labels_arr = np.asarray(labels, dtype=np.int64).reshape(-1)
-    except (TypeError, ValueError) as e:
-        raise ValueError(f"{path}: 'labels' must be a list of ints ({e})") from e
+        raise DataError(f"{path}: 'data' must have shape (N, {_ROW_LEN}), got {data.shape}")
+    labels_arr = _labels(path, labels)
     if len(labels_arr) != len(data):
-        raise ValueError(f"{path}: {len(data)} images but {len(labels_arr)} labels")
+        raise DataError(f"{path}: {len(data)} images but {len(labels_arr)} labels")
     if len(labels_arr) and labels_arr.min() < 0:
-        raise ValueError(f"{path}: negative label {labels_arr.min()}")
+        raise DataError(f"{path}: negative label {labels_arr.min()}")
     # Row = 1024 R | 1024 G | 1024 B, each plane row-major 32x32 -> NCHW -> NHWC.
     images = data.reshape(-1, 3, IMAGE_SIZE, IMAGE_SIZE).transpose(0, 2, 3, 1)
     return np.ascontiguousarray(images), labels_arr
@@ -187,7 +217,7 @@ def missing_files(root_dir: str | Path, names: Iterable[str] | None = None) -> l
 def _require(root_dir: str | Path, names: list[str]) -> Path:
     missing = missing_files(root_dir, names)
     if missing:
-        raise FileNotFoundError(
+        raise MissingDataError(
             f"CIFAR-10 files not found in {resolve_cifar_dir(root_dir)}: missing {missing}. "
             f"Expected layout: {expected_layout(root_dir)}."
         )
@@ -200,8 +230,8 @@ def load_class_names(root_dir: str | Path) -> list[str]:
     d = _unpickle(path)
     names = d.get("label_names")
     if not isinstance(names, list) or not names:
-        raise ValueError(f"{path}: 'label_names' must be a non-empty list, got {names!r}")
-    return [_decode_str(n) for n in names]
+        raise DataError(f"{path}: 'label_names' must be a non-empty list, got {names!r}")
+    return [_decode_str(name, path, position) for position, name in enumerate(names)]
 
 
 def load_split(root_dir: str | Path, train: bool) -> tuple[np.ndarray, np.ndarray]:
@@ -213,7 +243,8 @@ def load_split(root_dir: str | Path, train: bool) -> tuple[np.ndarray, np.ndarra
     images = np.concatenate([p[0] for p in parts])
     labels = np.concatenate([p[1] for p in parts])
     if len(labels) and labels.max() >= num_classes:
-        raise ValueError(
-            f"{cdir}: label {labels.max()} out of range for {num_classes} classes in {META_FILE}"
+        worst = next(name for name, (_, part) in zip(files, parts) if len(part) and part.max() == labels.max())
+        raise DataError(
+            f"{cdir / worst}: label {labels.max()} out of range for the {num_classes} classes in {cdir / META_FILE}"
         )
     return images, labels

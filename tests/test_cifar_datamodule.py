@@ -93,10 +93,24 @@ def test_eval_under_ddp_counts_every_image_once(fake_cifar_root) -> None:
 
 
 def test_missing_data_without_download_names_layout_and_override(tmp_path) -> None:
-    dm = CIFAR10DataModule(data_dir=str(tmp_path), download=False)
-    with pytest.raises(FileNotFoundError) as err:
-        dm.prepare_data()
+    from litvision.utils.errors import MissingDataError
+
+    with pytest.raises(MissingDataError) as err:  # at construction: nothing would fill the folder later
+        CIFAR10DataModule(data_dir=str(tmp_path), download=False)
     assert "cifar-10-batches-py" in str(err.value) and "dataset.data_dir" in str(err.value)
+
+
+def test_data_dir_may_be_the_batches_folder_itself(fake_cifar_root) -> None:
+    """``dataset.data_dir=.../cifar-10-batches-py``: prepare_data, setup and the names all accept it."""
+    outer = make_dm(fake_cifar_root, val_fraction=0.2)
+    for download in (False, True):  # True: prepare_data must find it there, not try to download
+        inner = CIFAR10DataModule(str(fake_cifar_root / "cifar-10-batches-py"), download=download,
+                                  val_fraction=0.2, num_workers=0)
+        inner.prepare_data()
+        inner.setup("fit")
+        assert inner.class_names == outer.class_names
+        for split in ("train", "val", "test"):
+            assert np.array_equal(getattr(inner.splits, split).images, getattr(outer.splits, split).images)
 
 
 def test_real_subset_loads_with_expected_counts(cifar_subset_root) -> None:

@@ -280,3 +280,68 @@ def test_real_subset_matches_independent_decode(name: str) -> None:
     # across the wrong axis, so a wrong reshape would not be this smooth.
     img = images.astype(np.int16)
     assert np.abs(np.diff(img, axis=2)).mean() < 0.5 * np.abs(img[:, :, :16] - img[:, :, 16:]).mean()
+
+
+# -- labels and names that would be silently wrong, or fail without naming the file --------------
+
+
+@pytest.mark.parametrize(
+    ("labels", "match"),
+    [
+        ([1, 2.5], r"label #1 is 2\.5 \(float\)"),  # np.asarray(..., int64) would make it 2
+        ([3.0, 1], r"label #0 is 3\.0 \(float\)"),
+        (np.array([0.7, 1.2]), r"label #0 is 0\.7"),
+        ([True, 0], r"label #0 is True \(bool\)"),
+        (["1", 0], r"label #0 is '1' \(str\)"),
+        ([0, 10**30], r"label 10{30} is not a class index"),  # OverflowError without the path before
+        ([-(2**70), 0], r"label -\d+ is not a class index"),
+    ],
+)
+def test_labels_that_are_not_integer_class_indices_are_refused_with_the_path(tmp_path: Path, labels, match) -> None:
+    from litvision.utils.errors import DataError
+
+    path = tmp_path / "odd_labels_batch"
+    _raw_batch(path, np.zeros((2, 3072), np.uint8), labels)
+    with pytest.raises(DataError, match=match) as exc:
+        load_batch(path)
+    assert str(path) in str(exc.value)
+
+
+def test_numpy_integer_labels_are_accepted(tmp_path: Path) -> None:
+    _raw_batch(tmp_path / "b", np.zeros((3, 3072), np.uint8), np.array([4, 0, 9], dtype=np.uint8))
+    assert load_batch(tmp_path / "b")[1].tolist() == [4, 0, 9]
+
+
+def test_class_names_that_are_not_utf8_are_refused_with_the_path(tmp_path: Path) -> None:
+    from litvision.utils.errors import DataError
+
+    cdir = write_fake_cifar(tmp_path, n_train_per_class=1, n_test_per_class=1)
+    write_meta(cdir / META_FILE, ["airplane", b"caf\xe9", *CIFAR10_CLASSES[2:]])  # latin-1, not UTF-8
+    with pytest.raises(DataError, match=r"class name #1 b'caf\\xe9' is not UTF-8") as exc:
+        load_class_names(tmp_path)
+    assert str(cdir / META_FILE) in str(exc.value)
+
+
+def test_file_problems_are_user_errors_that_keep_their_builtin_types(tmp_path: Path) -> None:
+    """Entry scripts print DataError/MissingDataError as one line; ``except ValueError`` etc. still work."""
+    from litvision.utils.errors import DataError, MissingDataError
+
+    with pytest.raises(MissingDataError):
+        load_split(tmp_path, train=True)
+    (tmp_path / "garbage").write_bytes(b"\x80\x02}q\x01(U\x04data")
+    with pytest.raises(DataError) as exc:
+        load_batch(tmp_path / "garbage")
+    assert isinstance(exc.value, pickle.UnpicklingError)
+    cdir = write_fake_cifar(tmp_path / "evil", n_train_per_class=1, n_test_per_class=1)
+    with open(cdir / "data_batch_1", "wb") as f:
+        pickle.dump({b"data": np.zeros((1, 3072), np.uint8), b"labels": [_payload("open", tmp_path / "x")]}, f, protocol=2)
+    with pytest.raises(DataError) as exc:
+        load_batch(cdir / "data_batch_1")
+    assert isinstance(exc.value, UnsafePickleError)
+
+
+def test_label_out_of_range_names_the_batch_file(tmp_path: Path) -> None:
+    cdir = write_fake_cifar(tmp_path, n_train_per_class=1, n_test_per_class=1, class_names=["a", "b"])
+    write_batch(cdir / "data_batch_4", np.zeros((1, 32, 32, 3), np.uint8), [7])
+    with pytest.raises(ValueError, match="data_batch_4: label 7 out of range"):
+        load_split(tmp_path, train=True)
