@@ -32,7 +32,19 @@ class BatchNormalize(torch.nn.Module):
             return images
         mean = self.mean.to(images.device)
         inv_std = self.inv_std.to(images.device)
-        return (images.float() - mean) * inv_std
+        # In place on the fresh float copy (x - mean) * inv_std would allocate two more
+        # batch-sized tensors. For channels-last batches (channels innermost in memory),
+        # broadcasting (1, C, 1, 1) leaves an innermost loop of C = 3 that does not vectorise;
+        # the same arithmetic over each image's flat H*W*C values, mean/std tiled per pixel,
+        # does: ~8x faster on CPU (bench/loader_throughput.py).
+        out = images.float()
+        if out.dim() == 4 and out.is_contiguous(memory_format=torch.channels_last) and not out.is_contiguous():
+            batch, channels, height, width = out.shape
+            flat = out.permute(0, 2, 3, 1).view(batch, -1)  # NHWC memory, one row per image
+            pixels = height * width
+            return flat.sub_(mean.view(channels).repeat(pixels)).mul_(inv_std.view(channels).repeat(pixels)).view(
+                batch, height, width, channels).permute(0, 3, 1, 2)
+        return out.sub_(mean).mul_(inv_std)
 
 
 RANK_STREAMS = 2**32 - 1  # spawn-key namespace of the per-rank augmentation streams

@@ -110,3 +110,24 @@ def multistep(
         raise ConfigError(f"scheduler.milestones must be increasing fractions of the run in (0, 1), got {list(milestones)}")
     boundaries = [round(m * total_steps) for m in milestones]
     return LambdaLR(optimizer, lambda step: gamma ** sum(step >= b for b in boundaries))
+
+
+def triangular(
+    optimizer: torch.optim.Optimizer, total_steps: int, start: float = 0.2, peak_at: float = 0.23, end: float = 0.07
+) -> LambdaLR:
+    """Linear up from ``start x lr`` to ``lr`` at ``peak_at`` of the run, then linear down to ``end x lr``.
+
+    airbench's schedule (0.2 -> 1 at 23% -> 0.07). Unlike ``one_cycle`` (torch's OneCycleLR,
+    which also cycles the momentum between 0.85 and 0.95) the optimizer's momentum is left alone.
+    """
+    if not 0.0 < peak_at < 1.0:
+        raise ConfigError(f"scheduler.peak_at={peak_at} must be in (0, 1) (the share of the run spent rising)")
+    total = max(int(total_steps), 1)
+    peak = peak_at * total
+
+    def factor(step: int) -> float:
+        if step < peak:
+            return start + (1.0 - start) * step / peak
+        return 1.0 + (end - 1.0) * min(1.0, (step - peak) / max(total - peak, 1))
+
+    return LambdaLR(optimizer, factor)
