@@ -5,8 +5,9 @@ training pipeline reading WebDataset shards vs reading the JPEG files, same deco
    copied, so the page-cache state of every file is ours to set) in a temp dir.
 2. Conversion: ``prepare_shards`` (the same code as ``prepare_shards.py``) with ``verify=decode`` (the
    default: every image decoded once by the training decoder) and ``verify=header`` (marker/EOI check
-   only), each from a cold page cache, ``--writers`` processes: images/s and MB/s of the whole run
-   (index, plan, writing, manifest).
+   only), each from a cold page cache, with 1 writer (in this process: the per-core rate, which is
+   what scales with cores) and ``--writers`` processes: images/s and MB/s of the whole run (index,
+   plan, writer-pool start-up, writing, manifest).
 3. Training pipeline, one process (``--loader-workers`` loader workers, 0 = in this process):
    ``dataset=imagenet``-style ``ClassFolderDataModule.train_dataloader()`` vs
    ``ShardDataModule.train_dataloader()``, both with ``conf/augmentation/imagenet.yaml``'s ``train``
@@ -142,19 +143,22 @@ def main() -> int:
                                          num_workers=args.loader_workers, train_transform=train_transform,
                                          persistent_workers=False)
 
-        print("\n## conversion (prepare_shards, whole run, cold cache)\n")
-        print("| verify | writers | images | seconds | images/s | source MB/s |")
-        print("|---|---:|---:|---:|---:|---:|")
+        print("\n## conversion (prepare_shards, whole run incl. start-up of the writer pool, cold cache)\n")
+        print("| verify | writers | images | wall s | images/s | source MB/s | images per CPU second (1 writer: per core) |")
+        print("|---|---:|---:|---:|---:|---:|---:|")
         for verify in ("decode", "header"):
-            out = work / f"shards-{verify}"
-            evict(tree_files, args.cache)
-            stats = prepare(files_dm(), out, samples_per_shard=args.samples_per_shard, workers=args.writers, verify=verify)
-            print(f"| {verify} | {args.writers} | {stats['samples']} | {stats['seconds']:.2f} | "
-                  f"{stats['samples'] / stats['seconds']:.0f} | {source_mb / stats['seconds']:.0f} |")
-        shard_files = sorted((work / "shards-decode").glob("train-*.tar"))
+            for writers in sorted({1, args.writers}):
+                out = work / f"shards-{verify}-{writers}"
+                evict(tree_files, args.cache)
+                cpu = cpu_seconds()
+                stats = prepare(files_dm(), out, samples_per_shard=args.samples_per_shard, workers=writers, verify=verify)
+                per_cpu = stats["samples"] / (cpu_seconds() - cpu) if writers == 1 else float("nan")
+                print(f"| {verify} | {writers} | {stats['samples']} | {stats['seconds']:.2f} | "
+                      f"{stats['samples'] / stats['seconds']:.0f} | {source_mb / stats['seconds']:.0f} | {per_cpu:.0f} |")
+        shard_files = sorted((work / "shards-decode-1").glob("train-*.tar"))
 
         sides = {"files": (files_dm, train_files),
-                 "shards": (lambda: ShardDataModule(str(work / "shards-decode"), batch_size=32, num_workers=args.loader_workers,
+                 "shards": (lambda: ShardDataModule(str(work / "shards-decode-1"), batch_size=32, num_workers=args.loader_workers,
                                                     train_transform=train_transform, persistent_workers=False), shard_files)}
         loaders = {}
         for name, (make, _) in sides.items():
