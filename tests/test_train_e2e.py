@@ -35,8 +35,10 @@ def test_one_epoch_run_checkpoints_metrics_and_offline_wandb(fake_cifar_root, tm
     # best and last checkpoints, self-describing (class names inside)
     ckpts = sorted(p.name for p in (run_dir / "checkpoints").glob("*.ckpt"))
     assert "last.ckpt" in ckpts and any(name.startswith("best") for name in ckpts)
-    ckpt = torch.load(run_dir / "checkpoints" / "last.ckpt", map_location="cpu", weights_only=False)
+    # weights_only=True: the hyper-parameters are plain values, no pickled code (see test_checkpoints.py)
+    ckpt = torch.load(run_dir / "checkpoints" / "last.ckpt", map_location="cpu", weights_only=True)
     assert ckpt["hyper_parameters"]["class_names"] == list(CIFAR10_CLASSES)
+    assert ckpt["hyper_parameters"]["backbone"]["name"] == "small_cnn"
 
     # W&B ran offline and wrote its run files under the run dir, with our metric keys in them
     runs = list((run_dir / "wandb").glob("offline-run-*"))
@@ -55,6 +57,15 @@ def test_one_epoch_run_checkpoints_metrics_and_offline_wandb(fake_cifar_root, tm
     for key in ["test/acc_top1", "test/acc_top5", *RECALL_KEYS]:
         assert evaluated[key] == pytest.approx(metrics[key], abs=1e-6), key
 
+    # train=false ckpt_path=X tests X: exactly eval.py's numbers (it used to test untrained weights)
+    test_only_dir = tmp_path / "test_only"
+    run_script("train.py", "train=false", f"ckpt_path={run_dir / 'checkpoints' / 'last.ckpt'}", "logger=csv",
+               f"dataset.data_dir={fake_cifar_root}", f"hydra.run.dir={test_only_dir}", *TINY_MODEL)
+    tested = read_metrics(test_only_dir)
+    test_keys = sorted(k for k in evaluated if k.startswith("test/"))
+    assert test_keys and sorted(k for k in tested if k.startswith("test/")) == test_keys
+    assert {k: tested[k] for k in test_keys} == {k: evaluated[k] for k in test_keys}
+
 
 @pytest.mark.parametrize(
     ("override", "message"),
@@ -68,6 +79,21 @@ def test_bad_config_fails_with_hydra_error(override: str, message: str, tmp_path
     assert proc.returncode != 0
     assert message in proc.stderr
     assert "Traceback" not in proc.stderr
+
+
+def test_seed_null_draws_a_seed_records_it_and_reproduces(fake_cifar_root, tmp_path) -> None:
+    """seed=null (documented as "not seeded") crashed in DistributedSampler (None + epoch)."""
+    from omegaconf import OmegaConf
+
+    common = ["debug=fdr", "logger=csv", f"dataset.data_dir={fake_cifar_root}", *TINY_MODEL]
+    drawn_dir = tmp_path / "drawn"
+    run_script("train.py", *common, "seed=null", f"hydra.run.dir={drawn_dir}")
+    seed = OmegaConf.load(drawn_dir / ".hydra" / "config.yaml").seed  # recorded in the run's config
+    assert isinstance(seed, int)
+    assert f"drew seed={seed}" in (drawn_dir / "train.log").read_text()  # and logged
+    again_dir = tmp_path / "again"
+    run_script("train.py", *common, f"seed={seed}", f"hydra.run.dir={again_dir}")
+    assert read_metrics(again_dir) == read_metrics(drawn_dir)
 
 
 def test_eval_refuses_checkpoint_of_other_classes(fake_cifar_root, tmp_path) -> None:
