@@ -1,0 +1,72 @@
+"""The audit's findings in the run's loggers: W&B tables with thumbnails, the figures, the summary numbers.
+
+Offline W&B keeps a table's images only in an artifact staged outside the run dir (wandb/wandb#4611),
+so each table's thumbnails are also logged as an image list (``audit/<table>_images``), which an
+offline run keeps under ``<run dir>/wandb/.../media/images`` (as callbacks/misclassified_examples.py does).
+"""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from omegaconf import DictConfig
+
+from litvision.data_audit.section import Section
+from litvision.tasks.build import instantiate_group, log_config
+
+
+def finite_metrics(sections: list[Section]) -> dict[str, float]:
+    return {k: float(v) for s in sections for k, v in s.metrics.items() if v is not None and math.isfinite(float(v))}
+
+
+def log_findings(cfg: DictConfig, sections: list[Section], report: Path) -> None:
+    """Send tables, figures and numbers to every configured logger (none: nothing to do)."""
+    from lightning.pytorch.loggers import WandbLogger
+
+    loggers = instantiate_group(cfg.get("logger"))
+    if not loggers:
+        return
+    log_config(cfg, loggers)
+    metrics = finite_metrics(sections)
+    for logger in loggers:
+        if isinstance(logger, WandbLogger):
+            _log_wandb(logger.experiment, sections, report, metrics)
+        else:
+            logger.log_metrics(metrics)
+            logger.finalize("success")
+
+
+def _log_wandb(run: Any, sections: list[Section], report: Path, metrics: dict[str, float]) -> None:
+    import wandb
+
+    payload: dict[str, Any] = {}
+    for section in sections:
+        for table in section.tables:
+            with_images = bool(table.image_columns) and len(table.thumbnails) == len(table.rows)
+            columns = [*table.image_columns, *table.columns] if with_images else table.columns
+            wandb_table = wandb.Table(columns=columns)
+            images = []
+            for k, row in enumerate(table.rows):
+                cells = [wandb.Image(t) for t in table.thumbnails[k]] if with_images else []
+                wandb_table.add_data(*cells, *row)
+                if with_images:
+                    images.append(wandb.Image(_side_by_side(table.thumbnails[k]), caption=" | ".join(str(v) for v in row[:4])))
+            payload[f"audit/{table.name}"] = wandb_table
+            if images:
+                payload[f"audit/{table.name}_images"] = images
+        for figure in section.figures:
+            payload[f"audit/{figure.stem}"] = wandb.Image(str(figure))
+    run.log(payload)
+    run.summary.update(metrics)
+    run.save(str(report), base_path=str(report.parent.parent), policy="now")
+
+
+def _side_by_side(thumbs: list[np.ndarray]) -> np.ndarray:
+    if len(thumbs) == 1:
+        return thumbs[0]
+    height = max(t.shape[0] for t in thumbs)
+    padded = [np.pad(t, ((0, height - t.shape[0]), (0, 4), (0, 0)), constant_values=255) for t in thumbs]
+    return np.concatenate(padded, axis=1)
