@@ -122,6 +122,39 @@ def test_resumed_run_ends_identical_to_an_uninterrupted_one(killed_and_resumed: 
     assert read_metrics(run_dir) == read_metrics(reference)
 
 
+def test_ckpt_path_last_follows_the_checkpoint_callback_and_onecycle_gets_more_epochs(fake_cifar_root: Path,
+                                                                                     tmp_path: Path) -> None:
+    """ckpt_path=last is Lightning's resolution (the ModelCheckpoint's dirpath, here moved out of the
+    run dir: a hand-built <run dir>/checkpoints/last.ckpt restarted from scratch), a fresh start when
+    there is none yet; resuming under OneCycle with a larger max_epochs continues (it stopped with
+    "Tried to step N times"). The train task runs in-process, as train.py runs it."""
+    from hydra import compose, initialize_config_dir
+
+    from litvision.tasks.train import train
+    from tests.run_helpers import TINY_MODEL
+
+    run_dir, ckpt_dir = tmp_path / "run", tmp_path / "elsewhere"
+    common = [
+        *TINY_MODEL, "scheduler=onecycle", "logger=csv", "test=false", "ckpt_path=last", "trainer.log_every_n_steps=1",
+        "callbacks=[model_checkpoint,metrics_summary]", "+trainer.enable_progress_bar=false",
+        f"dataset.data_dir={fake_cifar_root}", f"paths.root_dir={tmp_path}", f"paths.output_dir={run_dir}",
+        f"callbacks.model_checkpoint.dirpath={ckpt_dir}",
+    ]
+
+    def run(*overrides: str) -> None:
+        with initialize_config_dir(config_dir=str(REPO_ROOT / "conf"), version_base="1.3"):
+            train(compose("train", overrides=[*common, *overrides]))
+
+    run("trainer.max_epochs=1")  # no checkpoint yet: a fresh start
+    first = torch.load(ckpt_dir / "last.ckpt", map_location="cpu", weights_only=True)
+    assert first["epoch"] == 0
+    run("trainer.max_epochs=2")
+    assert _epochs_logged(run_dir, 1) == [1]  # the second start trained epoch 1 only: it resumed
+    second = torch.load(ckpt_dir / "last.ckpt", map_location="cpu", weights_only=True)
+    assert second["epoch"] == 1 and second["global_step"] == 2 * first["global_step"]
+    assert second["lr_schedulers"][0]["total_steps"] == second["global_step"]  # the cycle planned for 2 epochs
+
+
 # ---- atomic checkpoint writes ---------------------------------------------------------------
 WRITER = """
 import sys, torch
