@@ -64,7 +64,7 @@ class ShardDataModule(ClassificationDataModule):
         val_split: str | None = None,
         test_split: str | None = None,
         num_workers: int | str = "auto",
-        shuffle_buffer: int = 2000,
+        shuffle_buffer: int = 1000,
         on_bad_image: BadImagePolicy = "skip",
         **kwargs: Any,
     ) -> None:

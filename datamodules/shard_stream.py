@@ -69,7 +69,7 @@ class ShardStream(IterableDataset):
         transform: Callable[..., dict[str, Any]] | None = None,
         training: bool = False,
         seed: int = 0,
-        shuffle_buffer: int = 2000,
+        shuffle_buffer: int = 1000,
         on_bad_image: BadImagePolicy = "skip",
         name: str = "",
     ) -> None:
