@@ -1,7 +1,7 @@
 """Every command in README.md's ```bash blocks works: the README stays true.
 
 The commands are read from README.md, so a new example is checked without touching this file.
-- Default suite: each ``train.py``/``eval.py`` example is composed and resolved with Hydra (a
+- Default suite: each ``train.py``/``eval.py``/``predict.py`` example is composed and resolved with Hydra (a
   sweep at its first point), including the launcher and sweeper settings, in this process.
 - ``-m slow``: each example that can run on this machine runs as a user would (a subprocess
   in a temp dir), shrunk: generated data, one epoch of 2 batches, small images, CSV logging,
@@ -67,8 +67,16 @@ COMPOSE_ONLY = {
         "needs SLURM and 16 GPUs",
     "python train.py hparams_search=cifar10_optuna hydra.sweeper.n_trials=50 hydra.sweeper.n_jobs=8 hydra/launcher=slurm ...":
         "needs SLURM (the sbatch script: tests/test_submitit.py)",
+    "python train.py experiment=imagenet_resnet50_v2 dataset.data_dir=/data/imagenet trainer=ddp trainer.devices=8":
+        "needs 8 GPUs",
+    "python predict.py ckpt_path=... dataset=imagenet dataset.data_dir=/data/imagenet split=source_val trainer=ddp":
+        "needs GPUs",
 }
-ENTRY_SCRIPTS = {"train.py": "train", "eval.py": "eval", "litvision-train": "train", "litvision-eval": "eval"}
+# entry script -> its Hydra config (conf/<name>.yaml)
+ENTRY_SCRIPTS = {
+    "train.py": "train", "eval.py": "eval", "predict.py": "predict",
+    "litvision-train": "train", "litvision-eval": "eval", "litvision-predict": "predict",
+}
 
 
 # ---- reading the README ----------------------------------------------------------------------
@@ -219,7 +227,37 @@ def readme_data(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     build_train(root / "imagenet", samples)
     build_val(root / "imagenet", samples[::4], "folders")
     age_tree(root / "imagenet")
-    return {"cifar": root / "cifar", "imagenet": root / "imagenet"}
+    return {"cifar": root / "cifar", "imagenet": root / "imagenet", "images": root / "jpegs"}
+
+
+def _run(args: list[str], cwd: Path) -> subprocess.CompletedProcess:
+    env = {**os.environ, "WANDB_MODE": "offline", "WANDB_SILENT": "true", "NO_ALBUMENTATIONS_UPDATE": "1"}
+    env.pop("WANDB_API_KEY", None)
+    proc = subprocess.run([sys.executable, *args], cwd=cwd, env=env, capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, f"{shlex.join(args)}\n{proc.stdout[-3000:]}\n{proc.stderr[-5000:]}"
+    return proc
+
+
+class TinyCheckpoints(dict):
+    """Data kind -> a checkpoint trained on that data (for eval/predict examples), trained on first use."""
+
+    def __init__(self, data: dict[str, Path], tmp_path_factory: pytest.TempPathFactory) -> None:
+        super().__init__()
+        self.data, self.tmp_path_factory = data, tmp_path_factory
+
+    def __missing__(self, kind: str) -> Path:
+        run = self.tmp_path_factory.mktemp(f"ckpt_{kind}")
+        dataset = ["dataset=imagenet", "augmentation.resolution=64"] if kind == "imagenet" else []
+        _run([str(REPO_ROOT / "train.py"), *dataset, f"dataset.data_dir={self.data[kind]}", "model=small_cnn",
+              "model.backbone.width=8", "dataset.num_workers=0", "dataset.batch_size=24", "trainer.max_epochs=1",
+              "++trainer.limit_train_batches=2", "logger=csv", f"hydra.run.dir={run}"], run)
+        self[kind] = next((run / "checkpoints").glob("best*.ckpt"))
+        return self[kind]
+
+
+@pytest.fixture(scope="module")
+def readme_checkpoints(readme_data: dict[str, Path], tmp_path_factory: pytest.TempPathFactory) -> TinyCheckpoints:
+    return TinyCheckpoints(readme_data, tmp_path_factory)
 
 
 def _set(overrides: list[str], key: str, value: str, force: bool = True) -> list[str]:
@@ -230,15 +268,20 @@ def _set(overrides: list[str], key: str, value: str, force: bool = True) -> list
     return [o for o in overrides if o not in same] + [f"{key}={value}"]
 
 
-def shrunk(example: Example, composed: dict, data: dict[str, Path], tmp: Path) -> list[str]:
+def shrunk(example: Example, composed: dict, data: dict[str, Path], checkpoints: dict[str, Path], tmp: Path) -> list[str]:
     """The example's own overrides, made to run in seconds on generated data."""
-    imagenet = "imagenet" in composed["dataset"]["_target_"].lower()
+    kind = "imagenet" if "imagenet" in composed["dataset"]["_target_"].lower() else "cifar"
+    imagenet = kind == "imagenet"
     overrides = list(example.overrides)
+    if "ckpt_path" in composed and example.config_name != "train":  # eval/predict: a checkpoint for this data
+        overrides = _set(overrides, "ckpt_path", str(checkpoints[kind]))
+    if composed.get("images"):
+        overrides = _set(overrides, "images", str(data["images"]))
     for key, value, force in [
-        ("dataset.data_dir", str(data["imagenet" if imagenet else "cifar"]), True),
+        ("dataset.data_dir", str(data[kind]), True),
         ("dataset.num_workers", "0", True),
-        ("dataset.batch_size", "16", False),
-        ("trainer.max_epochs", "1", True),
+        ("dataset.batch_size", "24", False),  # a multiple of 2, 3, 4: DDP ranks, dataset.repeated_augmentation
+        ("trainer.max_epochs", "1", example.config_name == "train"),
         ("++trainer.limit_train_batches", "2", True),
         ("++trainer.limit_val_batches", "2", True),
         ("++trainer.limit_test_batches", "2", True),
@@ -258,22 +301,22 @@ def shrunk(example: Example, composed: dict, data: dict[str, Path], tmp: Path) -
 
 @pytest.mark.slow
 @pytest.mark.parametrize("example", EXAMPLES, ids=[e.text for e in EXAMPLES])
-def test_readme_example_runs(example: Example, readme_data: dict[str, Path], tmp_path: Path) -> None:
+def test_readme_example_runs(
+    example: Example, readme_data: dict[str, Path], readme_checkpoints: dict[str, Path], tmp_path: Path
+) -> None:
     if example.text in COMPOSE_ONLY:
         pytest.skip(f"{COMPOSE_ONLY[example.text]}: checked by composition (test_readme_example_composes)")
-    if example.config_name != "train":
-        pytest.fail("an eval.py example in a bash block: give this test a checkpoint for it")
     composed = compose_example(example, tmp_path)
-    command = [sys.executable, str(REPO_ROOT / "train.py"), *example.flags, *shrunk(example, composed, readme_data, tmp_path)]
-    env = {**os.environ, "WANDB_MODE": "offline", "WANDB_SILENT": "true", "NO_ALBUMENTATIONS_UPDATE": "1"}
-    env.pop("WANDB_API_KEY", None)
+    script = REPO_ROOT / f"{example.config_name}.py"
+    overrides = shrunk(example, composed, readme_data, readme_checkpoints, tmp_path)
     # a temp dir as the working dir: relative paths of the example (optuna.db, ./data) land there
-    proc = subprocess.run(command, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=600)
-    assert proc.returncode == 0, f"{shlex.join(command)}\n{proc.stdout[-3000:]}\n{proc.stderr[-5000:]}"
+    proc = _run([str(script), *example.flags, *overrides], tmp_path)
     if "--cfg" in example.flags:
         assert "dataset:" in proc.stdout
     elif example.multirun:
         rows = list(csv.DictReader((tmp_path / "sweep" / "summary.csv").read_text().splitlines()))
         assert rows and {r["status"] for r in rows} == {"COMPLETED"}, rows
+    elif example.config_name == "predict":
+        assert (tmp_path / "run" / "predictions.csv").is_file()
     else:
         assert (tmp_path / "run" / "metrics.json").is_file()
