@@ -82,7 +82,7 @@ def killed_and_resumed(resume_data: Path, tmp_path_factory: pytest.TempPathFacto
     finally:
         if proc.poll() is None:
             proc.kill()
-    saved_epoch = torch.load(last, map_location="cpu", weights_only=False)["epoch"]
+    saved_epoch = torch.load(last, map_location="cpu", weights_only=True)["epoch"]
     assert saved_epoch < MAX_EPOCHS - 1, "the run finished before the kill; nothing to resume"
     first_id = (run_dir / "wandb_run_id.txt").read_text().strip()
     run_script("train.py", *overrides, "ckpt_path=last", timeout=400)
@@ -114,8 +114,8 @@ def test_resumed_run_ends_identical_to_an_uninterrupted_one(killed_and_resumed: 
     run_dir = killed_and_resumed["run_dir"]
     reference = tmp_path / "reference"
     run_script("train.py", *COMMON, "logger=csv", f"dataset.data_dir={resume_data}", f"hydra.run.dir={reference}", timeout=400)
-    resumed_state = torch.load(run_dir / "checkpoints" / "last.ckpt", map_location="cpu", weights_only=False)
-    reference_state = torch.load(reference / "checkpoints" / "last.ckpt", map_location="cpu", weights_only=False)
+    resumed_state = torch.load(run_dir / "checkpoints" / "last.ckpt", map_location="cpu", weights_only=True)
+    reference_state = torch.load(reference / "checkpoints" / "last.ckpt", map_location="cpu", weights_only=True)
     assert resumed_state["global_step"] == reference_state["global_step"]
     for key, value in reference_state["state_dict"].items():
         assert torch.equal(resumed_state["state_dict"][key], value), key
