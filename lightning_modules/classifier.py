@@ -47,6 +47,21 @@ def check_optimizer(factory: Any, config: Mapping[str, Any]) -> None:
         ) from err
 
 
+def check_backbone(factory: Any, config: Mapping[str, Any]) -> None:
+    """Build the backbone once on the meta device (no memory, no compute) to catch an unknown
+    name or a misspelt argument at construction rather than after the data has been loaded."""
+    try:
+        with torch.device("meta"):
+            factory(num_classes=2)
+    except ConfigError:
+        raise
+    except TypeError as err:  # e.g. an argument the factory does not take
+        settings = {key: value for key, value in config.items() if not key.startswith("_")}
+        raise ConfigError(f"model.backbone ({config['_target_']}, {settings}) is invalid: {err}") from err
+    except Exception:  # noqa: BLE001 - a factory that cannot run on "meta" is checked when it is really built
+        log.debug("backbone dry run on the meta device skipped", exc_info=True)
+
+
 def _mentions(message: str, value: Any) -> bool:
     """Does torch's message quote this value (e.g. "Invalid learning rate: -0.1")?"""
     if isinstance(value, bool) or not isinstance(value, (int, float)):
@@ -125,6 +140,7 @@ class ImageClassifier(L.LightningModule):
         self.scheduler_factory = build_factory(scheduler)
         self.loss_factory = build_factory(loss)
         check_optimizer(self.optimizer_factory, optimizer)
+        check_backbone(self.backbone_factory, backbone)
         if isinstance(mixing, (Mapping, DictConfig)):  # a config (the model config is not recursive)
             mixing = instantiate(mixing) if mixing else None  # mixing=none composes to an empty node
         self.mixing = mixing or None

@@ -162,3 +162,23 @@ def test_num_workers_auto_works_for_cifar(fake_cifar_root: Path) -> None:
     assert loader.num_workers == default_num_workers(1) >= 1
     images, labels = next(iter(loader))
     assert images.shape[0] == labels.shape[0] == 16
+
+
+# ---- the classifier checks its backbone and optimizer when it is built ----------------------
+@pytest.mark.parametrize(
+    ("backbone", "fragment"),
+    [({"name": "resnet_9"}, "model.backbone.name=resnet_9"), ({"name": "small_cnn", "widht": 8}, "'widht'")],
+)
+def test_bad_backbone_settings_fail_at_construction(backbone: dict, fragment: str) -> None:
+    from litvision.utils.errors import ConfigError
+
+    with pytest.raises(ConfigError, match=re.escape(fragment)):
+        ImageClassifier(backbone={"_target_": "litvision.lightning_modules.backbones.build_backbone", **backbone})
+
+
+def test_bad_optimizer_settings_fail_at_construction() -> None:
+    from litvision.utils.errors import ConfigError
+
+    with pytest.raises(ConfigError, match=r"optimizer\.momentum=-0\.5"):
+        ImageClassifier(backbone=functools.partial(build_backbone, "small_cnn"),
+                        optimizer={"_target_": "torch.optim.SGD", "lr": 0.1, "momentum": -0.5})

@@ -2,7 +2,7 @@
 
 Configs reach it as ``_target_: litvision.lightning_modules.backbones.build_backbone`` with
 ``_partial_: true``; the classifier fills in ``num_classes`` from the DataModule. Any other
-factory taking ``num_classes`` works too, e.g. ``_target_: timm.create_model``.
+factory taking ``num_classes`` works too, e.g. timm's (``model=timm``, conf/model/timm.yaml).
 """
 
 from __future__ import annotations
@@ -12,9 +12,12 @@ from typing import Any
 
 from torch import nn
 
+from litvision.utils.errors import ConfigError
+
 from litvision.lightning_modules.backbones.airbench import AirbenchNet
 from litvision.lightning_modules.backbones.cifar_cnn import ResNet9, SmallCNN
 from litvision.lightning_modules.backbones.cifar_resnet import CifarResNet18
+from litvision.lightning_modules.backbones.resnet import MODELS as IMAGENET_RESNETS
 from litvision.lightning_modules.backbones.tta import FlipTTA
 
 BACKBONES: dict[str, Callable[..., nn.Module]] = {
@@ -22,27 +25,13 @@ BACKBONES: dict[str, Callable[..., nn.Module]] = {
     "resnet9": ResNet9,
     "cifar_resnet18": CifarResNet18,
     "airbench": AirbenchNet,
+    **IMAGENET_RESNETS,
 }
-
-
-def register_backbone(name: str, factory: Callable[..., nn.Module]) -> None:
-    BACKBONES[name] = factory
 
 
 def build_backbone(name: str, num_classes: int, flip_tta: bool = False, **kwargs: Any) -> nn.Module:
     """``flip_tta``: evaluate on the mean logits of each image and its mirror image (:class:`FlipTTA`)."""
-    _register_imagenet_resnets()
     if name not in BACKBONES:
-        raise KeyError(f"unknown backbone {name!r}; available: {sorted(BACKBONES)}")
+        raise ConfigError(f"model.backbone.name={name}: unknown backbone; choose one of {sorted(BACKBONES)}")
     net = BACKBONES[name](num_classes=num_classes, **kwargs)
     return FlipTTA(net) if flip_tta else net
-
-
-def _register_imagenet_resnets() -> None:
-    """ImageNet ResNets live in their own module; registered lazily to keep imports light."""
-    try:
-        from litvision.lightning_modules.backbones import resnet
-    except ImportError:
-        return
-    for name in getattr(resnet, "MODELS", {}):
-        BACKBONES.setdefault(name, resnet.MODELS[name])
