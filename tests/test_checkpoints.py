@@ -159,3 +159,21 @@ def test_checkpoint_written_by_a_torch_compile_wrapper_loads_into_any_model(tmp_
     model.eval(), loaded.eval()
     assert torch.equal(model(images), loaded(images))
     _fit(_classifier(), tmp_path, ckpt_path=str(path), max_steps=3)  # the resume path (Lightning)
+
+
+@pytest.mark.slow
+def test_compiled_run_resumes_and_evaluates_through_the_scripts(fake_cifar_root: Path, tmp_path: Path) -> None:
+    """model.compile=true (inductor): ckpt_path=last resumes it and eval.py tests its checkpoint."""
+    from tests.run_helpers import TINY_MODEL, read_metrics, run_script
+
+    run_dir = tmp_path / "run"
+    common = [*TINY_MODEL, "model.compile=true", "logger=csv", "ckpt_path=last", f"dataset.data_dir={fake_cifar_root}",
+              f"hydra.run.dir={run_dir}", "+trainer.limit_train_batches=2", "+trainer.limit_val_batches=1"]
+    run_script("train.py", *common, "trainer.max_epochs=1", "test=false", timeout=900)
+    run_script("train.py", *common, "trainer.max_epochs=2", timeout=900)
+    last = torch.load(run_dir / "checkpoints" / "last.ckpt", weights_only=True)
+    assert last["epoch"] == 1 and not [k for k in last["state_dict"] if "_orig_mod" in k]
+    eval_dir = tmp_path / "eval"
+    run_script("eval.py", f"ckpt_path={run_dir / 'checkpoints' / 'last.ckpt'}", f"dataset.data_dir={fake_cifar_root}",
+               f"hydra.run.dir={eval_dir}", "dataset.num_workers=0", timeout=600)
+    assert "test/acc_top1" in read_metrics(eval_dir)
