@@ -34,7 +34,11 @@ import torch  # noqa: E402
 from hydra import compose, initialize_config_dir  # noqa: E402
 from hydra.utils import instantiate  # noqa: E402
 
-import train as train_script  # noqa: E402
+from litvision.config_utils.resolvers import register_resolvers  # noqa: E402
+from litvision.loggers.wandb_logger import finish_wandb  # noqa: E402
+from litvision.tasks.build import setup_run  # noqa: E402
+
+register_resolvers()  # conf/ uses ${lv.*} arithmetic (train.py registers them at import)
 
 
 class RawLoop:
@@ -123,7 +127,7 @@ def main() -> None:
     with initialize_config_dir(config_dir=str(REPO / "conf"), version_base="1.3"):
         cfg = compose("train", overrides=overrides)
 
-    datamodule, model, trainer = train_script.setup_run(cfg)
+    datamodule, model, trainer = setup_run(cfg)
     datamodule.prepare_data()
     datamodule.setup("fit")
     raw = RawLoop(cfg, datamodule, seed=cfg.seed, epochs=args.epochs, max_batches=args.max_batches)
@@ -132,7 +136,7 @@ def main() -> None:
     try:
         trainer.fit(model, datamodule=datamodule)
     finally:
-        train_script.finish_wandb()
+        finish_wandb()
 
     raw_t, lit_t = interleave.raw_times[1:], interleave.lightning_times[1:]
     for i, (r, lt) in enumerate(zip(interleave.raw_times, interleave.lightning_times)):

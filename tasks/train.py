@@ -56,9 +56,7 @@ def test_only(cfg: DictConfig, ckpt_path: str | None) -> dict[str, Any]:
     if not cfg.get("test", True):
         return {}
     if ckpt_path is None:
-        raise ConfigError(
-            f"train=false needs a checkpoint to test: ckpt_path={cfg.get('ckpt_path')} "
-            "found none (pass ckpt_path=<file>.ckpt, or ckpt_path=last in a run dir that has one)"
-        )
+        found = "no last checkpoint in this run's checkpoint folder" if cfg.get("ckpt_path") == "last" else "none given"
+        raise ConfigError(f"train=false tests a checkpoint but there is {found}: pass ckpt_path=<file>.ckpt")
     log.info("train=false: testing %s", ckpt_path)
     return test_checkpoint(cfg, ckpt_path)

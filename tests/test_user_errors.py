@@ -182,3 +182,17 @@ def test_bad_optimizer_settings_fail_at_construction() -> None:
     with pytest.raises(ConfigError, match=r"optimizer\.momentum=-0\.5"):
         ImageClassifier(backbone=functools.partial(build_backbone, "small_cnn"),
                         optimizer={"_target_": "torch.optim.SGD", "lr": 0.1, "momentum": -0.5})
+
+
+def test_train_false_without_a_checkpoint_is_refused(tmp_path: Path) -> None:
+    """train=false used to test untrained weights (and ignored ckpt_path): now it needs a checkpoint."""
+    from hydra import compose, initialize_config_dir
+
+    from litvision.tasks.train import train as train_task
+    from litvision.utils.errors import ConfigError
+
+    with initialize_config_dir(config_dir=str(REPO_ROOT / "conf"), version_base="1.3"):
+        cfg = compose("train", overrides=["train=false", "logger=csv", f"paths.root_dir={tmp_path}",
+                                          f"paths.output_dir={tmp_path}"])
+    with pytest.raises(ConfigError, match="pass ckpt_path="):
+        train_task(cfg)
