@@ -13,7 +13,6 @@ import os
 import socket
 import subprocess
 import sys
-from pathlib import Path
 
 import pytest
 from imagenet_trees import age_tree, build_train, build_val, generated_samples
