@@ -170,9 +170,10 @@ def test_compiled_run_resumes_and_evaluates_through_the_scripts(fake_cifar_root:
     common = [*TINY_MODEL, "model.compile=true", "logger=csv", "ckpt_path=last", f"dataset.data_dir={fake_cifar_root}",
               f"hydra.run.dir={run_dir}", "+trainer.limit_train_batches=2", "+trainer.limit_val_batches=1"]
     run_script("train.py", *common, "trainer.max_epochs=1", "test=false", timeout=900)
-    run_script("train.py", *common, "trainer.max_epochs=2", timeout=900)
+    resumed = run_script("train.py", *common, "trainer.max_epochs=2", timeout=900)
+    assert "Restored all states from the checkpoint" in resumed.stdout + resumed.stderr
     last = torch.load(run_dir / "checkpoints" / "last.ckpt", weights_only=True)
-    assert last["epoch"] == 1 and not [k for k in last["state_dict"] if "_orig_mod" in k]
+    assert last["global_step"] == 4 and not [k for k in last["state_dict"] if "_orig_mod" in k]  # 2 epochs x 2 steps
     eval_dir = tmp_path / "eval"
     run_script("eval.py", f"ckpt_path={run_dir / 'checkpoints' / 'last.ckpt'}", f"dataset.data_dir={fake_cifar_root}",
                f"hydra.run.dir={eval_dir}", "dataset.num_workers=0", timeout=600)
