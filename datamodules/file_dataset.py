@@ -21,6 +21,7 @@ from litvision.datamodules.datasets import image_to_tensor
 from litvision.datamodules.decode import BadImageError, BadImageLog, BadImagePolicy
 from litvision.datamodules.jpeg_pipeline import SamplePipeline
 from litvision.datamodules.transforms import reseed_once_per_worker
+from litvision.utils.errors import DataError
 
 # A training sample whose file is unreadable is replaced by the next file in index order
 # (same class, as indices are grouped by class); this many in a row means a broken tree.
@@ -37,6 +38,15 @@ def stack_images(images: list[torch.Tensor]) -> torch.Tensor:
     the device copy and ``BatchNormalize``. Other tensors are collated as usual.
     """
     first = images[0]
+    different = next((image for image in images if image.shape != first.shape), None)
+    if different is not None:
+        # default_collate's error ("Trying to resize storage that is not resizable") names neither
+        # the cause nor the fix
+        raise DataError(
+            f"images of different sizes in one batch ({_size(first)} and {_size(different)} pixels): the "
+            "augmentation must bring every image to one size, e.g. augmentation=imagenet "
+            "augmentation.resolution=224 (resize + crop), or add a Resize/crop to augmentation.train and augmentation.eval"
+        )
     if first.dim() == 3 and all(
         image.shape == first.shape and image.dtype == first.dtype and image.permute(1, 2, 0).is_contiguous()
         for image in images
@@ -44,6 +54,10 @@ def stack_images(images: list[torch.Tensor]) -> torch.Tensor:
         # torch's own tensor collation: writes into shared memory when in a loader worker
         return collate_tensor_fn([image.permute(1, 2, 0) for image in images]).permute(0, 3, 1, 2)
     return default_collate(images)
+
+
+def _size(image: torch.Tensor) -> str:
+    return "x".join(str(n) for n in image.shape[-2:]) if image.dim() == 3 else str(tuple(image.shape))
 
 
 def collate_skipping_bad(batch: list[tuple[torch.Tensor, int] | None]) -> tuple[torch.Tensor, torch.Tensor]:

@@ -32,7 +32,14 @@ def find_user_error(error: BaseException | None) -> UserError | None:
 
 def one_line(error: UserError) -> str:
     """``ConfigError: <message>`` on one line (a multi-line message is joined)."""
-    message = " ".join(line.strip() for line in str(error).splitlines() if line.strip())
+    text = str(error)
+    # torch re-raises an error from a DataLoader worker with the worker's traceback as its
+    # message ("Caught DataError in DataLoader worker process 0. Original Traceback ...
+    # litvision.utils.errors.DataError: <message>"): keep the original message only
+    marker = f"{type(error).__name__}: "
+    if text.startswith(f"Caught {type(error).__name__} in DataLoader worker") and marker in text:
+        text = text[text.rfind(marker) + len(marker):]
+    message = " ".join(line.strip() for line in text.splitlines() if line.strip())
     return f"{type(error).__name__}: {message}"
 
 
