@@ -148,17 +148,34 @@ def test_random_resized_crop_plan_keeps_the_crop_at_least_the_output_size(monkey
         assert (x1 - x0) // factor >= 224 and (y1 - y0) // factor >= 224
 
 
+def pattern_jpeg_bytes(height: int, width: int, period: int) -> bytes:
+    """Sine stripes (horizontal, vertical, diagonal per channel) of ``period`` px: smooth enough
+    that a reduced-size decode matches a resized full decode, yet a crop moved by a few pixels
+    changes every output pixel (on a plain gradient an 8 px shift changes the mean by ~1 level)."""
+    y, x = np.mgrid[0:height, 0:width].astype(np.float32)
+    channels = [np.sin(2 * np.pi * x / period), np.sin(2 * np.pi * y / period), np.sin(2 * np.pi * (x + y) / (1.5 * period))]
+    pixels = np.clip(128 + 100 * np.stack(channels, -1), 0, 255).astype(np.uint8)
+    buf = io.BytesIO()
+    Image.fromarray(pixels).save(buf, "JPEG", quality=92)
+    return buf.getvalue()
+
+
 def test_random_resized_crop_plan_matches_albumentations_on_the_same_crop():
-    """Same crop box and interpolation: our reduced path vs Albumentations on the full image."""
-    data = jpeg_bytes(1000, 1400)
+    """Same crop box and interpolation: our reduced path vs Albumentations on the full image.
+
+    The reduced decode maps the box onto the 1/f grid (rounding by up to f/2 full-size pixels),
+    which costs at most ~5.5 levels on average on this pattern; a box off by 8 px in x or y costs
+    13 or more (measured: 24-31 in x, 13-24 in y), so the bound 8 catches it.
+    """
+    data = pattern_jpeg_bytes(1000, 1400, period=64)
     full = decode_image(data)
     pipeline = SamplePipeline(A.Compose([A.RandomResizedCrop(size=(224, 224), scale=(0.9, 1.0))]))
     reference = A.Compose([A.RandomResizedCrop(size=(224, 224), scale=(0.9, 1.0))])
     reseed_transform(pipeline.transform, 7)
     reseed_transform(reference, 7)
-    for _ in range(5):
+    for _ in range(8):
         ours, theirs = pipeline(data), reference(image=full)["image"]
-        assert np.abs(ours.astype(int) - theirs.astype(int)).mean() < 6
+        assert np.abs(ours.astype(int) - theirs.astype(int)).mean() < 8
 
 
 def test_reseeded_children_draw_independent_streams():
