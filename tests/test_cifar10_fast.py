@@ -1,0 +1,84 @@
+"""``experiment=cifar10_fast`` end to end: the preset composes and trains, DDP evaluation is exact,
+and a resumed run replays the uninterrupted one (augmentation included)."""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import pytest
+import torch
+
+from tests.fake_cifar import write_fake_cifar
+from tests.run_helpers import read_metrics, run_script
+
+CLASSES = ["a", "b", "c", "d", "e"]
+# tiny airbench widths and batches: seconds per run on a CPU
+TINY = ["model.backbone.widths=[8,16,16]", "dataset.batch_size=16", "callbacks.whitening_init.num_images=64"]
+
+
+@pytest.fixture(scope="module")
+def odd_cifar_root(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """5 classes: 95 train-pool images (val = 10, train = 85) and 15 test images (odd: 8 + 7 over 2 ranks)."""
+    root = tmp_path_factory.mktemp("odd_cifar_fast")
+    write_fake_cifar(root, n_train_per_class=19, n_test_per_class=3, class_names=CLASSES, seed=1)
+    return root
+
+
+def test_preset_composes_the_device_resident_recipe() -> None:
+    from hydra import compose, initialize_config_module
+
+    with initialize_config_module(config_module="litvision.conf", version_base="1.3"):
+        cfg = compose("train", overrides=["experiment=cifar10_fast"])
+    assert cfg.dataset._target_.endswith("DeviceCIFAR10DataModule") and cfg.dataset.num_workers == 0
+    assert cfg.augmentation.train is None and cfg.augmentation.batched.flip == "alternating"
+    assert cfg.model.backbone.name == "airbench" and cfg.model.backbone.flip_tta is True
+    assert "whitening_init" in cfg.callbacks and cfg.loss.label_smoothing > 0
+
+
+def test_ddp_sim_test_metrics_equal_single_process_eval(odd_cifar_root: Path, tmp_path: Path) -> None:
+    run_dir = tmp_path / "ddp"
+    proc = run_script(
+        "train.py", "experiment=cifar10_fast", "trainer=ddp_sim", "trainer.max_epochs=2", "logger=csv",
+        f"dataset.data_dir={odd_cifar_root}", f"hydra.run.dir={run_dir}", *TINY, timeout=600,
+    )
+    out = proc.stdout + proc.stderr
+    assert "Starting with 2 processes" in out, out[-3000:]
+    ddp = read_metrics(run_dir)
+    assert (run_dir / "train_ddp_process_1.log").exists()
+
+    # the same checkpoint through the STANDARD loader path (dataset=cifar10), one process
+    best = next((run_dir / "checkpoints").glob("best*.ckpt"))
+    eval_dir = tmp_path / "eval"
+    run_script("eval.py", f"ckpt_path={best}", f"dataset.data_dir={odd_cifar_root}", f"hydra.run.dir={eval_dir}",
+               "dataset.num_workers=0", "dataset.batch_size=16", "trainer.precision=bf16-mixed")
+    single = read_metrics(eval_dir)
+    test_keys = [k for k in single if k.startswith("test/")]
+    assert len(test_keys) >= 10 and len([k for k in test_keys if "/recall/" in k]) == len(CLASSES)
+    for key in test_keys:
+        if key == "test/loss":
+            assert math.isclose(ddp[key], single[key], rel_tol=1e-4), (key, ddp[key], single[key])
+        else:
+            assert ddp[key] == single[key], (key, ddp[key], single[key])
+
+
+@pytest.mark.slow
+def test_resumed_run_ends_with_the_same_weights(odd_cifar_root: Path, tmp_path: Path) -> None:
+    """Augmentation is a function of (seed, epoch): killing after epoch 1 and resuming replays epoch 2."""
+    common = ["experiment=cifar10_fast", f"dataset.data_dir={odd_cifar_root}", "logger=none", "test=false",
+              "trainer.max_epochs=3", *TINY,
+              # checkpoint every epoch: with a monitor, Lightning 2.6 rewrites last.ckpt only when val improved
+              "callbacks.model_checkpoint.monitor=null"]
+    run_script("train.py", *common, f"hydra.run.dir={tmp_path / 'straight'}")
+    stop = ["+callbacks.stop._target_=tests.stop_after_epoch.StopAfterEpoch", "+callbacks.stop.epoch=0"]
+    run_script("train.py", *common, *stop, f"hydra.run.dir={tmp_path / 'resumed'}")
+    assert torch.load(tmp_path / "resumed" / "checkpoints" / "last.ckpt", weights_only=False)["epoch"] == 0
+    run_script("train.py", *common, "ckpt_path=last", f"hydra.run.dir={tmp_path / 'resumed'}")
+
+    def weights(run: str) -> dict[str, torch.Tensor]:
+        return torch.load(tmp_path / run / "checkpoints" / "last.ckpt", weights_only=False)["state_dict"]
+
+    straight, resumed = weights("straight"), weights("resumed")
+    assert straight.keys() == resumed.keys()
+    for key in straight:
+        assert torch.equal(straight[key], resumed[key]), key
