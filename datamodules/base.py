@@ -294,9 +294,6 @@ class ClassificationDataModule(L.LightningDataModule):
             images = self.normalize(images)
         return images, targets
 
-    def state_dict(self) -> dict[str, Any]:
-        return {"class_names": self.class_names}
-
     # ---- helpers ------------------------------------------------------------------
     def per_device_batch_size(self) -> int:
         world_size, _ = self._world()

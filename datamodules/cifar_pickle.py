@@ -20,7 +20,6 @@ import numpy as np
 from litvision.utils.errors import DataError, MissingDataError
 
 __all__ = [
-    "CIFAR10_CLASSES",
     "CIFAR10_DIRNAME",
     "META_FILE",
     "TEST_FILES",
@@ -40,18 +39,6 @@ CIFAR10_DIRNAME = "cifar-10-batches-py"
 TRAIN_FILES = [f"data_batch_{i}" for i in range(1, 6)]
 TEST_FILES = ["test_batch"]
 META_FILE = "batches.meta"
-CIFAR10_CLASSES = [
-    "airplane",
-    "automobile",
-    "bird",
-    "cat",
-    "deer",
-    "dog",
-    "frog",
-    "horse",
-    "ship",
-    "truck",
-]
 
 IMAGE_SIZE = 32
 _ROW_LEN = 3 * IMAGE_SIZE * IMAGE_SIZE  # 1024 R, then 1024 G, then 1024 B

@@ -8,7 +8,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from litvision.datamodules.base import ClassificationDataModule, Splits, default_num_workers  # noqa: F401 (re-export)
+from litvision.datamodules.base import ClassificationDataModule, Splits
 from litvision.datamodules.decode import POLICIES, BadImageLog, BadImagePolicy
 from litvision.datamodules.file_dataset import FileListDataset
 from litvision.datamodules.file_index import IMAGE_EXTENSIONS, FileIndex, IndexCache, cached_index, digest, scan_class_folders

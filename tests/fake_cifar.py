@@ -16,12 +16,15 @@ import numpy as np
 from litvision.datamodules.cifar_pickle import (
     _RECONSTRUCT,
     _ROW_LEN,
-    CIFAR10_CLASSES,
     CIFAR10_DIRNAME,
     META_FILE,
     TEST_FILES,
     TRAIN_FILES,
 )
+
+
+# The official label order (batches.meta's label_names); the loader reads names from the files.
+CIFAR10_CLASSES = ["airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck"]
 
 
 class _Py2Pickler(pickle._Pickler):  # pure-Python pickler: lets us override per-type writers

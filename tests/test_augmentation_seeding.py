@@ -23,8 +23,8 @@ from torch.utils.data import DataLoader
 from litvision.datamodules.cifar10 import CIFAR10DataModule
 from litvision.datamodules.class_folder import ClassFolderDataModule
 from litvision.datamodules.file_dataset import FileListDataset
-from tests.fake_cifar import write_batch, write_meta
-from litvision.datamodules.cifar_pickle import CIFAR10_CLASSES, CIFAR10_DIRNAME, META_FILE, TEST_FILES, TRAIN_FILES
+from tests.fake_cifar import CIFAR10_CLASSES, write_batch, write_meta
+from litvision.datamodules.cifar_pickle import CIFAR10_DIRNAME, META_FILE, TEST_FILES, TRAIN_FILES
 
 ROOT = Path(__file__).resolve().parents[1]
 FLIP = A.Compose([A.HorizontalFlip(p=0.5)])

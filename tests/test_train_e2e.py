@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from litvision.datamodules.cifar_pickle import CIFAR10_CLASSES
+from tests.fake_cifar import CIFAR10_CLASSES
 from tests.run_helpers import TINY_MODEL, read_metrics, run_script
 
 RECALL_KEYS = [f"test/recall/{name}" for name in CIFAR10_CLASSES]

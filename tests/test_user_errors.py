@@ -19,7 +19,7 @@ import lightning as L
 import pytest
 import torch
 
-from litvision.datamodules.cifar_pickle import CIFAR10_CLASSES
+from tests.fake_cifar import CIFAR10_CLASSES
 from litvision.lightning_modules.backbones import build_backbone
 from litvision.lightning_modules.classifier import ImageClassifier
 from tests.run_helpers import REPO_ROOT, TINY_MODEL, run_script
