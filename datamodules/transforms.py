@@ -30,8 +30,9 @@ class BatchNormalize(torch.nn.Module):
     def forward(self, images: torch.Tensor) -> torch.Tensor:
         if images.is_floating_point():
             return images
-        mean = self.mean.to(images.device)
-        inv_std = self.inv_std.to(images.device)
+        if self.mean.device != images.device:
+            self.to(images.device)  # once: not a host-to-device copy (and sync) for every batch
+        mean, inv_std = self.mean, self.inv_std
         # In place on the fresh float copy (x - mean) * inv_std would allocate two more
         # batch-sized tensors. For channels-last batches (channels innermost in memory),
         # broadcasting (1, C, 1, 1) leaves an innermost loop of C = 3 that does not vectorise;

@@ -32,7 +32,7 @@ def test_preset_composes_the_device_resident_recipe() -> None:
         cfg = compose("train", overrides=["experiment=cifar10_fast"])
     assert cfg.dataset._target_.endswith("DeviceCIFAR10DataModule") and cfg.dataset.num_workers == 0
     assert cfg.augmentation.train is None and cfg.augmentation.batched.flip == "alternating"
-    assert cfg.model.backbone.name == "airbench" and cfg.model.backbone.flip_tta is True
+    assert cfg.model.backbone.name == "airbench" and cfg.model.backbone.tta in ("flip", "flip_translate")
     assert "whitening_init" in cfg.callbacks and cfg.loss.label_smoothing > 0
 
 

@@ -48,18 +48,6 @@ def test_whitening_weights_are_frozen_and_bias_trains() -> None:
     assert net(torch.randn(2, 3, 32, 32)).shape == (2, 10)
 
 
-def test_flip_tta_averages_logits_of_mirrored_images_in_eval_only() -> None:
-    torch.manual_seed(0)
-    wrapped = build_backbone("airbench", num_classes=10, widths=[8, 16, 16], flip_tta=True).eval()
-    x = torch.randn(4, 3, 32, 32)
-    with torch.no_grad():
-        expected = 0.5 * (wrapped.net(x) + wrapped.net(x.flip(-1)))
-        assert torch.allclose(wrapped(x), expected)
-        assert torch.allclose(wrapped(x.flip(-1)), wrapped(x), atol=1e-5)  # mirror-invariant
-    wrapped.train()
-    assert not torch.allclose(wrapped(x), expected)
-
-
 def _fit(root: Path, out: Path, max_epochs: int, ckpt_path: str | None = None) -> ImageClassifier:
     L.seed_everything(0)
     dm = DeviceCIFAR10DataModule(data_dir=str(root), download=False, batch_size=32, normalize=NORMALIZE,

@@ -18,7 +18,7 @@ from litvision.lightning_modules.backbones.airbench import AirbenchNet
 from litvision.lightning_modules.backbones.cifar_cnn import ResNet9, SmallCNN
 from litvision.lightning_modules.backbones.cifar_resnet import CifarResNet18
 from litvision.lightning_modules.backbones.resnet import MODELS as IMAGENET_RESNETS
-from litvision.lightning_modules.backbones.tta import FlipTTA
+from litvision.lightning_modules.backbones.tta import TTA
 
 BACKBONES: dict[str, Callable[..., nn.Module]] = {
     "small_cnn": SmallCNN,
@@ -29,9 +29,10 @@ BACKBONES: dict[str, Callable[..., nn.Module]] = {
 }
 
 
-def build_backbone(name: str, num_classes: int, flip_tta: bool = False, **kwargs: Any) -> nn.Module:
-    """``flip_tta``: evaluate on the mean logits of each image and its mirror image (:class:`FlipTTA`)."""
+def build_backbone(name: str, num_classes: int, tta: str | None = None, **kwargs: Any) -> nn.Module:
+    """``tta``: test-time augmentation in eval mode, ``flip`` (each image and its mirror image) or
+    ``flip_translate`` (also shifted by a pixel); None/``none`` = off (:class:`TTA`)."""
     if name not in BACKBONES:
         raise ConfigError(f"model.backbone.name={name}: unknown backbone; choose one of {sorted(BACKBONES)}")
     net = BACKBONES[name](num_classes=num_classes, **kwargs)
-    return FlipTTA(net) if flip_tta else net
+    return TTA(net, tta) if tta not in (None, "none") else net
