@@ -82,3 +82,31 @@ def test_resumed_run_ends_with_the_same_weights(odd_cifar_root: Path, tmp_path: 
     assert straight.keys() == resumed.keys()
     for key in straight:
         assert torch.equal(straight[key], resumed[key]), key
+
+
+@pytest.mark.slow
+def test_ddp_ranks_train_on_disjoint_strides_of_the_class_aware_stream(odd_cifar_root: Path, tmp_path: Path) -> None:
+    """What each of 2 real processes trained on (labels recorded after the on-device gather) is
+    exactly its stride of the sampler's (seed, epoch) stream: Lightning neither wrapped nor
+    replaced the sampler of the index loader, and set_epoch reached it."""
+    import numpy as np
+
+    from litvision.datamodules.device_resident import DeviceCIFAR10DataModule
+    from litvision.datamodules.samplers import ClassAwareSampler
+
+    record = tmp_path / "labels"
+    run_script(
+        "train.py", "experiment=cifar10_fast", "trainer=ddp_sim", "trainer.max_epochs=2", "logger=none", "test=false",
+        "sampler=class_aware", "sampler.num_samples=96", "seed=5", "dataset.drop_last=false",
+        "+callbacks.label_recorder._target_=tests.label_recorder.LabelRecorder", f"+callbacks.label_recorder.out_dir={record}",
+        f"dataset.data_dir={odd_cifar_root}", f"hydra.run.dir={tmp_path / 'run'}", *TINY, timeout=600,
+    )
+    datamodule = DeviceCIFAR10DataModule(data_dir=str(odd_cifar_root), download=False)
+    datamodule.setup("fit")
+    targets = datamodule.splits.train.targets
+    for epoch in (0, 1):
+        for rank in (0, 1):
+            seen = np.load(record / f"labels_epoch{epoch}_rank{rank}.npy")
+            sampler = ClassAwareSampler(targets, num_replicas=2, rank=rank, seed=5, num_samples=96)
+            sampler.set_epoch(epoch)
+            np.testing.assert_array_equal(seen, targets[list(sampler)])
