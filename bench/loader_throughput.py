@@ -2,8 +2,8 @@
 
 Both paths turn the same images (the real CIFAR-10 subset's training split, 4,194 images) into
 the same kind of training batch: a random translation of up to 4 pixels with reflect-101
-borders and a random horizontal flip, normalised float32 (B, 3, 32, 32) channels-last on the
-training device (here the CPU), ready for the model:
+borders and a random horizontal flip, normalised float32 (B, 3, 32, 32) on the training device
+(here the CPU), in the channels-last layout the classifier's forward converts every batch to:
 
 * loader: ``CIFAR10DataModule`` with ``conf/augmentation/cifar_standard.yaml`` (Albumentations
   PadIfNeeded + RandomCrop + HorizontalFlip, one image at a time), the DataLoader's uint8
@@ -59,6 +59,7 @@ def epoch_rate(datamodule, loader, device: torch.device) -> float:
     for batch in loader:
         batch = batch._replace(indices=batch.indices.to(device)) if hasattr(batch, "_replace") else [t.to(device) for t in batch]
         images, targets = datamodule.on_after_batch_transfer(batch, 0)
+        images = images.contiguous(memory_format=torch.channels_last)  # what the classifier's forward does first
         count += len(targets)
     if device.type == "cuda":
         torch.cuda.synchronize(device)
