@@ -36,6 +36,7 @@ def test_preset_composes_the_device_resident_recipe() -> None:
     assert "whitening_init" in cfg.callbacks and cfg.loss.label_smoothing > 0
 
 
+@pytest.mark.slow  # two training processes + eval.py: ~30 s on a quiet 2-core machine, minutes on a loaded one
 def test_ddp_sim_test_metrics_equal_single_process_eval(odd_cifar_root: Path, tmp_path: Path) -> None:
     run_dir = tmp_path / "ddp"
     proc = run_script(
