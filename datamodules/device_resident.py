@@ -109,9 +109,9 @@ class DeviceResidentMixin:
             )
         kwargs["num_workers"] = 0
         super().__init__(*args, **kwargs)
-        if isinstance(batch_augment, Mapping):
-            batch_augment = BatchAugment(**batch_augment)
-        self.batch_augment = batch_augment or None
+        if isinstance(batch_augment, Mapping):  # its arguments; an empty mapping means "off"
+            batch_augment = BatchAugment(**batch_augment) if batch_augment else None
+        self.batch_augment = batch_augment
         self._on_device: dict[str, _OnDevice] = {}
         self._generator: torch.Generator | None = None
         self._generator_key: tuple[int, int, str] | None = None
