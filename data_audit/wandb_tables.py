@@ -1,8 +1,9 @@
 """The audit's findings in the run's loggers: W&B tables with thumbnails, the figures, the summary numbers.
 
-Offline W&B keeps a table's images only in an artifact staged outside the run dir (wandb/wandb#4611),
-so each table's thumbnails are also logged as an image list (``audit/<table>_images``), which an
-offline run keeps under ``<run dir>/wandb/.../media/images`` (as callbacks/misclassified_examples.py does).
+Offline W&B keeps a table that holds images only in an artifact staged outside the run dir
+(wandb/wandb#4611), so such a table is also logged without its images (``audit/<table>_rows``) and its
+thumbnails as an image list (``audit/<table>_images``): an offline run keeps both under
+``<run dir>/wandb/.../media`` (as callbacks/misclassified_examples.py does).
 """
 
 from __future__ import annotations
@@ -57,6 +58,7 @@ def _log_wandb(run: Any, sections: list[Section], report: Path, metrics: dict[st
             payload[f"audit/{table.name}"] = wandb_table
             if images:
                 payload[f"audit/{table.name}_images"] = images
+                payload[f"audit/{table.name}_rows"] = wandb.Table(columns=table.columns, data=[list(r) for r in table.rows])
         for figure in section.figures:
             payload[f"audit/{figure.stem}"] = wandb.Image(str(figure))
     run.log(payload)
