@@ -125,12 +125,15 @@ def source_split_names(datamodule: Any) -> list[str]:
 def load_audit_data(datamodule: Any) -> AuditData:
     """Prepare (download/index) the data and open every source split."""
     if not hasattr(datamodule, "source_split"):
-        raise ConfigError(
-            f"{type(datamodule).__name__} has no source splits to audit (e.g. WebDataset shards): run the audit "
-            "on the image files the shards were made from, e.g. dataset=imagenet dataset.data_dir=ROOT"
-        )
+        raise ConfigError(f"{type(datamodule).__name__} is not a litvision classification DataModule: nothing to audit")
     datamodule.prepare_data()
-    splits = {name: SourceSplit(name, datamodule.source_split(name)) for name in source_split_names(datamodule)}
+    try:
+        splits = {name: SourceSplit(name, datamodule.source_split(name)) for name in source_split_names(datamodule)}
+    except NotImplementedError as e:  # e.g. WebDataset shards: a stream, not an indexable split
+        raise ConfigError(
+            f"{type(datamodule).__name__} has no source splits to audit: run the audit on the image files it was "
+            "made from, e.g. dataset=imagenet dataset.data_dir=ROOT"
+        ) from e
     return AuditData(class_names=list(datamodule.class_names), splits=splits, datamodule=datamodule)
 
 
@@ -139,7 +142,13 @@ def our_splits(datamodule: Any) -> dict[str, str]:
     datamodule.setup("fit")
     found: dict[str, list[str]] = {}
     for name in ("train", "val", "test"):
-        for sample_id in np.asarray(getattr(datamodule.splits, name).ids, dtype=str):
+        split = getattr(datamodule.splits, name)
+        if not hasattr(split, "ids"):
+            raise ConfigError(
+                f"{type(datamodule).__name__}'s {name} split has no sample ids, so the audit cannot say where a finding "
+                "lands: audit the same files with the plain dataset option (e.g. dataset=cifar10 for dataset=cifar10_device)"
+            )
+        for sample_id in np.asarray(split.ids, dtype=str):
             names = found.setdefault(str(sample_id), [])
             if name not in names:
                 names.append(name)
