@@ -28,6 +28,7 @@ def read_pairs(run_dir: Path) -> list[dict[str, str]]:
         return list(reader)
 
 
+@pytest.mark.slow  # ~22 CPU s (a full audit.py run on the real data)
 def test_planted_copies_in_the_real_subset_are_found_with_few_unexplained_pairs(cifar_subset_root, tmp_path) -> None:
     """Issue 9 acceptance: 50 test images planted into the training batches (exact, JPEG q75, 1-2 px
     shifts, +10% brightness, resized, JPEG + shift) -> >= 95% found, <= 5% of cross-split pairs unexplained."""

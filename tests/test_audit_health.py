@@ -90,6 +90,7 @@ def test_unreadable_file_records_the_reason(tmp_path) -> None:
     assert thumb.shape == (16, 16)
 
 
+@pytest.mark.slow  # ~22 CPU s (a full audit.py run on the real data)
 def test_imagenet_samples_tree_lists_grayscale_images_and_every_planted_bad_file(tmp_path) -> None:
     """Issue 9 acceptance: on the real ImageNet samples (train/ + a val/ folder), the health section
     lists the grayscale images and every planted bad file."""
