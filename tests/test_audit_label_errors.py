@@ -138,6 +138,23 @@ def test_checkpoint_mode_ranks_a_split_the_model_was_not_trained_on(fake_cifar_r
     assert len(stored["ids"]) == 70 and np.allclose(stored["probabilities"].sum(axis=1), 1, atol=1e-5)
     assert not (tmp_path / "audit" / "audit" / "folds").exists()  # no cross-fitting
 
+    # the same checkpoint confirms near-duplicate pairs by their embeddings: a shifted copy of a test image
+    # planted in train is kept at the default distance and dropped when no distance is close enough
+    from litvision.datamodules.cifar_pickle import CIFAR10_DIRNAME, load_split
+    from tests.audit_planting import altered, copy_tree
+
+    images, labels = load_split(fake_cifar_root / CIFAR10_DIRNAME, train=True)
+    test_images, _ = load_split(fake_cifar_root / CIFAR10_DIRNAME, train=False)
+    images[0] = altered(test_images[5], "shift", 0)
+    copy_tree(fake_cifar_root, tmp_path / "planted", images, labels)
+    for max_distance, kept in (("0.1", 1), ("-1", 0)):
+        proc = run_script("audit.py", f"dataset.data_dir={tmp_path / 'planted'}", *TINY_MODEL, "logger=none",
+                          "audit.sections=[duplicates]", f"audit.ckpt_path={checkpoint}",
+                          f"audit.duplicates.embedding_max_distance={max_distance}", f"hydra.run.dir={tmp_path / max_distance}")
+        assert f"confirms {kept} of 1 near-duplicate pairs" in proc.stdout + proc.stderr
+        with open(tmp_path / max_distance / "audit" / "duplicates.csv", newline="") as f:
+            assert [(r["a"], r["b"]) for r in csv.DictReader(f)] == [("train/0", "test/5")] * kept
+
 
 def test_fold_options_are_checked(fake_cifar_root: Path, tmp_path: Path) -> None:
     proc = run_script("audit.py", f"dataset.data_dir={fake_cifar_root}", "trainer=ddp_sim", "logger=none",
