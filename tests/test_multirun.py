@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import json
+import shutil
 from pathlib import Path
 
 import pytest
@@ -16,10 +17,13 @@ TINY = ["model=small_cnn", "dataset.num_workers=0", "dataset.batch_size=16", "tr
 
 
 def test_2x2_multirun_with_one_failing_job(fake_cifar_root: Path, tmp_path: Path) -> None:
-    # The data dir depends on both swept values; the (0.05, 4) folder does not exist, so that
-    # job, and only that one, fails (a real FileNotFoundError from the DataModule).
+    # The data dir depends on both swept values; in the (0.05, 4) folder data_batch_1 is damaged, so
+    # that job, and only that one, fails while reading its data (a real DataError from the DataModule,
+    # after the job's W&B run started; a missing folder would now be refused before any logger starts).
     for combo in ("0.1_8", "0.1_4", "0.05_8"):
         (tmp_path / f"data_{combo}").symlink_to(fake_cifar_root)
+    shutil.copytree(fake_cifar_root, tmp_path / "data_0.05_4")
+    (tmp_path / "data_0.05_4" / "cifar-10-batches-py" / "data_batch_1").write_bytes(b"damaged")
     sweep_dir = tmp_path / "lr_width_sweep"
     proc = run_script(
         "train.py", "-m", "optimizer.lr=0.1,0.05", "model.backbone.width=8,4",
@@ -31,7 +35,7 @@ def test_2x2_multirun_with_one_failing_job(fake_cifar_root: Path, tmp_path: Path
     job_dirs = sorted(p for p in sweep_dir.iterdir() if p.is_dir() and p.name.isdigit())
     assert [p.name for p in job_dirs] == ["0", "1", "2", "3"]
     statuses = {p.name: json.loads((p / STATUS_FILE).read_text()) for p in job_dirs}
-    assert statuses["3"]["status"] == "FAILED" and "FileNotFoundError" in statuses["3"]["error"]
+    assert statuses["3"]["status"] == "FAILED" and "data_batch_1" in statuses["3"]["error"]
     for name in ("0", "1", "2"):
         assert statuses[name]["status"] == "COMPLETED"
         assert "test/acc_top1" in read_metrics(sweep_dir / name)
