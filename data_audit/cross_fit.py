@@ -24,6 +24,7 @@ from litvision.data_audit.sources import AuditData
 from litvision.datamodules.exclusions import read_exclusion_file
 from litvision.utils.atomic_write import write_atomic, write_text_atomic
 from litvision.utils.errors import ConfigError, DataError
+from litvision.utils.optional import require
 
 log = logging.getLogger(__name__)
 
@@ -32,7 +33,7 @@ RESULT = "out_of_sample.npz"
 
 def fold_assignment(targets: np.ndarray, folds: int, seed: int) -> np.ndarray:
     """Fold index of every sample: stratified, so each fold keeps the class shares."""
-    from sklearn.model_selection import StratifiedKFold
+    StratifiedKFold = require("sklearn.model_selection", "audit", "audit label_errors").StratifiedKFold
 
     if folds < 2:
         raise ConfigError(f"audit.label_errors.folds={folds}: cross-fitting needs at least 2 folds")

@@ -37,6 +37,7 @@ import torch
 
 from litvision.data_audit.outputs import pyplot, save_figure, write_csv
 from litvision.data_audit.scan import ScanResult
+from litvision.utils.optional import require
 from litvision.data_audit.section import Section, Table, markdown_table
 from litvision.data_audit.sources import AuditData
 from litvision.utils.errors import ConfigError
@@ -105,7 +106,7 @@ class NearDuplicateSearch:
         return out
 
     def build_index(self, features: np.ndarray):
-        import faiss
+        faiss = require("faiss", "audit", "the audit's near-duplicate search")
 
         if self.index == "flat":
             index = faiss.IndexFlatL2(features.shape[1])

@@ -34,6 +34,7 @@ from litvision.data_audit.section import Section, Table, markdown_table
 from litvision.data_audit.sources import AuditData
 from litvision.utils.atomic_write import write_atomic
 from litvision.utils.errors import ConfigError
+from litvision.utils.optional import require
 
 log = logging.getLogger(__name__)
 
@@ -63,8 +64,8 @@ def mixture_count(labels: np.ndarray, probabilities: np.ndarray, masses: np.ndar
 def rank_label_issues(labels: np.ndarray, probabilities: np.ndarray, rank_by: str = "self_confidence",
                       num_issues: str | int = "mixture") -> tuple[np.ndarray, np.ndarray]:
     """(positions of the suspects, best suspect first; label quality of every sample)."""
-    from cleanlab.count import num_label_issues
-    from cleanlab.rank import get_label_quality_scores
+    num_label_issues = require("cleanlab.count", "audit", "audit label_errors").num_label_issues
+    get_label_quality_scores = require("cleanlab.rank", "audit", "audit label_errors").get_label_quality_scores
 
     if rank_by not in RANK_METHODS:
         raise ConfigError(f"audit.label_errors.rank_by={rank_by}: use one of {RANK_METHODS}")
@@ -100,7 +101,7 @@ def run_label_errors(data: AuditData, ids: np.ndarray, labels: np.ndarray, proba
     rows = [[ids[i], names[labels[i]], names[suggested[i]], f"{quality[i]:.6f}"] for i in suspects]
     section.files.append(write_csv(out_dir / "label_issues.csv", COLUMNS, rows))
     accuracy = float((suggested == labels).mean()) if len(labels) else float("nan")
-    from cleanlab.count import num_label_issues
+    num_label_issues = require("cleanlab.count", "audit", "audit label_errors").num_label_issues
 
     cleanlab_count = int(num_label_issues(labels, probabilities, estimation_method="off_diagonal"))
     section.metrics.update({

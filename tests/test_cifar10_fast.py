@@ -67,9 +67,7 @@ def test_ddp_sim_test_metrics_equal_single_process_eval(odd_cifar_root: Path, tm
 def test_resumed_run_ends_with_the_same_weights(odd_cifar_root: Path, tmp_path: Path) -> None:
     """Augmentation is a function of (seed, epoch): killing after epoch 1 and resuming replays epoch 2."""
     common = ["experiment=cifar10_fast", f"dataset.data_dir={odd_cifar_root}", "logger=none", "test=false",
-              "trainer.max_epochs=3", *TINY,
-              # checkpoint every epoch: with a monitor, Lightning 2.6 rewrites last.ckpt only when val improved
-              "callbacks.model_checkpoint.monitor=null"]
+              "trainer.max_epochs=3", *TINY]
     run_script("train.py", *common, f"hydra.run.dir={tmp_path / 'straight'}")
     stop = ["+callbacks.stop._target_=tests.stop_after_epoch.StopAfterEpoch", "+callbacks.stop.epoch=0"]
     run_script("train.py", *common, *stop, f"hydra.run.dir={tmp_path / 'resumed'}")
