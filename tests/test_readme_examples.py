@@ -53,6 +53,18 @@ NOT_RUN = {
         "needs the user's myconf/ files: tests/test_wheel_install.py runs this from an installed wheel",
     "litvision-eval --config-dir ./myconf dataset=mydata ckpt_path=RUN_DIR/checkpoints/last.ckpt":
         "needs the user's myconf/ files and a run: tests/test_wheel_install.py runs this from an installed wheel",
+    "python audit.py experiment=cifar10_cpu dataset.data_dir=../shared/data/cifar10-subset audit.sections=[label_errors]":
+        "minutes of cross-fitting on the real subset: tests/test_audit_label_errors.py runs it (slow)",
+    "python audit.py dataset=imagenet dataset.data_dir=/data/imagenet audit.sections=[balance,health,duplicates] "
+    "audit.num_workers=16": "needs ImageNet: tests/test_audit_health.py and test_audit_duplicates.py run these sections",
+    "python audit.py dataset.data_dir=../shared/data/cifar10-subset audit.write_exclusions=true":
+        "minutes of cross-fitting on the real subset: tests/test_audit_report.py runs the whole audit on small data",
+    "python audit.py -m audit.fold=0,1,2 audit.folds_dir=/shared/audit_folds audit.sections=[label_errors] "
+    "hydra/launcher=slurm trainer=gpu": "needs SLURM and GPUs: tests/test_audit_label_errors.py runs folds as a multirun",
+    "python audit.py audit.folds_dir=/shared/audit_folds trainer=gpu":
+        "needs a GPU and the folds above: tests/test_audit_label_errors.py merges a multirun's folds",
+    "python prepare_shards.py dataset=imagenet dataset.data_dir=/data/imagenet out=/data/imagenet-shards":
+        "needs ImageNet: tests/test_shards.py (the writer) and tests/test_shards_imagenet.py (the script, slow) cover it",
 }
 # Examples checked by composition only (default suite), never run, and why.
 COMPOSE_ONLY = {
@@ -71,6 +83,9 @@ COMPOSE_ONLY = {
         "needs 8 GPUs",
     "python predict.py ckpt_path=... dataset=imagenet dataset.data_dir=/data/imagenet split=source_val trainer=ddp":
         "needs GPUs",
+    "python train.py experiment=cifar10_fast trainer=gpu": "needs a GPU",
+    "python train.py dataset=imagenet_shards dataset.shards=/data/imagenet-shards trainer=multinode trainer.num_nodes=4":
+        "needs 4 GPU nodes and a shard set (tests/test_shards_imagenet.py trains from shards, slow)",
 }
 # entry script -> its Hydra config (conf/<name>.yaml)
 ENTRY_SCRIPTS = {
