@@ -140,14 +140,11 @@ def load_audit_data(datamodule: Any) -> AuditData:
 def our_splits(datamodule: Any) -> dict[str, str]:
     """Sample id -> the split(s) of a run it belongs to (``val+test`` when val and test are one set)."""
     datamodule.setup("fit")
+    datamodule.splits.require(
+        "ids", f"{type(datamodule).__name__} keeps no sample ids, so the audit cannot say where a finding lands: audit "
+        "the same files with the plain dataset option (e.g. dataset=cifar10 for dataset=cifar10_device)")
     found: dict[str, list[str]] = {}
-    for name in ("train", "val", "test"):
-        split = getattr(datamodule.splits, name)
-        if not hasattr(split, "ids"):
-            raise ConfigError(
-                f"{type(datamodule).__name__}'s {name} split has no sample ids, so the audit cannot say where a finding "
-                "lands: audit the same files with the plain dataset option (e.g. dataset=cifar10 for dataset=cifar10_device)"
-            )
+    for name, split in datamodule.splits.named():
         for sample_id in np.asarray(split.ids, dtype=str):
             names = found.setdefault(str(sample_id), [])
             if name not in names:

@@ -49,6 +49,15 @@ class Splits:
     val: Any
     test: Any
 
+    def named(self) -> list[tuple[str, Any]]:
+        return [("train", self.train), ("val", self.val), ("test", self.test)]
+
+    def require(self, attribute: str, needed_for: str) -> None:
+        """Refuse, in one line, splits without ``attribute`` (``needed_for`` says who needs it and the fix)."""
+        for name, split in self.named():
+            if not hasattr(split, attribute):
+                raise ConfigError(f"the {name} split ({type(split).__name__}) has no `{attribute}`: {needed_for}")
+
 
 class ClassificationDataModule(L.LightningDataModule):
     """Base class: train/val/test splits with per-split transforms and DDP-correct loaders.

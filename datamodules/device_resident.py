@@ -121,13 +121,9 @@ class DeviceResidentMixin:
         if self.splits is not None:
             return
         super().setup(stage)
-        for name in ("train", "val", "test"):
-            split = getattr(self.splits, name)
-            if not hasattr(split, "images"):
-                raise ConfigError(
-                    f"{type(self).__name__}: the {name} split ({type(split).__name__}) is not an in-memory image "
-                    "array; the device-resident path needs one (e.g. dataset=cifar10_device)"
-                )
+        self.splits.require("images", f"{type(self).__name__} holds in-memory image arrays on the device "
+                                      "(e.g. dataset=cifar10_device), not files")
+        for name, split in self.splits.named():
             setattr(self.splits, name, ResidentSplit(name, split.images, split.targets))
 
     # ---- Lightning hook: gather + augment on the device ------------------------------

@@ -30,6 +30,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Iterator, Sequence
+from typing import Any
 
 import numpy as np
 from torch.utils.data import DistributedSampler
@@ -118,16 +119,10 @@ class ClassBalancedSampler(_GlobalStreamSampler):
     """
 
     def __init__(
-        self,
-        targets: Sequence[int] | np.ndarray,
-        num_replicas: int = 1,
-        rank: int = 0,
-        seed: int | None = 0,
-        num_samples: int | None = None,
-        power: float = 1.0,
-        beta: float | None = None,
+        self, targets: Sequence[int] | np.ndarray, *, power: float = 1.0, beta: float | None = None, **common: Any
     ) -> None:
-        super().__init__(targets, num_replicas=num_replicas, rank=rank, seed=seed, num_samples=num_samples)
+        """``common``: ``num_replicas``, ``rank``, ``seed``, ``num_samples`` as in the base class."""
+        super().__init__(targets, **common)
         self.power = power
         self.beta = beta
         weights = class_weights(self.class_counts, power=power, beta=beta)

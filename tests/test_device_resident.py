@@ -148,3 +148,31 @@ def test_real_subset_is_held_whole(cifar_subset_root) -> None:
     images = dm.splits.train.images
     assert images.shape == (4194, 32, 32, 3) and images.dtype == torch.uint8
     assert np.bincount(dm.splits.train.targets).sum() == 4194
+
+
+def test_a_file_dataset_is_refused_in_one_line(tmp_path) -> None:
+    """The device-resident mixin needs in-memory arrays: on class folders it says so instead of failing later."""
+    from litvision.datamodules.class_folder import ClassFolderDataModule
+    from litvision.datamodules.device_resident import DeviceResidentMixin
+    from tests.imagenet_trees import build_train, generated_samples
+
+    class DeviceFolders(DeviceResidentMixin, ClassFolderDataModule):
+        pass
+
+    samples = generated_samples(tmp_path / "src", num_classes=2, per_class=3)
+    build_train(tmp_path / "tree", samples)
+    dm = DeviceFolders(str(tmp_path / "tree"), val_split="holdout", test_split="holdout", val_fraction=0.34,
+                       progress=False, batch_size=2)
+    with pytest.raises(ConfigError, match=r"the train split \(\w+\) has no `images`: DeviceFolders holds in-memory"):
+        dm.setup("fit")
+
+
+def test_the_audit_refuses_splits_without_sample_ids(fake_cifar_root) -> None:
+    """The resident splits keep no ids: the audit names the plain option to audit the same files with."""
+    from litvision.data_audit.sources import our_splits
+
+    dm = DeviceCIFAR10DataModule(data_dir=str(fake_cifar_root), download=False, normalize=NORMALIZE)
+    with pytest.raises(ConfigError, match=r"has no `ids`: DeviceCIFAR10DataModule keeps no sample ids.*dataset=cifar10 "):
+        our_splits(dm)
+    plain = CIFAR10DataModule(data_dir=str(fake_cifar_root), download=False, normalize=NORMALIZE)
+    assert set(our_splits(plain).values()) <= {"train", "val", "test", "val+test"}

@@ -7,33 +7,26 @@ import numpy as np
 import pytest
 from torch.utils.data import DataLoader, IterableDataset, get_worker_info
 
-from litvision.datamodules.shard_plan import (
-    batches_per_worker,
-    delivered_per_worker,
-    epoch_order,
-    pieces,
-    rank_span,
-    worker_span,
-)
+from litvision.datamodules import shard_plan as plan
 
 
 def positions_read(counts, order, start, stop):
-    """Global sample ids (shard, offset) of stream positions [start, stop), via pieces()."""
+    """Global sample ids (shard, offset) of stream positions [start, stop), via plan.pieces()."""
     out = []
-    for piece in pieces(order, counts, start, stop):
+    for piece in plan.pieces(order, counts, start, stop):
         assert 0 <= piece.skip and piece.skip + piece.take <= counts[piece.shard]
         out += [(piece.shard, piece.skip + k) for k in range(piece.take)]
     return out
 
 
 def read_by_all(counts, world_size, num_workers, batch_size, mode, epoch=3, seed=7):
-    order = epoch_order(len(counts), seed, epoch, shuffle=mode != "exact")
+    order = plan.epoch_order(len(counts), seed, epoch, shuffle=mode != "exact")
     per_rank, batches = [], []
     for rank in range(world_size):
-        start, stop = rank_span(sum(counts), world_size, rank, mode, batch_size)
+        start, stop = plan.rank_span(sum(counts), world_size, rank, mode, batch_size)
         rank_samples, rank_batches = [], 0
         for worker in range(num_workers):
-            first, last = worker_span(stop - start, batch_size, num_workers, worker)
+            first, last = plan.worker_span(stop - start, batch_size, num_workers, worker)
             rank_samples += positions_read(counts, order, start + first, start + last)
             rank_batches += -(-(last - first) // batch_size)
         per_rank.append(rank_samples)
@@ -88,10 +81,10 @@ def test_training_gives_every_rank_the_same_batches_and_each_sample_once(counts,
 
 
 def test_epoch_order_is_shared_by_ranks_and_new_every_epoch():
-    a, b = epoch_order(50, 1, 0, True), epoch_order(50, 1, 0, True)
+    a, b = plan.epoch_order(50, 1, 0, True), plan.epoch_order(50, 1, 0, True)
     np.testing.assert_array_equal(a, b)
-    assert not np.array_equal(a, epoch_order(50, 1, 1, True))
-    np.testing.assert_array_equal(epoch_order(5, 1, 4, False), np.arange(5))
+    assert not np.array_equal(a, plan.epoch_order(50, 1, 1, True))
+    np.testing.assert_array_equal(plan.epoch_order(5, 1, 4, False), np.arange(5))
 
 
 class _WorkerBatches(IterableDataset):
@@ -105,21 +98,21 @@ class _WorkerBatches(IterableDataset):
 
     def __iter__(self):
         info = get_worker_info()
-        first, last = worker_span(self.length, self.batch_size, info.num_workers, info.id)
+        first, last = plan.worker_span(self.length, self.batch_size, info.num_workers, info.id)
         return iter([(info.id, (i - first) // self.batch_size) for i in range(first, last)])
 
 
 @pytest.mark.parametrize("length, batch_size, num_workers", [(23, 4, 2), (40, 4, 3), (9, 2, 4), (5, 4, 3)])
 def test_resume_model_matches_the_order_a_real_dataloader_delivers(length, batch_size, num_workers):
-    """delivered_per_worker() predicts which worker's batches a real multi-worker DataLoader
+    """plan.delivered_per_worker() predicts which worker's batches a real multi-worker DataLoader
     hands out first: what a mid-epoch resume must skip per worker."""
     loader = DataLoader(_WorkerBatches(length, batch_size), batch_size=batch_size, num_workers=num_workers)
     delivered = [(int(w[0]), int(b[0])) for w, b in loader]
     assert len(delivered) == len(loader) == -(-length // batch_size)
-    counts = batches_per_worker(length, batch_size, num_workers)
+    counts = plan.batches_per_worker(length, batch_size, num_workers)
     for consumed in range(len(delivered) + 1):
         expected = [sum(1 for w, _ in delivered[:consumed] if w == worker) for worker in range(num_workers)]
-        assert delivered_per_worker(counts, consumed) == expected
+        assert plan.delivered_per_worker(counts, consumed) == expected
     # each worker's batches come in its own order
     for worker in range(num_workers):
         assert [b for w, b in delivered if w == worker] == list(range(counts[worker]))
