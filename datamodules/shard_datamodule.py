@@ -10,8 +10,9 @@ per-class metrics, same ``on_bad_image`` policy, uint8 batches normalised on the
   number of shards: see :mod:`litvision.datamodules.shard_plan` for how, and for the < world-size
   padding when the training count does not divide by the number of ranks.
 * Resuming mid-epoch: a checkpoint saved inside an epoch (e.g.
-  ``callbacks.model_checkpoint.every_n_train_steps=N``) records how many batches of the epoch
-  were trained; the resumed run reads exactly the remaining samples. (WebDataset itself has
+  ``callbacks.last_checkpoint.every_n_train_steps=N``, resumed with ``ckpt_path=last``)
+  records how many batches of the epoch were trained; the resumed run reads exactly the
+  remaining samples. (WebDataset itself has
   no resumable state; this works because the epoch's stream is a function of (seed, epoch).)
   Random augmentation draws are not restored, as for files; with several loader workers the
   remaining batches may come in another order than in an uninterrupted run.
@@ -33,6 +34,7 @@ from litvision.datamodules.base import ClassificationDataModule, Splits, default
 from litvision.datamodules.decode import POLICIES, BadImagePolicy
 from litvision.datamodules.file_dataset import collate_skipping_bad
 from litvision.utils.errors import ConfigError
+from litvision.utils.optional import require
 
 log = logging.getLogger(__name__)
 
@@ -68,6 +70,7 @@ class ShardDataModule(ClassificationDataModule):
         on_bad_image: BadImagePolicy = "skip",
         **kwargs: Any,
     ) -> None:
+        require("webdataset", "shards", "dataset=imagenet_shards")  # before any data is read
         kwargs.pop("data_dir", None)
         super().__init__(data_dir=str(shards), num_workers=num_workers, **kwargs)
         if self.sampler is not None:

@@ -13,10 +13,13 @@ from omegaconf import DictConfig, ListConfig
 from litvision.data_audit.sources import AuditData, load_audit_data
 from litvision.utils.atomic_write import write_json_atomic
 from litvision.utils.errors import ConfigError
+from litvision.utils.optional import require
 
 log = logging.getLogger("litvision")
 
 SECTIONS = ("balance", "health", "duplicates", "label_errors")
+# the `audit` extra's packages each section imports: checked before any data is read or trained on
+SECTION_MODULES = {"duplicates": ("faiss",), "label_errors": ("cleanlab", "sklearn")}
 
 
 def audit(cfg: DictConfig) -> dict[str, Any]:
@@ -27,6 +30,9 @@ def audit(cfg: DictConfig) -> dict[str, Any]:
     """
     options = cfg.audit
     sections = chosen_sections(options.sections)
+    for name in sections:
+        for module in SECTION_MODULES.get(name, ()):
+            require(module, "audit", f"audit section {name}")
     out_dir = Path(cfg.paths.output_dir) / "audit"
     _check_fold_options(cfg, options)
     data = load_audit_data(instantiate(cfg.dataset))

@@ -10,6 +10,7 @@ from hydra.utils import instantiate
 from omegaconf import DictConfig
 
 from litvision.utils.errors import ConfigError
+from litvision.utils.optional import require
 
 log = logging.getLogger("litvision")
 
@@ -28,10 +29,8 @@ def resolve_workers(workers: int | str | None) -> int:
 
 def prepare_shards(cfg: DictConfig) -> dict[str, Any]:
     """Instantiate ``cfg.dataset`` (a file dataset) and write its splits into ``cfg.out``."""
-    try:
-        from litvision.shards.prepare import prepare
-    except ImportError as e:  # webdataset is the `shards` extra
-        raise ConfigError(f"prepare_shards needs WebDataset ({e}): pip install -e '.[shards]'") from e
+    require("webdataset", "shards", "prepare_shards.py")
+    from litvision.shards.prepare import prepare
     from litvision.datamodules.class_folder import ClassFolderDataModule
 
     # the images are copied as bytes: no transform, sampler or loader is built

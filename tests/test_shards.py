@@ -318,10 +318,30 @@ class _RecordLabels:
         return Recorder()
 
 
-@pytest.mark.parametrize("num_workers", [0, pytest.param(2, marks=pytest.mark.slow)])
-def test_resuming_from_a_mid_epoch_checkpoint_trains_the_rest_of_the_epoch(tmp_path, num_workers):
-    import lightning as L
+def step_checkpoints(tmp_path: Path, through_config: bool):
+    """Checkpoints every 2 steps and the ``ckpt_path`` resuming from the one at step 4.
+
+    ``through_config``: the README's recipe, ``callbacks.last_checkpoint.every_n_train_steps=N``
+    then ``ckpt_path=last`` (the callback comes from conf/, the path from Lightning's own rule).
+    """
+    from hydra.utils import instantiate
     from lightning.pytorch.callbacks import ModelCheckpoint
+
+    if not through_config:
+        return lambda: ModelCheckpoint(dirpath=tmp_path / "ckpt", every_n_train_steps=2, save_top_k=-1), str(
+            tmp_path / "ckpt" / "epoch=0-step=4.ckpt"
+        )
+    cfg = composed("train", ["callbacks.last_checkpoint.every_n_train_steps=2",
+                             f"callbacks.model_checkpoint.dirpath={tmp_path / 'ckpt'}"])
+    return lambda: instantiate(cfg.callbacks.last_checkpoint), "last"
+
+
+@pytest.mark.parametrize(
+    "num_workers, through_config",
+    [(0, False), (0, True), pytest.param(2, False, marks=pytest.mark.slow)],
+)
+def test_resuming_from_a_mid_epoch_checkpoint_trains_the_rest_of_the_epoch(tmp_path, num_workers, through_config):
+    import lightning as L
 
     from litvision.lightning_modules.backbones import build_backbone
     from litvision.lightning_modules.classifier import ImageClassifier
@@ -348,12 +368,12 @@ def test_resuming_from_a_mid_epoch_checkpoint_trains_the_rest_of_the_epoch(tmp_p
     fit([reference])
     assert len(reference.batches) == 16  # 2 epochs x 8 batches
     interrupted = _RecordLabels(stop_at=5)
-    checkpoints = ModelCheckpoint(dirpath=tmp_path / "ckpt", every_n_train_steps=2, save_top_k=-1)
+    checkpoint_callback, resume_from = step_checkpoints(tmp_path, through_config)
     with pytest.raises(_Killed):
-        fit([interrupted, checkpoints])
+        fit([interrupted, checkpoint_callback()])
     assert len(interrupted.batches) == 5
     resumed = _RecordLabels()
-    fit([resumed], ckpt_path=tmp_path / "ckpt" / "epoch=0-step=4.ckpt")
+    fit([resumed, checkpoint_callback()], ckpt_path=resume_from)
     # epoch 0: the 4 batches before the checkpoint + the resumed rest = each sample once
     epoch0 = interrupted.batches[:4] + resumed.batches[:4]
     assert sorted(sum(epoch0, [])) == list(range(24))
