@@ -4,7 +4,9 @@ For small images (CIFAR: 150 MB for all 50,000) a DataLoader that decodes, augme
 collates one image at a time in worker processes costs more than the training step. Here:
 
 * every split lives as ONE uint8 (N, H, W, C) tensor (+ labels) on the device, moved there
-  once, on the first batch (each DDP rank holds the whole tensor);
+  once, on the first batch (each DDP rank holds the whole tensor); an augmented training
+  split is held reflect-padded, with its mirror image when flips are on
+  (:meth:`BatchAugment.prepare`: 2.5-3x the bytes, for a ~10x faster gather);
 * the DataLoaders stay the ordinary, sampler-driven ones of
   :class:`~litvision.datamodules.base.ClassificationDataModule` (shuffling and DDP
   sharding by ``DistributedSampler``, ``sampler=class_balanced|class_aware``, repeated
@@ -32,7 +34,7 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
-from litvision.datamodules.batch_augment import BatchAugment
+from litvision.datamodules.batch_augment import BatchAugment, PaddedSplit
 from litvision.datamodules.cifar10 import CIFAR10DataModule
 from litvision.utils.errors import ConfigError
 
@@ -77,7 +79,7 @@ class ResidentSplit(Dataset):
 
 
 class _OnDevice(NamedTuple):
-    images: torch.Tensor  # uint8 (N, H, W, C)
+    images: torch.Tensor | PaddedSplit  # uint8 (N, H, W, C); the augmented train split as BatchAugment.prepare holds it
     labels: torch.Tensor  # int64 (N,)
     base_flips: torch.Tensor | None  # bool (N,), the per-image flip bits of flip="alternating"
 
@@ -154,7 +156,7 @@ class DeviceResidentMixin:
     def _resident(self, split: str, device: torch.device) -> _OnDevice:
         """The split's tensors on ``device``, moved there once (the first batch pays)."""
         cached = self._on_device.get(split)
-        if cached is not None and cached.images.device == device:
+        if cached is not None and cached.labels.device == device:
             return cached
         self._require_setup()
         data = getattr(self.splits, split)
@@ -163,9 +165,12 @@ class DeviceResidentMixin:
             # identical on every rank (a function of the seed only): an image keeps its parity
             generator = torch.Generator().manual_seed(int(self.seed or 0))
             base_flips = (torch.rand(len(data), generator=generator) < 0.5).to(device)
-        cached = _OnDevice(data.images.to(device), data.labels.to(device), base_flips)
+        images = data.images.to(device)
+        if split == "train" and self.batch_augment is not None:
+            images = self.batch_augment.prepare(images)  # padded (+ mirrored): views are row crops
+        cached = _OnDevice(images, data.labels.to(device), base_flips)
         self._on_device[split] = cached
-        log.debug("%s split resident on %s: %s", split, device, tuple(cached.images.shape))
+        log.debug("%s split resident on %s: %s", split, device, type(cached.images).__name__)
         return cached
 
     def _epoch(self) -> int:

@@ -11,9 +11,9 @@ import torch
 from litvision.datamodules.batch_augment import (
     BatchAugment,
     cutout_,
-    gather_views,
     reflect_coordinates,
-    translate_flip_coordinates,
+    reflect_pad,
+    translated_views,
 )
 
 
@@ -42,15 +42,32 @@ def test_reflect_coordinates_match_numpy_reflect_padding(size: int) -> None:
     assert reflect_coordinates(coords, size).tolist() == expected.tolist()
 
 
-def test_translate_flip_views_equal_albumentations_per_image() -> None:
+@pytest.mark.parametrize("pad", [0, 2, 11])
+def test_reflect_pad_equals_numpy_reflect_padding(pad: int) -> None:
+    images = _images(n=3, size=8)
+    expected = np.pad(images.numpy(), ((0, 0), (pad, pad), (pad, pad), (0, 0)), mode="reflect")
+    np.testing.assert_array_equal(reflect_pad(images, pad).numpy(), expected)
+
+
+@pytest.mark.parametrize("flip", ["random", "none"])
+def test_translate_flip_views_equal_albumentations_per_image(flip: str) -> None:
     images = _images(n=6, size=8)
-    shifts = torch.tensor([[0, 0], [-2, 1], [2, -2], [1, 2], [-1, -1], [0, 2]])
-    flips = torch.tensor([False, True, False, True, True, False])
-    rows, cols = translate_flip_coordinates(shifts, flips, 8, 8)
-    out = gather_views(images, torch.arange(6), rows, cols)
-    for i in range(6):
-        expected = _albumentations_view(images[i].numpy(), int(shifts[i, 0]), int(shifts[i, 1]), bool(flips[i]), pad=2)
-        np.testing.assert_array_equal(out[i].numpy(), expected, err_msg=f"image {i}")
+    shifts = torch.tensor([[0, 0], [-2, 1], [2, -2], [1, 2], [-1, -1], [0, 2], [-2, -2], [2, 2]])
+    indices = torch.tensor([0, 1, 2, 3, 4, 5, 5, 0])
+    flips = torch.tensor([False, True, False, True, True, False, True, True]) if flip == "random" else None
+    split = BatchAugment(translate=2, flip=flip).prepare(images)
+    out = translated_views(split, indices, shifts, flips)
+    assert out.shape == (8, 3, 8, 8) and out.is_contiguous(memory_format=torch.channels_last)
+    for i, index in enumerate(indices.tolist()):
+        flipped = flips is not None and bool(flips[i])
+        expected = _albumentations_view(images[index].numpy(), int(shifts[i, 0]), int(shifts[i, 1]), flipped, pad=2)
+        np.testing.assert_array_equal(out[i].permute(1, 2, 0).numpy(), expected, err_msg=f"view {i}")
+
+
+def test_flipped_views_of_a_split_prepared_without_flips_are_refused() -> None:
+    split = BatchAugment(translate=2, flip="none").prepare(_images(n=2, size=8))
+    with pytest.raises(ValueError, match="prepared with flips"):
+        translated_views(split, torch.tensor([0, 1]), torch.zeros(2, 2, dtype=torch.long), torch.tensor([True, False]))
 
 
 def _all_views(image: np.ndarray, pad: int) -> list[np.ndarray]:
@@ -64,7 +81,7 @@ def test_batch_views_shape_content_and_per_sample_randomness() -> None:
     images = _images(n=5, size=8)
     indices = torch.tensor([4, 0, 0, 3, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0])  # image 0 many times
     augment = BatchAugment(translate=2, flip="random")
-    out = augment.views(images, indices, generator=torch.Generator().manual_seed(0))
+    out = augment.views(augment.prepare(images), indices, generator=torch.Generator().manual_seed(0))
     assert out.shape == (16, 3, 8, 8) and out.dtype == torch.uint8
     assert out.is_contiguous(memory_format=torch.channels_last)
     for position, index in enumerate(indices.tolist()):
@@ -79,16 +96,18 @@ def test_same_seed_same_views_other_seed_other_views() -> None:
     images = _images(n=32, size=8)
     indices = torch.arange(32)
     augment = BatchAugment(translate=2, flip="random", cutout=0)
-    first = augment.views(images, indices, generator=torch.Generator().manual_seed(7))
-    again = augment.views(images, indices, generator=torch.Generator().manual_seed(7))
-    other = augment.views(images, indices, generator=torch.Generator().manual_seed(8))
+    split = augment.prepare(images)
+    first = augment.views(split, indices, generator=torch.Generator().manual_seed(7))
+    again = augment.views(split, indices, generator=torch.Generator().manual_seed(7))
+    other = augment.views(split, indices, generator=torch.Generator().manual_seed(8))
     assert torch.equal(first, again)
     assert not torch.equal(first, other)
 
 
 def test_no_translate_no_flip_is_the_identity() -> None:
     images = _images(n=4, size=8)
-    out = BatchAugment(translate=0, flip="none").views(images, torch.tensor([2, 1]))
+    augment = BatchAugment(translate=0, flip="none")
+    out = augment.views(augment.prepare(images), torch.tensor([2, 1]))
     assert torch.equal(out.permute(0, 2, 3, 1), images[[2, 1]])
 
 
@@ -97,9 +116,10 @@ def test_alternating_flip_mirrors_every_image_on_odd_epochs() -> None:
     indices = torch.arange(6)
     base = torch.tensor([True, False, True, False, False, True])
     augment = BatchAugment(translate=0, flip="alternating")
-    epoch0 = augment.views(images, indices, epoch=0, base_flips=base)
-    epoch1 = augment.views(images, indices, epoch=1, base_flips=base)
-    epoch2 = augment.views(images, indices, epoch=2, base_flips=base)
+    split = augment.prepare(images)
+    epoch0 = augment.views(split, indices, epoch=0, base_flips=base)
+    epoch1 = augment.views(split, indices, epoch=1, base_flips=base)
+    epoch2 = augment.views(split, indices, epoch=2, base_flips=base)
     originals = images.permute(0, 3, 1, 2)
     for i in range(6):
         expected0 = originals[i].flip(-1) if base[i] else originals[i]
