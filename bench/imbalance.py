@@ -30,7 +30,7 @@ import lightning as L  # noqa: E402
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
 from hydra.utils import instantiate  # noqa: E402
-from seeded_grid import (QUIET, add_grid_arguments, by_arm, compose_cfg, cpu_model, load_range,  # noqa: E402
+from seeded_grid import (add_grid_arguments, by_arm, compose_cfg, cpu_model, grid_overrides, load_range,  # noqa: E402
                          load_results, mean_std, prepare_out, run_grid)
 
 from litvision.lightning_modules.metrics import unique_metric_names  # noqa: E402
@@ -54,16 +54,7 @@ RARE_K = 3
 
 
 def common_overrides(args: argparse.Namespace) -> list[str]:
-    return [
-        "experiment=cifar10_cpu",
-        f"dataset.data_dir={args.data}",
-        f"dataset.imbalance_factor={args.imbalance_factor}",
-        "dataset.download=false",
-        f"trainer.max_epochs={args.epochs}",
-        *QUIET,
-        "logger=csv",
-        *args.overrides,
-    ]
+    return grid_overrides(args, f"dataset.imbalance_factor={args.imbalance_factor}", "logger=csv")
 
 
 def rare_recall(metrics: dict, class_names: list[str], counts: np.ndarray) -> float:

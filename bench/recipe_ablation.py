@@ -35,7 +35,7 @@ os.environ.setdefault("NO_ALBUMENTATIONS_UPDATE", "1")
 
 import lightning as L  # noqa: E402
 import torch  # noqa: E402
-from seeded_grid import (QUIET, add_grid_arguments, by_arm, cpu_model, load_range, load_results,  # noqa: E402
+from seeded_grid import (add_grid_arguments, by_arm, cpu_model, grid_overrides, load_range, load_results,  # noqa: E402
                          mean_std, prepare_out, run_grid)
 
 MIXING = ["mixing=mixup_cutmix"]
@@ -69,17 +69,8 @@ LABELS = {
 
 
 def common_overrides(args: argparse.Namespace) -> list[str]:
-    return [
-        "experiment=cifar10_cpu",
-        f"model.backbone.width={args.width}",
-        f"dataset.data_dir={args.data}",
-        "dataset.download=false",
-        f"trainer.max_epochs={args.epochs}",
-        *QUIET,
-        "+callbacks.metrics_summary.print_table=false",
-        "logger=none",
-        *args.overrides,
-    ]
+    return grid_overrides(args, f"model.backbone.width={args.width}", "+callbacks.metrics_summary.print_table=false",
+                          "logger=none")
 
 
 def print_table(rows: list[dict], args: argparse.Namespace) -> None:

@@ -26,6 +26,20 @@ REPO = Path(__file__).resolve().parents[1]
 QUIET = ["+trainer.enable_progress_bar=false", "+trainer.enable_model_summary=false", "~callbacks.rich_progress_bar"]
 
 
+def grid_overrides(args: argparse.Namespace, *specific: str) -> list[str]:
+    """The overrides every run of a grid shares: the CPU recipe on --data for args.epochs, quiet,
+    then the script's own (``specific``), then the user's trailing ones (which win)."""
+    return [
+        "experiment=cifar10_cpu",
+        f"dataset.data_dir={args.data}",
+        "dataset.download=false",
+        f"trainer.max_epochs={args.epochs}",
+        *QUIET,
+        *specific,
+        *args.overrides,
+    ]
+
+
 def add_grid_arguments(parser: argparse.ArgumentParser, arms: list[str], seeds: list[int]) -> None:
     """--data, --seeds, --arms, --out, --table-only and trailing Hydra overrides."""
     parser.add_argument("--data", default=str(REPO.parent / "shared" / "data" / "cifar10-subset"))

@@ -8,9 +8,6 @@ or every rank draws identical crops and flips.
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
 from pathlib import Path
 
 import albumentations as A
@@ -24,9 +21,9 @@ from litvision.datamodules.cifar10 import CIFAR10DataModule
 from litvision.datamodules.class_folder import ClassFolderDataModule
 from litvision.datamodules.file_dataset import FileListDataset
 from tests.fake_cifar import CIFAR10_CLASSES, write_batch, write_meta
+from tests.run_helpers import run_ddp_sim
 from litvision.datamodules.cifar_pickle import CIFAR10_DIRNAME, META_FILE, TEST_FILES, TRAIN_FILES
 
-ROOT = Path(__file__).resolve().parents[1]
 FLIP = A.Compose([A.HorizontalFlip(p=0.5)])
 
 
@@ -114,19 +111,15 @@ def test_datamodule_loaders_of_different_ranks_draw_different_augmentations(tmp_
 
 def ddp_run(tmp_path: Path, data: Path, name: str, seed: int) -> dict[int, list[str]]:
     record = tmp_path / name
-    command = [
-        sys.executable, "train.py",
-        "trainer=ddp_sim", "trainer.max_epochs=1", f"seed={seed}", "test=false",
+    run_ddp_sim(
+        tmp_path / (name + "_run"),
+        "trainer.max_epochs=1", f"seed={seed}", "test=false",
         f"dataset.data_dir={data}", "dataset.download=false", "dataset.num_workers=1",
         "dataset.batch_size=16", "augmentation=cifar_standard",
         "model=small_cnn", "model.backbone.width=8", "logger=none", "~callbacks.rich_progress_bar",
         "+callbacks.batch_hashes._target_=tests.batch_hash_recorder.BatchHashRecorder",
         f"+callbacks.batch_hashes.out_dir={record}",
-        f"hydra.run.dir={tmp_path / (name + '_run')}",
-    ]
-    env = {k: v for k, v in os.environ.items() if k not in ("MASTER_PORT", "LOCAL_RANK", "WORLD_SIZE", "NODE_RANK")}
-    done = subprocess.run(command, cwd=ROOT, env=env, capture_output=True, text=True, timeout=300)
-    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-5000:]
+    )
     return {rank: json.loads((record / f"hashes_epoch0_rank{rank}.json").read_text()) for rank in (0, 1)}
 
 

@@ -2,10 +2,7 @@
 
 from __future__ import annotations
 
-import json
 import math
-import os
-import socket
 from pathlib import Path
 
 import pytest
@@ -14,6 +11,7 @@ from torchmetrics.classification import MulticlassCalibrationError
 
 from litvision.callbacks.accuracy_paradox import paradox_report
 from litvision.lightning_modules.calibration import LogitCalibrationError
+from tests.gloo_ranks import run_on_ranks
 
 # Five samples per row: (probabilities over 5 classes, true label). Top-1 confidences 0.95, 0.95,
 # 0.55, 0.55, 0.25, 0.25 fall in the 15-bin ECE's bins [14/15, 1), [8/15, 9/15), [3/15, 4/15).
@@ -80,30 +78,12 @@ def _shard_ece(rank: int, world_size: int) -> dict:
     return {"ece": value, "count": metric.reliability["count"].tolist(), "accuracy": metric.reliability["accuracy"].tolist()}
 
 
-def _worker(rank: int, port: int, out_dir: str) -> None:
-    import torch.distributed as dist
-
-    os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port))
-    dist.init_process_group("gloo", rank=rank, world_size=2)
-    try:
-        result = _shard_ece(rank, 2)
-    finally:
-        dist.destroy_process_group()
-    Path(out_dir, f"rank{rank}.json").write_text(json.dumps(result))
-
-
 @pytest.mark.slow  # ~10-35 s of process start-up; tests/test_ddp.py checks test/ece under ddp_sim by default
 def test_ece_synced_across_two_ranks_equals_single_process(tmp_path: Path) -> None:
-    import torch.multiprocessing as mp
-
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port = sock.getsockname()[1]
-    mp.spawn(_worker, args=(port, str(tmp_path)), nprocs=2, join=True)
+    results = run_on_ranks(_shard_ece, tmp_path)
     single = _shard_ece(0, 1)
     assert 0.05 < single["ece"] < 0.9 and sum(single["count"]) == 37
-    for rank in (0, 1):
-        synced = json.loads((tmp_path / f"rank{rank}.json").read_text())
+    for synced in results:
         assert synced["ece"] == pytest.approx(single["ece"], rel=1e-6)
         assert synced["count"] == single["count"]
         assert synced["accuracy"] == pytest.approx(single["accuracy"])

@@ -9,15 +9,14 @@ a single-process ``eval.py`` of the same checkpoint.
 from __future__ import annotations
 
 import math
-import os
-import socket
 from pathlib import Path
 
 import pytest
 import torch
 
 from tests.fake_cifar import write_fake_cifar
-from tests.run_helpers import read_metrics, run_script
+from tests.gloo_ranks import run_on_ranks
+from tests.run_helpers import read_metrics, run_ddp_sim, run_script
 
 CLASSES = ["a", "b", "c", "d", "e"]
 TINY = ["model=small_cnn", "model.backbone.width=8", "dataset.num_workers=0", "dataset.batch_size=8"]
@@ -33,12 +32,9 @@ def odd_cifar_root(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 def test_ddp_sim_test_metrics_equal_single_process_eval(odd_cifar_root: Path, tmp_path: Path) -> None:
     run_dir = tmp_path / "ddp"
-    proc = run_script(
-        "train.py", "trainer=ddp_sim", "trainer.max_epochs=2", "logger=wandb", "optimizer.lr=0.02",
-        f"dataset.data_dir={odd_cifar_root}", f"hydra.run.dir={run_dir}", *TINY, timeout=420,
-    )
+    proc = run_ddp_sim(run_dir, "trainer.max_epochs=2", "logger=wandb", "optimizer.lr=0.02",
+                       f"dataset.data_dir={odd_cifar_root}", *TINY, timeout=420)
     out = proc.stdout + proc.stderr
-    assert "Starting with 2 processes" in out, out[-3000:]  # really 2 ranks, not a silent fallback
     ddp = read_metrics(run_dir)
     assert ddp["epoch"] == 1
 
@@ -103,44 +99,16 @@ def _eval_split(rank: int, world_size: int) -> dict[str, float]:
     return flatten_results(metrics.compute(), "test/", CLASSES)
 
 
-def _worker(rank: int, port: int, out_dir: str) -> None:
-    import json
-
-    import torch.distributed as dist
-
-    os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port))
-    dist.init_process_group("gloo", rank=rank, world_size=2)
-    try:
-        results = _eval_split(rank, 2)
-    finally:
-        dist.destroy_process_group()
-    Path(out_dir, f"rank{rank}.json").write_text(json.dumps(results))
-
-
 def test_eval_metric_collections_sync_exactly_across_ranks(tmp_path: Path) -> None:
-    import json
-
-    import torch.multiprocessing as mp
-
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port = sock.getsockname()[1]
-    mp.spawn(_worker, args=(port, str(tmp_path)), nprocs=2, join=True)
+    results = run_on_ranks(_eval_split, tmp_path)
     single = _eval_split(0, 1)
     assert single["test/recall/e"] == 0.0 and single["test/acc_top1"] == pytest.approx(12 / 15)
-    for rank in (0, 1):
-        synced = json.loads((tmp_path / f"rank{rank}.json").read_text())
+    for rank, synced in enumerate(results):
         assert synced == single, rank
 
 
 def test_ddp_sim_fdr_runs_two_processes(fake_cifar_root: Path, tmp_path: Path) -> None:
     """README's `trainer=ddp_sim debug=fdr` is a DDP plumbing check: debug=fdr keeps the trainer's 2 processes."""
     run_dir = tmp_path / "fdr"
-    proc = run_script(
-        "train.py", "trainer=ddp_sim", "debug=fdr", "logger=csv", f"dataset.data_dir={fake_cifar_root}",
-        f"hydra.run.dir={run_dir}", *TINY, timeout=300,
-    )
-    out = proc.stdout + proc.stderr
-    assert "Starting with 2 processes" in out, out[-3000:]
-    assert (run_dir / "train_ddp_process_1.log").exists()
+    run_ddp_sim(run_dir, "debug=fdr", "logger=csv", f"dataset.data_dir={fake_cifar_root}", *TINY, timeout=300)
     assert "test/acc_top1" in read_metrics(run_dir)

@@ -227,11 +227,16 @@ def expected_labels(truth: dict[str, str]) -> dict[str, int]:
     return {name: wnids.index(w) for name, w in truth.items()}
 
 
-def test_another_kaggle_csv_serves_its_own_labels_not_the_cached_ones(tmp_path):
+def small_tree(tmp_path, val_layout: str):
+    """A 4-class train tree with a val split labelled by ``val_layout``: (root, val truth)."""
     samples = generated_samples(tmp_path / "gen", num_classes=4, per_class=2)
     root = tmp_path / "tree"
     build_train(root, samples)
-    truth = build_val(root, samples, "kaggle")
+    return root, build_val(root, samples, val_layout)
+
+
+def test_another_kaggle_csv_serves_its_own_labels_not_the_cached_ones(tmp_path):
+    root, truth = small_tree(tmp_path, "kaggle")
     age_tree(root)
     assert val_labels(datamodule(root)) == expected_labels(truth)
     assert len(list((root / ".litvision_index").glob("index-*.npz"))) == 2  # train + val cached
@@ -246,10 +251,7 @@ def test_another_kaggle_csv_serves_its_own_labels_not_the_cached_ones(tmp_path):
 
 def test_a_label_file_replaced_in_place_with_the_same_size_and_time_is_re_read(tmp_path):
     """``cp -p`` of another labelling over the CSV: same path, size and mtime, other content."""
-    samples = generated_samples(tmp_path / "gen", num_classes=4, per_class=2)
-    root = tmp_path / "tree"
-    build_train(root, samples)
-    truth = build_val(root, samples, "kaggle")
+    root, truth = small_tree(tmp_path, "kaggle")
     csv = root / "LOC_val_solution.csv"
     kaggle_csv(csv, truth)
     age_tree(root)
@@ -262,10 +264,7 @@ def test_a_label_file_replaced_in_place_with_the_same_size_and_time_is_re_read(t
 
 
 def test_another_devkit_dir_serves_its_own_labels_not_the_cached_ones(tmp_path):
-    samples = generated_samples(tmp_path / "gen", num_classes=4, per_class=2)
-    root = tmp_path / "tree"
-    build_train(root, samples)
-    truth = build_val(root, samples, "devkit")
+    root, truth = small_tree(tmp_path, "devkit")
     age_tree(root)
     assert val_labels(datamodule(root)) == expected_labels(truth)
 
