@@ -159,9 +159,12 @@ class BatchAugment:
         """The form a training split is held in: padded by ``translate``, mirrored copy appended
         when flips are on. Done once, on the device the images are on."""
         padded = reflect_pad(images_nhwc, self.translate) if self.translate else images_nhwc
-        if self.flip != "none":
-            padded = torch.cat([padded, padded.flip(2)])
-        return PaddedSplit(padded.contiguous(), len(images_nhwc), self.translate)
+        if self.flip == "none":
+            return PaddedSplit(padded.contiguous(), len(images_nhwc), self.translate)
+        both = padded.new_empty((2 * len(padded), *padded.shape[1:]))  # filled in place (torch.cat would hold one more copy)
+        both[: len(padded)] = padded
+        both[len(padded) :] = padded.flip(2)
+        return PaddedSplit(both, len(images_nhwc), self.translate)
 
     def views(
         self,
