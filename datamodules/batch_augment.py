@@ -161,7 +161,8 @@ class BatchAugment:
         padded = reflect_pad(images_nhwc, self.translate) if self.translate else images_nhwc
         if self.flip == "none":
             return PaddedSplit(padded.contiguous(), len(images_nhwc), self.translate)
-        both = padded.new_empty((2 * len(padded), *padded.shape[1:]))  # filled in place (torch.cat would hold one more copy)
+        # filled in place: torch.cat would hold one more copy of the split at its peak
+        both = padded.new_empty((2 * len(padded), *padded.shape[1:]))
         both[: len(padded)] = padded
         both[len(padded) :] = padded.flip(2)
         return PaddedSplit(both, len(images_nhwc), self.translate)

@@ -79,7 +79,7 @@ class ResidentSplit(Dataset):
 
 
 class _OnDevice(NamedTuple):
-    images: torch.Tensor | PaddedSplit  # uint8 (N, H, W, C); the augmented train split as BatchAugment.prepare holds it
+    images: torch.Tensor | PaddedSplit  # uint8 (N, H, W, C); an augmented train split: BatchAugment.prepare's form
     labels: torch.Tensor  # int64 (N,)
     base_flips: torch.Tensor | None  # bool (N,), the per-image flip bits of flip="alternating"
 
