@@ -13,7 +13,7 @@ does) and a horizontal flip are ONE gather of image rows:
   ``index_select`` of B x H such rows.
 
 That costs memory (2 x (H+2t)(W+2t)/(HW) the bytes: 3.1x for CIFAR with ``translate=4``,
-470 MB for all 50,000 images) and buys speed: ~10x faster than gathering pixel by pixel on
+480 MB for all 50,000 images) and buys speed: ~10x faster than gathering pixel by pixel on
 CPU (bench/loader_throughput.py). There is no Python loop over images and no host
 synchronisation, so the same code runs on CPU and CUDA.
 
