@@ -41,14 +41,15 @@ def reflect_coordinates(coords: torch.Tensor, size: int) -> torch.Tensor:
     return torch.where(coords >= size, period - coords, coords)
 
 
-def reflect_pad(images_nhwc: torch.Tensor, pad: int) -> torch.Tensor:
+def reflect_pad(images_nhwc: torch.Tensor, pad: int, out: torch.Tensor | None = None) -> torch.Tensor:
     """(N, H, W, C) uint8 -> (N, H + 2 pad, W + 2 pad, C), borders reflect-101 (any ``pad``,
-    also wider than the image, unlike ``F.pad(mode="reflect")``, which also wants floats)."""
+    also wider than the image, unlike ``F.pad(mode="reflect")``, which also wants floats);
+    written into ``out`` when given."""
     _, height, width, _ = images_nhwc.shape
     device = images_nhwc.device
     rows = reflect_coordinates(torch.arange(-pad, height + pad, device=device), height)
     cols = reflect_coordinates(torch.arange(-pad, width + pad, device=device), width)
-    return images_nhwc.index_select(1, rows).index_select(2, cols)
+    return torch.index_select(images_nhwc.index_select(1, rows), 2, cols, out=out)
 
 
 class PaddedSplit(NamedTuple):
@@ -158,14 +159,17 @@ class BatchAugment:
     def prepare(self, images_nhwc: torch.Tensor) -> PaddedSplit:
         """The form a training split is held in: padded by ``translate``, mirrored copy appended
         when flips are on. Done once, on the device the images are on."""
-        padded = reflect_pad(images_nhwc, self.translate) if self.translate else images_nhwc
+        count, pad = len(images_nhwc), self.translate
         if self.flip == "none":
-            return PaddedSplit(padded.contiguous(), len(images_nhwc), self.translate)
-        # filled in place: torch.cat would hold one more copy of the split at its peak
-        both = padded.new_empty((2 * len(padded), *padded.shape[1:]))
-        both[: len(padded)] = padded
-        both[len(padded) :] = padded.flip(2)
-        return PaddedSplit(both, len(images_nhwc), self.translate)
+            padded = reflect_pad(images_nhwc, pad) if pad else images_nhwc.contiguous()
+            return PaddedSplit(padded, count, pad)
+        # both halves written into one allocation (no concatenated or flipped copy of the split)
+        _, height, width, channels = images_nhwc.shape
+        both = images_nhwc.new_empty((2 * count, height + 2 * pad, width + 2 * pad, channels))
+        reflect_pad(images_nhwc, pad, out=both[:count])
+        mirrored_columns = torch.arange(width + 2 * pad - 1, -1, -1, device=both.device)
+        torch.index_select(both[:count], 2, mirrored_columns, out=both[count:])
+        return PaddedSplit(both, count, pad)
 
     def views(
         self,
