@@ -10,14 +10,19 @@ hyper-parameters) is refused with one line that says how to convert a trusted on
 * :func:`load_checkpoint`: path -> checkpoint dict (every load goes through it: eval.py,
   resume and the test of the best checkpoint via ``AtomicCheckpointIO``, predict.py);
 * :func:`load_classifier`: path -> :class:`ImageClassifier` with the checkpoint's weights;
-* :func:`convert_trusted_checkpoint`: rewrite an old, TRUSTED checkpoint in the plain form.
+* :func:`convert_trusted_checkpoint`: rewrite an old checkpoint in the plain form (also read
+  without running its code).
 """
 
 from __future__ import annotations
 
+import builtins
+import collections
+import functools
 import io
 import pickle
 import re
+import typing
 from pathlib import Path
 from typing import Any
 
@@ -27,6 +32,8 @@ from litvision.utils.errors import DataError, MissingDataError
 
 # how torch's weights_only unpickler names what it refused to load
 UNSAFE_GLOBAL = re.compile(r"Unsupported global: GLOBAL ([\w.]+)")
+# ... and what its unpickler raised (the line after torch's generic advice)
+UNPICKLER_ERROR = re.compile(r"WeightsUnpickler error:\s*(.+)")
 
 
 def load_checkpoint(path: str | Path, map_location: Any = "cpu") -> dict[str, Any]:
@@ -73,31 +80,104 @@ def converted_name(path: str | Path) -> str:
 def convert_trusted_checkpoint(source: str | Path, target: str | Path | None = None) -> Path:
     """Rewrite a checkpoint whose hyper-parameters are pickled factories as a plain one.
 
-    ONLY for checkpoints you trust: the source is loaded with ``weights_only=False`` (which
-    runs whatever code it carries). Factories (``functools.partial``, Hydra/OmegaConf
-    configs) become plain configs; the result is checked to load with ``weights_only=True``
-    before it is written (atomically) to ``target`` (default: ``<name>.plain.ckpt``).
+    The source is read with ``weights_only=True`` too (:func:`_load_without_code`): the
+    functions and classes it names are read as names, never imported or called, so
+    converting a file runs none of its code. Factories (``functools.partial``, OmegaConf
+    configs) become plain configs (``_target_`` = the name); the result is checked to load
+    with ``weights_only=True`` before it is written (atomically) to ``target`` (default:
+    ``<name>.plain.ckpt``). Convert only checkpoints you trust all the same: the
+    ``_target_`` names it carries are what the model builds when it is loaded.
     """
     from litvision.lightning_modules.plain_config import factory_config, is_plain
     from litvision.plugins.atomic_checkpoint import atomic_torch_save
 
     source = Path(source)
     target = Path(target) if target is not None else Path(converted_name(source))
-    checkpoint = torch.load(source, map_location="cpu", weights_only=False)
+    checkpoint = _load_without_code(source)
     hparams = dict(checkpoint.get("hyper_parameters", {}))
     for name in ("backbone", "optimizer", "scheduler", "loss"):
-        hparams[name] = factory_config(hparams.get(name), name)
+        hparams[name] = factory_config(_named_factory(hparams.get(name)), name)
     hparams = {key: _plain(value) for key, value in hparams.items()}
     unconvertible = sorted(key for key, value in hparams.items() if not is_plain(value))
     if unconvertible:
         raise DataError(f"{source}: hyper-parameters {unconvertible} are not plain and cannot be converted")
     checkpoint["hyper_parameters"] = hparams
+    checkpoint.pop("hparams_type", None)  # OmegaConf's container class: the hyper-parameters are a dict now
     buffer = io.BytesIO()
     torch.save(checkpoint, buffer)
     buffer.seek(0)
     torch.load(buffer, weights_only=True)  # what the converted file must pass; raises otherwise
     atomic_torch_save(checkpoint, target)
     return target
+
+
+class NamedCode:
+    """What a function or class named in an old checkpoint is read as: its dotted ``path``.
+
+    Subclassed once per name (:func:`_named_code`). Calling it (a pickle that runs code while
+    loading, not one that only names a factory) is refused.
+    """
+
+    path = ""
+
+    def __new__(cls, *args: Any, **kwargs: Any):
+        raise pickle.UnpicklingError(f"it calls {cls.path} while loading (code, not data)")
+
+
+# the data types old hyper-parameters were pickled with: the real ones are used
+DATA_BUILTINS = ("dict", "list", "tuple", "set", "frozenset", "int", "float", "complex", "str", "bytes", "bool")
+DATA_GLOBALS = {
+    "functools.partial": functools.partial,
+    "collections.defaultdict": collections.defaultdict,
+    "collections.OrderedDict": collections.OrderedDict,
+    "typing.Any": typing.Any,
+    **{f"builtins.{name}": getattr(builtins, name) for name in DATA_BUILTINS},
+}
+
+
+def _load_without_code(source: Path) -> dict[str, Any]:
+    """``torch.load(weights_only=True)`` of a checkpoint that names code: OmegaConf's container
+    classes and plain data types are allowed as themselves, every other name is a :class:`NamedCode`."""
+    try:
+        names = torch.serialization.get_unsafe_globals_in_checkpoint(source)
+        allowed = [(_data_global(name) or _named_code(name), name) for name in names]
+        with torch.serialization.safe_globals(allowed):
+            checkpoint = torch.load(source, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as err:
+        found = UNPICKLER_ERROR.search(str(err))
+        raise DataError(f"{source} cannot be converted: {found.group(1) if found else _first_line(err)}") from err
+    except (RuntimeError, EOFError, OSError) as err:
+        raise DataError(f"{source} is not a readable checkpoint (truncated or not a torch file): {_first_line(err)}") from err
+    if not isinstance(checkpoint, dict):
+        raise DataError(f"{source} holds a {type(checkpoint).__name__}, not a Lightning checkpoint")
+    return checkpoint
+
+
+def _data_global(name: str) -> Any:
+    """The real object for a data type (OmegaConf classes only, never its functions), else None."""
+    if name in DATA_GLOBALS:
+        return DATA_GLOBALS[name]
+    if name.split(".")[0] == "omegaconf":
+        from hydra.utils import get_object
+
+        found = get_object(name)
+        return found if isinstance(found, type) else None
+    return None
+
+
+def _named_code(path: str) -> type[NamedCode]:
+    module, _, qualname = path.rpartition(".")
+    return type(qualname, (NamedCode,), {"path": path, "__module__": module, "__qualname__": qualname})
+
+
+def _named_factory(value: Any) -> Any:
+    """``functools.partial(<NamedCode>, ...)`` as the factory config it names; other values as they are."""
+    if isinstance(value, functools.partial) and isinstance(value.func, type) and issubclass(value.func, NamedCode):
+        config: dict[str, Any] = {"_target_": value.func.path, **value.keywords}
+        if value.args:
+            config["_args_"] = list(value.args)
+        return config
+    return value
 
 
 def _plain(value: Any) -> Any:

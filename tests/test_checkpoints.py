@@ -88,15 +88,19 @@ def _local_factory():
     return make
 
 
-def _old_style_checkpoint(model: ImageClassifier, trainer: L.Trainer, path: Path) -> Path:
-    """A checkpoint as litvision wrote them before: factories pickled in the hyper-parameters."""
+def _old_style_checkpoint(
+    model: ImageClassifier, trainer: L.Trainer, path: Path, hyper_parameters: dict | None = None, **extra
+) -> Path:
+    """A checkpoint as litvision wrote them before: factories pickled in the hyper-parameters
+    (``hyper_parameters``: more of them; ``extra``: more top-level entries)."""
     checkpoint = trainer._checkpoint_connector.dump_checkpoint()
     checkpoint["hyper_parameters"] = {
         **checkpoint["hyper_parameters"],
         "backbone": functools.partial(build_backbone, "small_cnn", width=4),
         "optimizer": functools.partial(torch.optim.AdamW, lr=1e-3),
+        **(hyper_parameters or {}),
     }
-    torch.save(checkpoint, path)
+    torch.save({**checkpoint, **extra}, path)
     return path
 
 
@@ -118,6 +122,43 @@ def test_checkpoint_with_a_pickled_callable_is_refused_in_one_line_then_converte
     images = torch.rand(2, 3, 16, 16)
     model.eval(), loaded.eval()
     assert torch.equal(model(images), loaded(images))
+
+
+def _touch(path: str) -> None:
+    Path(path).write_text("the checkpoint ran code")
+
+
+class _RunsCodeWhenLoaded:
+    """Pickled as a call of ``_touch``: loading it with weights_only=False creates the file."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = str(path)
+
+    def __reduce__(self):
+        return _touch, (self.path,)
+
+
+def test_converting_an_old_checkpoint_never_runs_code_it_carries(tmp_path: Path) -> None:
+    model = _classifier()
+    trainer = _fit(model, tmp_path)
+    marker = tmp_path / "ran"
+    old = _old_style_checkpoint(model, trainer, tmp_path / "old.ckpt", payload=_RunsCodeWhenLoaded(marker))
+    with pytest.raises(DataError, match=r"cannot be converted: it calls (tests\.)?test_checkpoints\._touch while loading") as refused:
+        convert_trusted_checkpoint(old)
+    assert "\n" not in str(refused.value)
+    assert not marker.exists() and not (tmp_path / "old.plain.ckpt").exists()
+
+
+def test_old_checkpoint_with_omegaconf_hyper_parameters_converts(tmp_path: Path) -> None:
+    from omegaconf import OmegaConf
+
+    model = _classifier()
+    trainer = _fit(model, tmp_path)
+    names = OmegaConf.create(list(CLASSES))  # as Hydra hands a list to a constructor
+    old = _old_style_checkpoint(model, trainer, tmp_path / "old.ckpt", {"class_names": names})
+    loaded = load_classifier(convert_trusted_checkpoint(old))
+    assert loaded.hparams["class_names"] == CLASSES
+    assert loaded.hparams["optimizer"] == {"_target_": "torch.optim.adamw.AdamW", "lr": 1e-3, "_partial_": True}
 
 
 def test_missing_or_corrupt_checkpoint_is_one_line(tmp_path: Path) -> None:

@@ -66,11 +66,11 @@ def test_resumed_run_ends_with_the_same_weights(odd_cifar_root: Path, tmp_path: 
     run_script("train.py", *common, f"hydra.run.dir={tmp_path / 'straight'}")
     stop = ["+callbacks.stop._target_=tests.stop_after_epoch.StopAfterEpoch", "+callbacks.stop.epoch=0"]
     run_script("train.py", *common, *stop, f"hydra.run.dir={tmp_path / 'resumed'}")
-    assert torch.load(tmp_path / "resumed" / "checkpoints" / "last.ckpt", weights_only=False)["epoch"] == 0
+    assert torch.load(tmp_path / "resumed" / "checkpoints" / "last.ckpt", weights_only=True)["epoch"] == 0
     run_script("train.py", *common, "ckpt_path=last", f"hydra.run.dir={tmp_path / 'resumed'}")
 
     def weights(run: str) -> dict[str, torch.Tensor]:
-        return torch.load(tmp_path / run / "checkpoints" / "last.ckpt", weights_only=False)["state_dict"]
+        return torch.load(tmp_path / run / "checkpoints" / "last.ckpt", weights_only=True)["state_dict"]
 
     straight, resumed = weights("straight"), weights("resumed")
     assert straight.keys() == resumed.keys()

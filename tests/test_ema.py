@@ -53,14 +53,14 @@ def test_ema_weights_differ_from_raw_and_are_the_ones_tested(fake_cifar_root, tm
                                        "callbacks.model_checkpoint.save_top_k=-1")  # keep every epoch's checkpoint
     trainer.fit(model, datamodule=datamodule)
     best = trainer.checkpoint_callback.best_model_path
-    checkpoint = torch.load(best, map_location="cpu", weights_only=False)
+    checkpoint = torch.load(best, map_location="cpu", weights_only=True)
     averaged, raw = net_state(checkpoint["state_dict"]), net_state(checkpoint["current_model_state"])
     assert averaged.keys() == raw.keys()
     differing = [k for k in averaged if averaged[k].is_floating_point() and not torch.equal(averaged[k], raw[k])]
     assert len(differing) > len(averaged) // 2, "the average should differ from the raw weights"
 
     # what train.py does after fit: test the best checkpoint; the module must hold the average
-    trainer.test(model, datamodule=datamodule, ckpt_path=best, weights_only=False, verbose=False)
+    trainer.test(model, datamodule=datamodule, ckpt_path=best, weights_only=True, verbose=False)
     tested = net_state(model.state_dict())
     for key in averaged:
         torch.testing.assert_close(tested[key], averaged[key], msg=f"{key}: tested weights are not the average")
@@ -68,10 +68,10 @@ def test_ema_weights_differ_from_raw_and_are_the_ones_tested(fake_cifar_root, tm
 
     # validating an earlier checkpoint after fit evaluates that checkpoint's average (not the final one)
     (first,) = (tmp_path / "checkpoints").glob("best_epoch000*.ckpt")
-    first_average = net_state(torch.load(first, map_location="cpu", weights_only=False)["state_dict"])
-    (validated,) = trainer.validate(model, datamodule=datamodule, ckpt_path=str(first), weights_only=False, verbose=False)
+    first_average = net_state(torch.load(first, map_location="cpu", weights_only=True)["state_dict"])
+    (validated,) = trainer.validate(model, datamodule=datamodule, ckpt_path=str(first), weights_only=True, verbose=False)
     plain = L.Trainer(accelerator="cpu", logger=False, enable_progress_bar=False, enable_model_summary=False)
-    model.load_state_dict(torch.load(first, map_location="cpu", weights_only=False)["state_dict"])
+    model.load_state_dict(torch.load(first, map_location="cpu", weights_only=True)["state_dict"])
     (reference,) = plain.validate(model, datamodule=datamodule, verbose=False)  # no EMA callback: just these weights
     assert validated["val/loss"] == pytest.approx(reference["val/loss"], rel=1e-6)
     assert any(not torch.equal(first_average[k], averaged[k]) for k in averaged if averaged[k].is_floating_point())
@@ -94,7 +94,7 @@ def test_a_resumed_run_continues_the_average(fake_cifar_root, tmp_path) -> None:
     assert trainer.current_epoch == 1  # stopped after epoch 0 of 3
     last = tmp_path / "cut" / "checkpoints" / "last.ckpt"
     datamodule, model, trainer = build(fake_cifar_root, tmp_path / "cut")
-    trainer.fit(model, datamodule=datamodule, ckpt_path=str(last), weights_only=False)
+    trainer.fit(model, datamodule=datamodule, ckpt_path=str(last), weights_only=True)
     resumed = ema_callback(trainer)._average_model.module.state_dict()
 
     for key, value in straight.items():

@@ -57,7 +57,7 @@ def read_csv(path: Path) -> list[dict[str, str]]:
 
 def by_hand(ckpt: Path, images_hwc: np.ndarray) -> np.ndarray:
     """The checkpoint's softmax on uint8 HWC images, normalised as training did."""
-    model = ImageClassifier.load_from_checkpoint(ckpt, map_location="cpu", weights_only=False).eval()
+    model = ImageClassifier.load_from_checkpoint(ckpt, map_location="cpu", weights_only=True).eval()
     x = BatchNormalize(**CIFAR_NORM)(torch.from_numpy(images_hwc).permute(0, 3, 1, 2))
     with torch.no_grad():
         return model(x).softmax(dim=1).numpy()

@@ -362,7 +362,7 @@ def test_resuming_from_a_mid_epoch_checkpoint_trains_the_rest_of_the_epoch(tmp_p
                             default_root_dir=tmp_path)
         dm = shard_dm(tmp_path / "shards", batch_size=3, num_workers=num_workers, persistent_workers=num_workers > 0,
                       normalize={"mean": [0.5] * 3, "std": [0.25] * 3})
-        trainer.fit(model, datamodule=dm, ckpt_path=ckpt_path, weights_only=False)
+        trainer.fit(model, datamodule=dm, ckpt_path=ckpt_path, weights_only=True)
 
     reference = _RecordLabels()
     fit([reference])

@@ -58,7 +58,7 @@ def _fit(root: Path, out: Path, max_epochs: int, ckpt_path: str | None = None) -
         enable_model_summary=False, limit_train_batches=2, limit_val_batches=1, num_sanity_val_steps=0,
         callbacks=[WhiteningInit(num_images=64)],
     )
-    trainer.fit(model, datamodule=dm, ckpt_path=ckpt_path, weights_only=False)
+    trainer.fit(model, datamodule=dm, ckpt_path=ckpt_path, weights_only=True)
     return model
 
 
@@ -75,9 +75,9 @@ def test_callback_whitens_on_fresh_fits_and_keeps_resumed_weights(fake_cifar_roo
 
     # a resumed fit keeps the checkpoint's whitening (a fresh init would differ: other data order)
     checkpoint = str(next((tmp_path / "a").rglob("*.ckpt")))
-    saved = torch.load(checkpoint, weights_only=False)["state_dict"]["net.whiten.weight"]
+    saved = torch.load(checkpoint, weights_only=True)["state_dict"]["net.whiten.weight"]
     saved.add_(1.0)  # make the checkpointed value recognisable
-    ckpt = torch.load(checkpoint, weights_only=False)
+    ckpt = torch.load(checkpoint, weights_only=True)
     ckpt["state_dict"]["net.whiten.weight"] = saved
     torch.save(ckpt, tmp_path / "marked.ckpt")
     resumed = _fit(fake_cifar_root, tmp_path / "b", max_epochs=2, ckpt_path=str(tmp_path / "marked.ckpt"))
