@@ -74,7 +74,7 @@ def main() -> None:
 
     from litvision.data_audit.duplicates import NearDuplicateSearch
     from litvision.data_audit.scan import gray_thumbnail, inspect_file, pixel_digest
-    from litvision.datamodules.cifar_pickle import CIFAR10_DIRNAME, load_split
+    from litvision.datamodules.readers.cifar_pickle import CIFAR10_DIRNAME, load_split
 
     parser = argparse.ArgumentParser()
     parser.add_argument("--data", default=str(Path(__file__).resolve().parents[2] / "shared" / "data"))

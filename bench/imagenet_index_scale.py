@@ -58,8 +58,8 @@ import torch  # noqa: E402
 from torch.utils.data import DistributedSampler  # noqa: E402
 
 from litvision.datamodules.imagenet import ImageNetDataModule  # noqa: E402
-from litvision.datamodules.imagenet_index import shipped_class_names  # noqa: E402
-from litvision.datamodules.samplers import ClassAwareSampler, ClassBalancedSampler  # noqa: E402
+from litvision.datamodules.readers.imagenet_index import shipped_class_names  # noqa: E402
+from litvision.datamodules.sampling.samplers import ClassAwareSampler, ClassBalancedSampler  # noqa: E402
 
 TRAIN_IMAGES = 1_281_167  # ILSVRC-2012 train
 VAL_IMAGES = 50_000

@@ -51,9 +51,9 @@ from omegaconf import OmegaConf  # noqa: E402
 from PIL import Image  # noqa: E402
 from torch.utils.data import DataLoader, Dataset  # noqa: E402
 
-from litvision.datamodules.decode import decode_image  # noqa: E402
-from litvision.datamodules.file_dataset import FileListDataset  # noqa: E402
-from litvision.config_utils.resolvers import register_resolvers  # noqa: E402
+from litvision.datamodules.readers.decode import decode_image  # noqa: E402
+from litvision.datamodules.datasets.file_dataset import FileListDataset  # noqa: E402
+from litvision.launch.resolvers import register_resolvers  # noqa: E402
 
 MEAN = torch.tensor([0.485, 0.456, 0.406]).view(3, 1, 1)
 STD = torch.tensor([0.229, 0.224, 0.225]).view(3, 1, 1)

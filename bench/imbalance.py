@@ -33,7 +33,7 @@ from hydra.utils import instantiate  # noqa: E402
 from seeded_grid import (add_grid_arguments, by_arm, compose_cfg, cpu_model, grid_overrides, load_range,  # noqa: E402
                          load_results, mean_std, prepare_out, run_grid)
 
-from litvision.lightning_modules.metrics import unique_metric_names  # noqa: E402
+from litvision.lightning_modules.metrics.collections import unique_metric_names  # noqa: E402
 
 # method -> Hydra overrides on top of the common recipe
 METHODS: dict[str, list[str]] = {

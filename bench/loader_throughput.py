@@ -37,7 +37,7 @@ import torch  # noqa: E402
 from hydra import compose, initialize_config_dir  # noqa: E402
 from hydra.utils import instantiate  # noqa: E402
 
-from litvision.datamodules.batch_augment import BatchAugment  # noqa: E402
+from litvision.datamodules.transforms.batch_augment import BatchAugment  # noqa: E402
 from litvision.datamodules.cifar10 import CIFAR10DataModule  # noqa: E402
 from litvision.datamodules.device_resident import DeviceCIFAR10DataModule  # noqa: E402
 

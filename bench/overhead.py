@@ -34,7 +34,7 @@ import torch  # noqa: E402
 from hydra import compose, initialize_config_dir  # noqa: E402
 from hydra.utils import instantiate  # noqa: E402
 
-from litvision.config_utils.resolvers import register_resolvers  # noqa: E402
+from litvision.launch.resolvers import register_resolvers  # noqa: E402
 from litvision.loggers.wandb_logger import finish_wandb  # noqa: E402
 from litvision.tasks.build import setup_run  # noqa: E402
 

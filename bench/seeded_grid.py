@@ -19,7 +19,7 @@ from typing import Callable
 
 from hydra import compose, initialize_config_dir
 
-from litvision.config_utils.resolvers import register_resolvers
+from litvision.launch.resolvers import register_resolvers
 from litvision.tasks.train import train
 
 REPO = Path(__file__).resolve().parents[1]

@@ -46,10 +46,10 @@ import torch  # noqa: E402
 from hydra.utils import instantiate  # noqa: E402
 from omegaconf import OmegaConf  # noqa: E402
 
-from litvision.config_utils.resolvers import register_resolvers  # noqa: E402
+from litvision.launch.resolvers import register_resolvers  # noqa: E402
 from litvision.datamodules.class_folder import ClassFolderDataModule  # noqa: E402
 from litvision.datamodules.shard_datamodule import ShardDataModule  # noqa: E402
-from litvision.shards.prepare import prepare  # noqa: E402
+from litvision.datamodules.shards.prepare import prepare  # noqa: E402
 
 
 def build_tree(images: Path, root: Path) -> int:

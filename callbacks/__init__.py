@@ -1,1 +1,1 @@
-"""Lightning callbacks, one behaviour per file, plus the W&B logger factory."""
+"""Lightning callbacks, one behaviour per file: metrics.json, W&B visuals, run reports, checkpoints, progress."""

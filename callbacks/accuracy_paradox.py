@@ -10,7 +10,7 @@ import lightning as L
 import torch
 from lightning.pytorch.loggers import WandbLogger
 
-from litvision.lightning_modules.metrics import unique_metric_names
+from litvision.lightning_modules.metrics.collections import unique_metric_names
 
 log = logging.getLogger(__name__)
 

@@ -13,7 +13,7 @@ class ReliabilityDiagram(L.Callback):
     """Log ``<split>/reliability_diagram``: accuracy vs confidence per bin, against the diagonal.
 
     The numbers come from the classifier's ``ece`` metric (``val/ece``, ``test/ece``:
-    :class:`~litvision.lightning_modules.calibration.LogitCalibrationError`), whose last
+    :class:`~litvision.lightning_modules.metrics.calibration.LogitCalibrationError`), whose last
     compute kept its bins from all ranks; nothing is recomputed. A no-op without a W&B logger.
     """
 

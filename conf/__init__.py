@@ -1,0 +1,1 @@
+"""Hydra config groups, one per swappable part; installed as ``litvision.conf`` so other apps can compose them."""

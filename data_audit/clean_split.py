@@ -1,7 +1,7 @@
 """The clean-split helper: the ids to drop, in the ``dataset.exclude_ids`` file format.
 
 One id per line, ``#`` comment lines naming why the ids below are listed (the format
-:mod:`litvision.datamodules.exclusions` reads). Dropped are: the evaluation-side copy of every pair
+:mod:`litvision.datamodules.sampling.exclusions` reads). Dropped are: the evaluation-side copy of every pair
 across source splits (a test image with a near or exact duplicate in train: ciFAIR-style), the later
 copies of exact duplicates within a split (they could land on both sides of the val hold-out), and
 the suspected label errors.

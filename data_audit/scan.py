@@ -1,6 +1,6 @@
 """One pass over a source split's pixels: what the health and duplicate sections need of every image.
 
-Each image is read and decoded once (:func:`litvision.datamodules.decode.decode_image`, the decoder
+Each image is read and decoded once (:func:`litvision.datamodules.readers.decode.decode_image`, the decoder
 training uses, so "unreadable" means unreadable to a run) and reduced to: its size, file format and
 problems, a hash of its decoded pixels (exact duplicates), and a small grayscale thumbnail (near
 duplicates). File datasets are scanned by ``num_workers`` processes.
@@ -19,7 +19,7 @@ import cv2
 import numpy as np
 
 from litvision.data_audit.sources import SourceSplit
-from litvision.datamodules.decode import BadImageError, decode_image, is_truncated_jpeg, jpeg_header
+from litvision.datamodules.readers.decode import BadImageError, decode_image, is_truncated_jpeg, jpeg_header
 
 log = logging.getLogger(__name__)
 

@@ -16,7 +16,7 @@ import cv2
 import numpy as np
 
 from litvision.datamodules.class_folder import ClassFolderDataModule
-from litvision.datamodules.decode import decode_image
+from litvision.datamodules.readers.decode import decode_image
 from litvision.datamodules.imagenet import ImageNetDataModule
 from litvision.utils.errors import ConfigError
 

@@ -18,9 +18,9 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader, DistributedSampler, Sampler
 
-from litvision.datamodules.exclusions import Exclusions
-from litvision.datamodules.splits import stratified_split
-from litvision.datamodules.transforms import BatchNormalize
+from litvision.datamodules.sampling.exclusions import Exclusions
+from litvision.datamodules.sampling.splits import stratified_split
+from litvision.datamodules.transforms.pipeline import BatchNormalize
 from litvision.utils.errors import ConfigError
 
 log = logging.getLogger(__name__)
@@ -83,11 +83,11 @@ class ClassificationDataModule(L.LightningDataModule):
         imbalance_factor: if set, the training split is subsampled to the standard
             exponential long-tailed profile (CIFAR-10-LT style); val/test stay balanced.
         exclude_ids: a file of sample ids to leave out of every split (one per line,
-            ``#`` comments; see :mod:`litvision.datamodules.exclusions`), removed from the
+            ``#`` comments; see :mod:`litvision.datamodules.sampling.exclusions`), removed from the
             source splits before the val hold-out; e.g. the audit's clean-split list.
         repeated_augmentation: ``k > 1`` puts every training image ``k`` times in each global
             batch, each copy augmented separately (torchvision's ``--ra-reps``), on top of
-            ``sampler``; see :mod:`litvision.datamodules.repeated_augmentation`. 1 = off.
+            ``sampler``; see :mod:`litvision.datamodules.sampling.repeated_augmentation`. 1 = off.
     """
 
     def __init__(
@@ -195,7 +195,7 @@ class ClassificationDataModule(L.LightningDataModule):
         if self._exclusions is not None:
             self._exclusions.warn_unmatched()
         if self.imbalance_factor is not None:
-            from litvision.datamodules.longtail import long_tailed_indices
+            from litvision.datamodules.sampling.longtail import long_tailed_indices
 
             keep = long_tailed_indices(splits.train.targets, self.imbalance_factor, num_classes=self.num_classes)
             splits.train = splits.train.subset(keep)
@@ -266,7 +266,7 @@ class ClassificationDataModule(L.LightningDataModule):
         world_size, rank = self._world()
         if self.repeated_augmentation > 1:
             # k copies of each image per global batch, on top of the chosen sampler's order
-            from litvision.datamodules.repeated_augmentation import RepeatedAugmentationSampler
+            from litvision.datamodules.sampling.repeated_augmentation import RepeatedAugmentationSampler
 
             sampler = RepeatedAugmentationSampler(
                 self.splits.train.targets, batch_size=self.batch_size, repeats=self.repeated_augmentation,

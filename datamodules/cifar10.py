@@ -8,8 +8,8 @@ from typing import Any
 import numpy as np
 
 from litvision.datamodules.base import ClassificationDataModule
-from litvision.datamodules.cifar_pickle import CIFAR10_DIRNAME, load_class_names, load_split, missing_files
-from litvision.datamodules.datasets import ArrayDataset
+from litvision.datamodules.readers.cifar_pickle import CIFAR10_DIRNAME, load_class_names, load_split, missing_files
+from litvision.datamodules.datasets.array_dataset import ArrayDataset
 from litvision.utils.errors import MissingDataError
 
 
@@ -17,7 +17,7 @@ class CIFAR10DataModule(ClassificationDataModule):
     """CIFAR-10: ``<data_dir>/cifar-10-batches-py/{data_batch_1..5,test_batch,batches.meta}``.
 
     ``data_dir`` may also be the ``cifar-10-batches-py`` folder itself (every step resolves it
-    the same way: :func:`~litvision.datamodules.cifar_pickle.resolve_cifar_dir`).
+    the same way: :func:`~litvision.datamodules.readers.cifar_pickle.resolve_cifar_dir`).
 
     The five training batches form the pool for the stratified train/val split and
     ``test_batch`` is the test set. A folder already present is used as is (no checksum:
@@ -46,7 +46,7 @@ class CIFAR10DataModule(ClassificationDataModule):
 
     def prepare_data(self) -> None:
         """Runs on one process per node: fetch the official archive if the folder is missing."""
-        from litvision.datamodules.cifar_download import ensure_cifar10
+        from litvision.datamodules.readers.cifar_download import ensure_cifar10
 
         ensure_cifar10(self.root, download=self.download)
 

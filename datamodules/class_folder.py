@@ -9,10 +9,10 @@ from pathlib import Path
 from typing import Any
 
 from litvision.datamodules.base import ClassificationDataModule, Splits
-from litvision.datamodules.decode import POLICIES, BadImageLog, BadImagePolicy
-from litvision.datamodules.file_dataset import FileListDataset
-from litvision.datamodules.file_index import IMAGE_EXTENSIONS, FileIndex, IndexCache, cached_index, digest, scan_class_folders
-from litvision.datamodules.splits import stratified_split
+from litvision.datamodules.readers.decode import POLICIES, BadImageLog, BadImagePolicy
+from litvision.datamodules.datasets.file_dataset import FileListDataset
+from litvision.datamodules.readers.file_index import IMAGE_EXTENSIONS, FileIndex, IndexCache, cached_index, digest, scan_class_folders
+from litvision.datamodules.sampling.splits import stratified_split
 
 log = logging.getLogger(__name__)
 
@@ -23,8 +23,8 @@ class ClassFolderDataModule(ClassificationDataModule):
     """Images in class folders: ``root/train/<class>/*``, ``root/val/<class>/*`` (and ``root/test/<class>/*``).
 
     Class index = position of the folder name in the sorted training folders. The file index
-    is built once and cached (see :mod:`litvision.datamodules.file_index`); decoding is robust and uses
-    reduced-size JPEG decoding where the augmentation allows (:mod:`litvision.datamodules.jpeg_pipeline`).
+    is built once and cached (see :mod:`litvision.datamodules.readers.file_index`); decoding is robust and uses
+    reduced-size JPEG decoding where the augmentation allows (:mod:`litvision.datamodules.readers.jpeg_pipeline`).
 
     Args:
         data_dir: the root holding ``train/`` (and ``val/``, ``test/`` as used).

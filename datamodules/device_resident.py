@@ -15,7 +15,7 @@ collates one image at a time in worker processes costs more than the training st
   integers, built in the main process (no workers) and copied to the device;
 * ``on_after_batch_transfer`` gathers the batch's images from the resident tensor on the
   device and, for training batches, augments them there, batched
-  (:mod:`litvision.datamodules.batch_augment`), then normalises. The model receives the
+  (:mod:`litvision.datamodules.transforms.batch_augment`), then normalises. The model receives the
   usual ``(images, targets)``: metrics, logging, checkpoints and ``metrics.json`` are those
   of every other path.
 
@@ -34,7 +34,7 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
-from litvision.datamodules.batch_augment import BatchAugment, PaddedSplit
+from litvision.datamodules.transforms.batch_augment import BatchAugment, PaddedSplit
 from litvision.datamodules.cifar10 import CIFAR10DataModule
 from litvision.utils.errors import ConfigError
 
@@ -86,7 +86,7 @@ class _OnDevice(NamedTuple):
 
 class DeviceResidentMixin:
     """Turns an in-memory ``ClassificationDataModule`` (splits with ``images``/``targets``,
-    e.g. :class:`~litvision.datamodules.datasets.ArrayDataset`) into a device-resident one.
+    e.g. :class:`~litvision.datamodules.datasets.array_dataset.ArrayDataset`) into a device-resident one.
 
     Args:
         batch_augment: :class:`BatchAugment` (or its arguments as a mapping) applied to training

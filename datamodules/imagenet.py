@@ -2,7 +2,7 @@
 
 The images are not redistributable: get them from image-net.org (or Kaggle's "ImageNet
 Object Localization Challenge") and point ``dataset.data_dir`` at the folder holding
-``train/`` and ``val/``. See :mod:`litvision.datamodules.imagenet_index` for the supported val layouts.
+``train/`` and ``val/``. See :mod:`litvision.datamodules.readers.imagenet_index` for the supported val layouts.
 """
 
 from __future__ import annotations
@@ -12,8 +12,8 @@ from pathlib import Path
 from typing import Any
 
 from litvision.datamodules.class_folder import ClassFolderDataModule
-from litvision.datamodules.file_index import FileIndex, IndexSource, cached_index, digest, scan_flat_folder
-from litvision.datamodules.imagenet_index import (
+from litvision.datamodules.readers.file_index import FileIndex, IndexSource, cached_index, digest, scan_flat_folder
+from litvision.datamodules.readers.imagenet_index import (
     DEVKIT_DIRNAME,
     DEVKIT_GROUND_TRUTH,
     DEVKIT_META,

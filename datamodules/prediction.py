@@ -18,8 +18,8 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader, Dataset
 
-from litvision.datamodules.file_dataset import FileListDataset, stack_images
-from litvision.datamodules.transforms import BatchNormalize
+from litvision.datamodules.datasets.file_dataset import FileListDataset, stack_images
+from litvision.datamodules.transforms.pipeline import BatchNormalize
 from litvision.utils.errors import ConfigError, DataError, MissingDataError
 
 log = logging.getLogger(__name__)

@@ -7,7 +7,7 @@ per-class metrics, same ``on_bad_image`` policy, uint8 batches normalised on the
 
 * Each training sample is read once per epoch across all ranks and loader workers, and
   evaluation is exact (every sample once, metrics equal to a single process's), whatever the
-  number of shards: see :mod:`litvision.datamodules.shard_plan` for how, and for the < world-size
+  number of shards: see :mod:`litvision.datamodules.shards.read_plan` for how, and for the < world-size
   padding when the training count does not divide by the number of ranks.
 * Resuming mid-epoch: a checkpoint saved inside an epoch (e.g.
   ``callbacks.last_checkpoint.every_n_train_steps=N``, resumed with ``ckpt_path=last``)
@@ -31,8 +31,8 @@ import numpy as np
 from torch.utils.data import DataLoader
 
 from litvision.datamodules.base import ClassificationDataModule, Splits, default_num_workers
-from litvision.datamodules.decode import POLICIES, BadImagePolicy
-from litvision.datamodules.file_dataset import collate_skipping_bad
+from litvision.datamodules.readers.decode import POLICIES, BadImagePolicy
+from litvision.datamodules.datasets.file_dataset import collate_skipping_bad
 from litvision.utils.errors import ConfigError
 from litvision.utils.optional import require
 
@@ -114,7 +114,7 @@ class ShardDataModule(ClassificationDataModule):
     @property
     def manifest(self) -> dict[str, Any]:
         if self._manifest is None:
-            from litvision.shards.manifest import read_manifest
+            from litvision.datamodules.shards.manifest import read_manifest
 
             self._manifest = read_manifest(self.shards)
         return self._manifest
@@ -135,8 +135,8 @@ class ShardDataModule(ClassificationDataModule):
         return name
 
     def stream(self, split: str, training: bool) -> Any:
-        from litvision.datamodules.shard_stream import ShardStream
-        from litvision.shards.manifest import shard_url
+        from litvision.datamodules.shards.stream import ShardStream
+        from litvision.datamodules.shards.manifest import shard_url
 
         info = self.manifest["splits"][split]
         shards = [s for s in info["shards"] if s["count"] > 0]
@@ -189,7 +189,7 @@ class ShardDataModule(ClassificationDataModule):
         return {stream.name: stream.bad_images.count() for stream in (self.splits.train, self.splits.val, self.splits.test)}
 
     def train_dataloader(self) -> DataLoader:
-        from litvision.datamodules.shard_stream import ResumableShardLoader
+        from litvision.datamodules.shards.stream import ResumableShardLoader
 
         self._require_setup()
         stream = self._configured(self.splits.train, drop_last=self.drop_last)
@@ -203,7 +203,7 @@ class ShardDataModule(ClassificationDataModule):
 
     # ---- helpers ------------------------------------------------------------------------
     def _eval_loader(self, stream: Any) -> DataLoader:
-        from litvision.datamodules.shard_stream import ShardLoader
+        from litvision.datamodules.shards.stream import ShardLoader
 
         self._require_setup()
         return ShardLoader(self._configured(stream), epoch_fn=self._epoch_fn(), **self._loader_args())

@@ -15,7 +15,7 @@ from litvision.launch.ddp_relaunch import use_hydra_job_command_for_ddp
 from litvision.launch.process import ignore_sync_dist_advice, isolated_ddp_job, quiet_non_zero_ranks
 from litvision.launch.user_errors import user_errors_as_one_line
 from litvision.loggers.wandb_logger import finish_wandb
-from litvision.sweeps.objective import metric_direction, optimized_value
+from litvision.launch.sweep_objective import metric_direction, optimized_value
 
 
 def hydra_settings() -> DictConfig | None:

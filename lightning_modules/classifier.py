@@ -16,8 +16,8 @@ from omegaconf import DictConfig, OmegaConf
 from torch import nn
 from torchmetrics import MaxMetric, MeanMetric
 
-from litvision.lightning_modules.metrics import eval_metrics, flatten_results, train_metrics
-from litvision.lightning_modules.mixing import BatchMixer, require_soft_target_loss
+from litvision.lightning_modules.metrics.collections import eval_metrics, flatten_results, train_metrics
+from litvision.lightning_modules.training.mixing import BatchMixer, require_soft_target_loss
 from litvision.lightning_modules.plain_config import build_factory, factory_config, is_plain
 from litvision.utils.errors import ConfigError
 
@@ -103,7 +103,7 @@ class ImageClassifier(L.LightningModule):
             uncompiled checkpoints load into either; keys written by ``torch.compile``'s
             wrapper (``net._orig_mod.*``) are renamed on load.
         mixing: Mixup/CutMix on training batches on the device (``mixing=`` config group,
-            :class:`~litvision.lightning_modules.mixing.BatchMixer`); None or empty = off. The
+            :class:`~litvision.lightning_modules.training.mixing.BatchMixer`); None or empty = off. The
             loss then gets soft targets, and training accuracy is logged as
             ``train/mixed_acc_top1``/``_top5`` (against each mixed image's dominant label,
             not comparable with clean accuracy) instead of ``train/acc_top1``. Training-only,

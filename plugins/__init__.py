@@ -1,0 +1,1 @@
+"""Lightning plugins: the atomic CheckpointIO (its file IO lives in ``utils``)."""

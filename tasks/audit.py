@@ -74,7 +74,7 @@ def audit(cfg: DictConfig) -> dict[str, Any]:
         log.info("audit: wrote %s (train on the clean split with dataset.exclude_ids=%s)", exclusions, exclusions)
 
     from litvision.data_audit.report import write_report
-    from litvision.data_audit.wandb_tables import finite_metrics, log_findings
+    from litvision.tasks.audit_loggers import finite_metrics, log_findings
 
     report = write_report(out_dir / "report.md", data, results, exclusions)
     metrics = finite_metrics(results)
@@ -101,7 +101,7 @@ def _check_fold_options(cfg: DictConfig, options: DictConfig) -> None:
     from hydra.core.hydra_config import HydraConfig
     from hydra.types import RunMode
 
-    from litvision.data_audit.cross_fit import single_device
+    from litvision.tasks.audit_cross_fit import single_device
 
     fold = options.get("fold")
     if fold is not None and (isinstance(fold, bool) or not isinstance(fold, int)):
@@ -124,7 +124,7 @@ def _check_fold_options(cfg: DictConfig, options: DictConfig) -> None:
 
 
 def _cross_fit(cfg: DictConfig, data: AuditData):
-    from litvision.data_audit.cross_fit import CrossFit
+    from litvision.tasks.audit_cross_fit import CrossFit
 
     options = cfg.audit.label_errors
     epochs = options.get("epochs")
@@ -145,7 +145,7 @@ def run_single_fold(cfg: DictConfig, data: AuditData, fold: int) -> dict[str, An
 
 
 def run_label_error_section(cfg: DictConfig, data: AuditData, out_dir: Path):
-    from litvision.data_audit.cross_fit import checkpoint_probabilities
+    from litvision.tasks.audit_cross_fit import checkpoint_probabilities
     from litvision.data_audit.label_errors import run_label_errors
 
     options = cfg.audit.label_errors

@@ -30,7 +30,7 @@ def resolve_workers(workers: int | str | None) -> int:
 def prepare_shards(cfg: DictConfig) -> dict[str, Any]:
     """Instantiate ``cfg.dataset`` (a file dataset) and write its splits into ``cfg.out``."""
     require("webdataset", "shards", "prepare_shards.py")
-    from litvision.shards.prepare import prepare
+    from litvision.datamodules.shards.prepare import prepare
     from litvision.datamodules.class_folder import ClassFolderDataModule
 
     # the images are copied as bytes: no transform, sampler or loader is built

@@ -12,7 +12,7 @@ os.environ.setdefault("WANDB_SILENT", "true")
 # Tests must never reach W&B servers, whatever credentials the machine has.
 os.environ["WANDB_MODE"] = "offline"
 
-from litvision.config_utils.resolvers import register_resolvers  # noqa: E402
+from litvision.launch.resolvers import register_resolvers  # noqa: E402
 
 register_resolvers()  # conf/ uses ${lv.*} arithmetic; train.py/eval.py register them at import
 
@@ -25,7 +25,7 @@ IMAGENET_SAMPLES = SHARED_DATA / "imagenet-samples"
 @pytest.fixture(scope="session")
 def fake_cifar_root(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A tiny CIFAR-10 tree in the official pickle format: 20 train / 7 test images per class."""
-    from tests.fake_cifar import write_fake_cifar
+    from tests.helpers.fake_cifar import write_fake_cifar
 
     root = tmp_path_factory.mktemp("cifar")
     write_fake_cifar(root, n_train_per_class=20, n_test_per_class=7, seed=0)

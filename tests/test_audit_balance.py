@@ -11,8 +11,8 @@ import pytest
 from litvision.data_audit.balance import effective_classes, effective_numbers, imbalance_ratio, run_balance
 from litvision.data_audit.sources import load_audit_data
 from litvision.datamodules.cifar10 import CIFAR10DataModule
-from litvision.datamodules.cifar_pickle import CIFAR10_DIRNAME, load_split
-from tests.fake_cifar import write_batch, write_fake_cifar
+from litvision.datamodules.readers.cifar_pickle import CIFAR10_DIRNAME, load_split
+from tests.helpers.fake_cifar import write_batch, write_fake_cifar
 
 
 def test_summary_numbers() -> None:

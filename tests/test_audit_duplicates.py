@@ -11,10 +11,10 @@ import pytest
 
 from litvision.data_audit.duplicates import NearDuplicateSearch, exact_pairs
 from litvision.data_audit.scan import ScanResult, gray_thumbnail
-from litvision.datamodules.cifar_pickle import CIFAR10_DIRNAME, load_split
-from tests.audit_planting import PLANT_MIX, altered, copy_tree, plant_test_copies
-from tests.fake_cifar import write_fake_cifar
-from tests.run_helpers import run_script
+from litvision.datamodules.readers.cifar_pickle import CIFAR10_DIRNAME, load_split
+from tests.helpers.audit_planting import PLANT_MIX, altered, copy_tree, plant_test_copies
+from tests.helpers.fake_cifar import write_fake_cifar
+from tests.helpers.run_helpers import run_script
 
 # Near duplicates already in the real subset (test image, training image), found by the audit and
 # checked by eye (the same photograph; 402 has a white frame around it, 180 a new background):
@@ -84,7 +84,7 @@ def test_leaks_are_mapped_to_our_splits_and_written_as_exclusions(tmp_path) -> N
     some seed; a test image copied into train leaks. The audit reports where each pair lands, and the
     exclusion file it writes removes the evaluation-side copies when passed as dataset.exclude_ids."""
     from litvision.datamodules.cifar10 import CIFAR10DataModule
-    from litvision.datamodules.exclusions import read_exclusion_file
+    from litvision.datamodules.sampling.exclusions import read_exclusion_file
 
     source = write_fake_cifar(tmp_path / "src", n_train_per_class=12, n_test_per_class=3, seed=1).parent
     cifar = source / CIFAR10_DIRNAME
@@ -100,7 +100,7 @@ def test_leaks_are_mapped_to_our_splits_and_written_as_exclusions(tmp_path) -> N
     copy_tree(source, tmp_path / "data", train_images, train_labels)
     import pickle
 
-    from tests.fake_cifar import write_batch
+    from tests.helpers.fake_cifar import write_batch
     test_path = tmp_path / "data" / CIFAR10_DIRNAME / "test_batch"
     with open(cifar / "test_batch", "rb") as f:
         labels = pickle.load(f, encoding="latin1")["labels"]

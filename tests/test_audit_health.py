@@ -9,12 +9,12 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from imagenet_trees import bad_image_bytes, build_train, build_val, generated_samples, real_samples
+from tests.helpers.imagenet_trees import bad_image_bytes, build_train, build_val, generated_samples, real_samples
 from litvision.data_audit.health import run_health
 from litvision.data_audit.scan import inspect_file, scan_split, sniff_format
 from litvision.data_audit.sources import load_audit_data
 from litvision.datamodules.class_folder import ClassFolderDataModule
-from tests.run_helpers import run_script
+from tests.helpers.run_helpers import run_script
 
 # what each planted file of imagenet_trees.bad_image_bytes() must be reported as
 PLANTED_ISSUE = {"cmyk": "cmyk", "grayscale": "grayscale", "png": "png_named_jpeg", "truncated": "truncated", "empty": "unreadable"}

@@ -10,12 +10,12 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from litvision.data_audit.cross_fit import fold_assignment
+from litvision.tasks.audit_cross_fit import fold_assignment
 from litvision.data_audit.label_errors import mixture_count, rank_label_issues
 from litvision.tasks.audit import chosen_sections
 from litvision.utils.errors import ConfigError
-from tests.audit_planting import flip_labels
-from tests.run_helpers import TINY_MODEL, run_script
+from tests.helpers.audit_planting import flip_labels
+from tests.helpers.run_helpers import TINY_MODEL, run_script
 
 TINY_FOLDS = [*TINY_MODEL, "audit.label_errors.folds=2", "audit.label_errors.epochs=1", "logger=none"]
 
@@ -96,7 +96,7 @@ def test_cross_fit_folds_as_a_multirun_then_merged(fake_cifar_root: Path, tmp_pa
     fold's real training loop) and predicts exactly them; the folds run as multirun jobs into one
     folds_dir and a later run merges them without training again."""
     folds_dir = tmp_path / "folds"
-    recorder = ["+callbacks.id_recorder._target_=tests.id_recorder.IdRecorder",
+    recorder = ["+callbacks.id_recorder._target_=tests.helpers.id_recorder.IdRecorder",
                 "+callbacks.id_recorder.out_dir=${paths.output_dir}/ids"]
     common = [f"dataset.data_dir={fake_cifar_root}", "audit.sections=[label_errors]", *TINY_FOLDS,
               f"audit.folds_dir={folds_dir}"]
@@ -140,8 +140,8 @@ def test_checkpoint_mode_ranks_a_split_the_model_was_not_trained_on(fake_cifar_r
 
     # the same checkpoint confirms near-duplicate pairs by their embeddings: a shifted copy of a test image
     # planted in train is kept at the default distance and dropped when no distance is close enough
-    from litvision.datamodules.cifar_pickle import CIFAR10_DIRNAME, load_split
-    from tests.audit_planting import altered, copy_tree
+    from litvision.datamodules.readers.cifar_pickle import CIFAR10_DIRNAME, load_split
+    from tests.helpers.audit_planting import altered, copy_tree
 
     images, labels = load_split(fake_cifar_root / CIFAR10_DIRNAME, train=True)
     test_images, _ = load_split(fake_cifar_root / CIFAR10_DIRNAME, train=False)

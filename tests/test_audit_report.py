@@ -11,12 +11,12 @@ from pathlib import Path
 import numpy as np
 
 from litvision.datamodules.cifar10 import CIFAR10DataModule
-from litvision.datamodules.cifar_pickle import CIFAR10_DIRNAME, load_split
-from litvision.datamodules.exclusions import read_exclusion_file
-from tests.audit_planting import altered, copy_tree
-from tests.fake_cifar import write_fake_cifar
-from tests.run_helpers import TINY_MODEL, run_script
-from tests.wandb_offline import records
+from litvision.datamodules.readers.cifar_pickle import CIFAR10_DIRNAME, load_split
+from litvision.datamodules.sampling.exclusions import read_exclusion_file
+from tests.helpers.audit_planting import altered, copy_tree
+from tests.helpers.fake_cifar import write_fake_cifar
+from tests.helpers.run_helpers import TINY_MODEL, run_script
+from tests.helpers.wandb_offline import records
 
 
 def test_all_sections_report_csvs_wandb_and_exclusions(tmp_path: Path) -> None:

@@ -12,8 +12,8 @@ import pytest
 from hydra import compose, initialize_config_dir
 from hydra.utils import instantiate
 
-from litvision.datamodules.augment_presets import RandAugment, TrivialAugmentWide, apply_op, sharpness
-from litvision.datamodules.transforms import reseed_transform
+from litvision.datamodules.transforms.augment_presets import RandAugment, TrivialAugmentWide, apply_op, sharpness
+from litvision.datamodules.transforms.pipeline import reseed_transform
 from litvision.utils.errors import ConfigError
 
 CONF_DIR = Path(__file__).resolve().parents[1] / "conf"

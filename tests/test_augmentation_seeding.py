@@ -1,7 +1,7 @@
 """Augmentation random streams: independent per loader worker AND per DDP rank, reproducible.
 
 ``seed_everything`` gives every DDP process the same seed, hence the same loader-worker seeds;
-the per-worker Albumentations reseed (datamodules/transforms.py) must mix in the global rank
+the per-worker Albumentations reseed (datamodules/transforms/pipeline.py) must mix in the global rank
 or every rank draws identical crops and flips.
 """
 
@@ -19,10 +19,10 @@ from torch.utils.data import DataLoader
 
 from litvision.datamodules.cifar10 import CIFAR10DataModule
 from litvision.datamodules.class_folder import ClassFolderDataModule
-from litvision.datamodules.file_dataset import FileListDataset
-from tests.fake_cifar import CIFAR10_CLASSES, write_batch, write_meta
-from tests.run_helpers import run_ddp_sim
-from litvision.datamodules.cifar_pickle import CIFAR10_DIRNAME, META_FILE, TEST_FILES, TRAIN_FILES
+from litvision.datamodules.datasets.file_dataset import FileListDataset
+from tests.helpers.fake_cifar import CIFAR10_CLASSES, write_batch, write_meta
+from tests.helpers.run_helpers import run_ddp_sim
+from litvision.datamodules.readers.cifar_pickle import CIFAR10_DIRNAME, META_FILE, TEST_FILES, TRAIN_FILES
 
 FLIP = A.Compose([A.HorizontalFlip(p=0.5)])
 
@@ -117,7 +117,7 @@ def ddp_run(tmp_path: Path, data: Path, name: str, seed: int) -> dict[int, list[
         f"dataset.data_dir={data}", "dataset.download=false", "dataset.num_workers=1",
         "dataset.batch_size=16", "augmentation=cifar_standard",
         "model=small_cnn", "model.backbone.width=8", "logger=none", "~callbacks.rich_progress_bar",
-        "+callbacks.batch_hashes._target_=tests.batch_hash_recorder.BatchHashRecorder",
+        "+callbacks.batch_hashes._target_=tests.helpers.batch_hash_recorder.BatchHashRecorder",
         f"+callbacks.batch_hashes.out_dir={record}",
     )
     return {rank: json.loads((record / f"hashes_epoch0_rank{rank}.json").read_text()) for rank in (0, 1)}

@@ -1,4 +1,4 @@
-"""Batched device augmentation (datamodules/batch_augment.py) against independent references:
+"""Batched device augmentation (datamodules/transforms/batch_augment.py) against independent references:
 numpy's reflect padding and Albumentations' pad + crop + flip, one image at a time."""
 
 from __future__ import annotations
@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 import torch
 
-from litvision.datamodules.batch_augment import (
+from litvision.datamodules.transforms.batch_augment import (
     BatchAugment,
     cutout_,
     reflect_coordinates,

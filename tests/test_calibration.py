@@ -1,4 +1,4 @@
-"""Expected calibration error (lightning_modules/calibration.py) and the accuracy-paradox rule."""
+"""Expected calibration error (lightning_modules/metrics/calibration.py) and the accuracy-paradox rule."""
 
 from __future__ import annotations
 
@@ -10,8 +10,8 @@ import torch
 from torchmetrics.classification import MulticlassCalibrationError
 
 from litvision.callbacks.accuracy_paradox import paradox_report
-from litvision.lightning_modules.calibration import LogitCalibrationError
-from tests.gloo_ranks import run_on_ranks
+from litvision.lightning_modules.metrics.calibration import LogitCalibrationError
+from tests.helpers.gloo_ranks import run_on_ranks
 
 # Five samples per row: (probabilities over 5 classes, true label). Top-1 confidences 0.95, 0.95,
 # 0.55, 0.55, 0.25, 0.25 fall in the 15-bin ECE's bins [14/15, 1), [8/15, 9/15), [3/15, 4/15).

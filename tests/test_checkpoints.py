@@ -31,7 +31,7 @@ def _classifier(**kwargs) -> ImageClassifier:
     return ImageClassifier(
         backbone=functools.partial(build_backbone, "small_cnn", width=4),
         optimizer=functools.partial(torch.optim.AdamW, lr=1e-3, betas=(0.9, 0.99)),
-        scheduler=functools.partial(__import__("litvision.lightning_modules.schedulers", fromlist=["x"]).one_cycle),
+        scheduler=functools.partial(__import__("litvision.lightning_modules.training.schedulers", fromlist=["x"]).one_cycle),
         class_names=CLASSES, **kwargs,
     )
 
@@ -205,7 +205,7 @@ def test_checkpoint_written_by_a_torch_compile_wrapper_loads_into_any_model(tmp_
 @pytest.mark.slow
 def test_compiled_run_resumes_and_evaluates_through_the_scripts(fake_cifar_root: Path, tmp_path: Path) -> None:
     """model.compile=true (inductor): ckpt_path=last resumes it and eval.py tests its checkpoint."""
-    from tests.run_helpers import TINY_MODEL, read_metrics, run_script
+    from tests.helpers.run_helpers import TINY_MODEL, read_metrics, run_script
 
     run_dir = tmp_path / "run"
     common = [*TINY_MODEL, "model.compile=true", "logger=csv", "ckpt_path=last", f"dataset.data_dir={fake_cifar_root}",

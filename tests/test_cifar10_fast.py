@@ -9,8 +9,8 @@ from pathlib import Path
 import pytest
 import torch
 
-from tests.fake_cifar import write_fake_cifar
-from tests.run_helpers import read_metrics, run_ddp_sim, run_script
+from tests.helpers.fake_cifar import write_fake_cifar
+from tests.helpers.run_helpers import read_metrics, run_ddp_sim, run_script
 
 CLASSES = ["a", "b", "c", "d", "e"]
 # tiny airbench widths and batches: seconds per run on a CPU
@@ -64,7 +64,7 @@ def test_resumed_run_ends_with_the_same_weights(odd_cifar_root: Path, tmp_path: 
     common = ["experiment=cifar10_fast", f"dataset.data_dir={odd_cifar_root}", "logger=none", "test=false",
               "trainer.max_epochs=3", *TINY]
     run_script("train.py", *common, f"hydra.run.dir={tmp_path / 'straight'}")
-    stop = ["+callbacks.stop._target_=tests.stop_after_epoch.StopAfterEpoch", "+callbacks.stop.epoch=0"]
+    stop = ["+callbacks.stop._target_=tests.helpers.stop_after_epoch.StopAfterEpoch", "+callbacks.stop.epoch=0"]
     run_script("train.py", *common, *stop, f"hydra.run.dir={tmp_path / 'resumed'}")
     assert torch.load(tmp_path / "resumed" / "checkpoints" / "last.ckpt", weights_only=True)["epoch"] == 0
     run_script("train.py", *common, "ckpt_path=last", f"hydra.run.dir={tmp_path / 'resumed'}")
@@ -86,13 +86,13 @@ def test_ddp_ranks_train_on_disjoint_strides_of_the_class_aware_stream(odd_cifar
     import numpy as np
 
     from litvision.datamodules.device_resident import DeviceCIFAR10DataModule
-    from litvision.datamodules.samplers import ClassAwareSampler
+    from litvision.datamodules.sampling.samplers import ClassAwareSampler
 
     record = tmp_path / "labels"
     run_script(
         "train.py", "experiment=cifar10_fast", "trainer=ddp_sim", "trainer.max_epochs=2", "logger=none", "test=false",
         "sampler=class_aware", "sampler.num_samples=96", "seed=5", "dataset.drop_last=false",
-        "+callbacks.label_recorder._target_=tests.label_recorder.LabelRecorder", f"+callbacks.label_recorder.out_dir={record}",
+        "+callbacks.label_recorder._target_=tests.helpers.label_recorder.LabelRecorder", f"+callbacks.label_recorder.out_dir={record}",
         f"dataset.data_dir={odd_cifar_root}", f"hydra.run.dir={tmp_path / 'run'}", *TINY, timeout=600,
     )
     datamodule = DeviceCIFAR10DataModule(data_dir=str(odd_cifar_root), download=False)

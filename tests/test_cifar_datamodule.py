@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from litvision.datamodules.cifar10 import CIFAR10DataModule
-from litvision.datamodules.transforms import BatchNormalize
+from litvision.datamodules.transforms.pipeline import BatchNormalize
 
 
 def make_dm(root, **kwargs) -> CIFAR10DataModule:
@@ -127,7 +127,7 @@ def test_dataloader_workers_draw_independent_augmentations() -> None:
     """Albumentations 2 keeps its RNG per transform: without reseeding, forked workers flip in lockstep."""
     from torch.utils.data import DataLoader
 
-    from litvision.datamodules.datasets import ArrayDataset
+    from litvision.datamodules.datasets.array_dataset import ArrayDataset
 
     image = np.zeros((1, 8, 8, 3), dtype=np.uint8)
     image[0, :, :4] = 255  # left half white: a flip is visible

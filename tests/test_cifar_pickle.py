@@ -12,7 +12,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from litvision.datamodules.cifar_pickle import (
+from litvision.datamodules.readers.cifar_pickle import (
     CIFAR10_DIRNAME,
     META_FILE,
     TEST_FILES,
@@ -22,7 +22,7 @@ from litvision.datamodules.cifar_pickle import (
     load_class_names,
     load_split,
 )
-from tests.fake_cifar import CIFAR10_CLASSES, write_batch, write_fake_cifar, write_meta
+from tests.helpers.fake_cifar import CIFAR10_CLASSES, write_batch, write_fake_cifar, write_meta
 
 REAL_ROOT = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "cifar10-subset"
 

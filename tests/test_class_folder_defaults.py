@@ -14,13 +14,13 @@ from pathlib import Path
 import pytest
 import torch
 from hydra import compose, initialize_config_dir
-from imagenet_trees import age_tree, build_train, build_val, real_samples
+from tests.helpers.imagenet_trees import age_tree, build_train, build_val, real_samples
 from PIL import Image
 
-from litvision.config_utils.resolvers import register_resolvers
-from litvision.datamodules.file_dataset import collate_skipping_bad
+from litvision.launch.resolvers import register_resolvers
+from litvision.datamodules.datasets.file_dataset import collate_skipping_bad
 from litvision.utils.errors import DataError
-from tests.run_helpers import TINY_MODEL, run_script
+from tests.helpers.run_helpers import TINY_MODEL, run_script
 
 CONF = Path(__file__).resolve().parents[1] / "conf"
 

@@ -160,7 +160,7 @@ def test_every_option_composes_and_resolves(group: str, option: str) -> None:
 @pytest.mark.parametrize(
     ("group", "option", "mutation"),
     [
-        ("sampler", "class_aware", "sampler._target_=litvision.datamodules.samplers.NoSuchSampler"),
+        ("sampler", "class_aware", "sampler._target_=litvision.datamodules.sampling.samplers.NoSuchSampler"),
         ("scheduler", "onecycle", "+scheduler.pct_starts=0.3"),
         ("model", "small_cnn", "model.backbone.name=no_such_net"),
         ("trainer", "cpu", "trainer.precision=17-true"),

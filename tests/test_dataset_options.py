@@ -12,7 +12,7 @@ import pytest
 from hydra import compose, initialize_config_dir
 from omegaconf import OmegaConf
 
-from litvision.config_utils.resolvers import register_resolvers
+from litvision.launch.resolvers import register_resolvers
 
 CONF = Path(__file__).resolve().parents[1] / "conf"
 BASES = {"_base": None, "_image_files": "_base"}  # base -> the base it builds on

@@ -14,9 +14,9 @@ from pathlib import Path
 import pytest
 import torch
 
-from tests.fake_cifar import write_fake_cifar
-from tests.gloo_ranks import run_on_ranks
-from tests.run_helpers import read_metrics, run_ddp_sim, run_script
+from tests.helpers.fake_cifar import write_fake_cifar
+from tests.helpers.gloo_ranks import run_on_ranks
+from tests.helpers.run_helpers import read_metrics, run_ddp_sim, run_script
 
 CLASSES = ["a", "b", "c", "d", "e"]
 TINY = ["model=small_cnn", "model.backbone.width=8", "dataset.num_workers=0", "dataset.batch_size=8"]
@@ -89,7 +89,7 @@ PREDICTED = [2, 0, 0, 1, 0, 1, 1, 1, 3, 3, 3, 2, 1, 2, 1]
 
 
 def _eval_split(rank: int, world_size: int) -> dict[str, float]:
-    from litvision.lightning_modules.metrics import eval_metrics, flatten_results
+    from litvision.lightning_modules.metrics.collections import eval_metrics, flatten_results
 
     metrics = eval_metrics(5, "test/")
     labels, predicted = torch.tensor(LABELS), torch.tensor(PREDICTED)

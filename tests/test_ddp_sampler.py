@@ -1,7 +1,7 @@
 """A real 2-process DDP run (CPU, gloo) through train.py with the class-balanced sampler.
 
 The labels come from a callback recording what each rank actually trained on
-(tests/label_recorder.py), not from the sampler, so the test also catches Lightning
+(tests/helpers/label_recorder.py), not from the sampler, so the test also catches Lightning
 wrapping/replacing the sampler or never calling its set_epoch.
 """
 
@@ -13,9 +13,9 @@ import numpy as np
 from scipy.stats import chisquare
 
 from litvision.datamodules.cifar10 import CIFAR10DataModule
-from tests.fake_cifar import write_fake_cifar
-from tests.run_helpers import run_ddp_sim
-from litvision.datamodules.samplers import ClassBalancedSampler
+from tests.helpers.fake_cifar import write_fake_cifar
+from tests.helpers.run_helpers import run_ddp_sim
+from litvision.datamodules.sampling.samplers import ClassBalancedSampler
 
 NUM_SAMPLES = 1000  # per epoch over both ranks
 SEED = 5
@@ -33,7 +33,7 @@ def test_two_process_ddp_run_trains_on_balanced_disjoint_streams(tmp_path: Path)
         "dataset.download=false", "dataset.num_workers=0", "dataset.batch_size=64",
         "augmentation=none", "model=small_cnn", "model.backbone.width=8", "logger=none",
         "~callbacks.rich_progress_bar",
-        "+callbacks.label_recorder._target_=tests.label_recorder.LabelRecorder",
+        "+callbacks.label_recorder._target_=tests.helpers.label_recorder.LabelRecorder",
         f"+callbacks.label_recorder.out_dir={record}",
     )
     assert (tmp_path / "run" / "metrics.json").is_file()

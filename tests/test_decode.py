@@ -1,4 +1,4 @@
-"""Robust, reduced-size-aware decoding (datamodules/decode.py, datamodules/jpeg_pipeline.py)."""
+"""Robust, reduced-size-aware decoding (datamodules/readers/decode.py, datamodules/readers/jpeg_pipeline.py)."""
 
 from __future__ import annotations
 
@@ -9,13 +9,13 @@ import albumentations as A
 import numpy as np
 import pytest
 import torch
-from imagenet_trees import SAMPLES, bad_image_bytes, real_samples
+from tests.helpers.imagenet_trees import SAMPLES, bad_image_bytes, real_samples
 from PIL import Image
 
-from litvision.datamodules.decode import BadImageError, BadImageLog, decode_image, jpeg_header, largest_reduction
-from litvision.datamodules.file_dataset import FileListDataset
-from litvision.datamodules.transforms import reseed_transform
-from litvision.datamodules.jpeg_pipeline import SamplePipeline
+from litvision.datamodules.readers.decode import BadImageError, BadImageLog, decode_image, jpeg_header, largest_reduction
+from litvision.datamodules.datasets.file_dataset import FileListDataset
+from litvision.datamodules.transforms.pipeline import reseed_transform
+from litvision.datamodules.readers.jpeg_pipeline import SamplePipeline
 
 
 def jpeg_bytes(height: int, width: int, mode: str = "RGB", progressive: bool = False, seed: int = 0) -> bytes:
@@ -116,7 +116,7 @@ def test_eval_pipeline_reduces_large_jpegs_without_changing_the_output():
 
 
 def test_random_resized_crop_plan_keeps_the_crop_at_least_the_output_size(monkeypatch):
-    import litvision.datamodules.jpeg_pipeline as jp
+    import litvision.datamodules.readers.jpeg_pipeline as jp
 
     calls = []
     real_decode = jp.decode_image
@@ -238,8 +238,8 @@ def test_samples_folder_location_is_the_documented_one():
 
 
 def test_batches_keep_the_decoded_channels_last_layout():
-    from litvision.datamodules.datasets import image_to_tensor
-    from litvision.datamodules.file_dataset import collate_skipping_bad
+    from litvision.datamodules.datasets.array_dataset import image_to_tensor
+    from litvision.datamodules.datasets.file_dataset import collate_skipping_bad
 
     rng = np.random.default_rng(0)
     hwc = [rng.integers(0, 255, (6, 5, 3), dtype=np.uint8) for _ in range(4)]

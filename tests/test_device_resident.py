@@ -7,10 +7,10 @@ import numpy as np
 import pytest
 import torch
 
-from litvision.datamodules.batch_augment import BatchAugment
+from litvision.datamodules.transforms.batch_augment import BatchAugment
 from litvision.datamodules.cifar10 import CIFAR10DataModule
 from litvision.datamodules.device_resident import DeviceCIFAR10DataModule, IndexBatch
-from litvision.datamodules.samplers import ClassAwareSampler
+from litvision.datamodules.sampling.samplers import ClassAwareSampler
 from litvision.utils.errors import ConfigError
 
 NORMALIZE = {"mean": [0.4914, 0.4822, 0.4465], "std": [0.2470, 0.2435, 0.2616]}
@@ -154,7 +154,7 @@ def test_a_file_dataset_is_refused_in_one_line(tmp_path) -> None:
     """The device-resident mixin needs in-memory arrays: on class folders it says so instead of failing later."""
     from litvision.datamodules.class_folder import ClassFolderDataModule
     from litvision.datamodules.device_resident import DeviceResidentMixin
-    from tests.imagenet_trees import build_train, generated_samples
+    from tests.helpers.imagenet_trees import build_train, generated_samples
 
     class DeviceFolders(DeviceResidentMixin, ClassFolderDataModule):
         pass

@@ -16,11 +16,11 @@ from typing import Iterator
 import numpy as np
 import pytest
 
-from litvision.datamodules import download as dl
-from litvision.datamodules.cifar_download import ensure_cifar10
-from litvision.datamodules.cifar_pickle import CIFAR10_DIRNAME, load_split
-from tests.fake_cifar import write_fake_cifar
-from litvision.datamodules.download import (
+from litvision.datamodules.readers import download as dl
+from litvision.datamodules.readers.cifar_download import ensure_cifar10
+from litvision.datamodules.readers.cifar_pickle import CIFAR10_DIRNAME, load_split
+from tests.helpers.fake_cifar import write_fake_cifar
+from litvision.datamodules.readers.download import (
     CIFAR10_MD5,
     CIFAR10_URL,
     DownloadError,

@@ -12,7 +12,7 @@ from hydra import compose, initialize_config_dir
 
 from litvision.callbacks.ema import EMA
 from litvision.tasks.build import metrics_of, setup_run
-from tests.run_helpers import TINY_MODEL, read_metrics, run_script
+from tests.helpers.run_helpers import TINY_MODEL, read_metrics, run_script
 
 CONF_DIR = Path(__file__).resolve().parents[1] / "conf"
 

@@ -2,7 +2,7 @@
 
 Checked on the splits the DataModules build (CIFAR, CIFAR-LT, class folders, ImageNet with a
 flat val folder) and on what the loaders of a real ``train.py`` run hand each rank, single
-process and under ``trainer=ddp_sim`` (tests/id_recorder.py).
+process and under ``trainer=ddp_sim`` (tests/helpers/id_recorder.py).
 """
 
 from __future__ import annotations
@@ -16,12 +16,12 @@ import pytest
 
 from litvision.datamodules.cifar10 import CIFAR10DataModule
 from litvision.datamodules.class_folder import ClassFolderDataModule
-from litvision.datamodules.exclusions import read_exclusion_file
+from litvision.datamodules.sampling.exclusions import read_exclusion_file
 from litvision.datamodules.imagenet import ImageNetDataModule
 from litvision.utils.errors import DataError, MissingDataError
-from tests.fake_cifar import write_fake_cifar
-from tests.imagenet_trees import build_train, build_val, generated_samples
-from tests.run_helpers import TINY_MODEL, run_script
+from tests.helpers.fake_cifar import write_fake_cifar
+from tests.helpers.imagenet_trees import build_train, build_val, generated_samples
+from tests.helpers.run_helpers import TINY_MODEL, run_script
 
 # ---- the file format --------------------------------------------------------------------
 
@@ -179,7 +179,7 @@ def test_train_py_never_loads_an_excluded_id(cifar_root: Path, tmp_path: Path, t
     run_script(
         "train.py", f"trainer={trainer}", "trainer.max_epochs=1", "logger=none", f"dataset.data_dir={cifar_root}",
         "dataset.val_fraction=0.2", f"dataset.exclude_ids={path}", f"hydra.run.dir={tmp_path / 'run'}",
-        "+callbacks.id_recorder._target_=tests.id_recorder.IdRecorder", f"+callbacks.id_recorder.out_dir={out}",
+        "+callbacks.id_recorder._target_=tests.helpers.id_recorder.IdRecorder", f"+callbacks.id_recorder.out_dir={out}",
         *TINY_MODEL, "dataset.batch_size=16", timeout=420,
     )
     world = 2 if trainer == "ddp_sim" else 1

@@ -6,8 +6,8 @@ import pytest
 import torch
 
 from litvision.lightning_modules.backbones.airbench import AirbenchNet
-from litvision.lightning_modules.optimizers import sgd_scaled_vectors
-from litvision.lightning_modules.schedulers import triangular
+from litvision.lightning_modules.training.optimizers import sgd_scaled_vectors
+from litvision.lightning_modules.training.schedulers import triangular
 from litvision.utils.errors import ConfigError
 
 

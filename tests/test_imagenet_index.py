@@ -6,10 +6,10 @@ import os
 
 import numpy as np
 import pytest
-from imagenet_trees import age_tree, build_train, build_val, generated_samples, real_samples, write_devkit
+from tests.helpers.imagenet_trees import age_tree, build_train, build_val, generated_samples, real_samples, write_devkit
 
 from litvision.datamodules.imagenet import ImageNetDataModule
-from litvision.datamodules.imagenet_index import read_devkit
+from litvision.datamodules.readers.imagenet_index import read_devkit
 
 LAYOUTS = ("folders", "kaggle", "devkit")
 
@@ -80,7 +80,7 @@ def test_class_names_are_readable_and_reach_the_metric_keys(tmp_path):
     assert len(names) == 1000 and names[:3] == ["tench", "goldfish", "great_white_shark"]
     # names match the sample files <wnid>_<name>.JPEG, in sorted-wnid order
     assert names == [p.name.split("_", 1)[1].rsplit(".", 1)[0] for _, p in samples]
-    from litvision.lightning_modules.metrics import unique_metric_names
+    from litvision.lightning_modules.metrics.collections import unique_metric_names
 
     keys = unique_metric_names(names)
     assert len(set(keys)) == 1000 and "crane_134" in keys  # two different 'crane' classes
@@ -333,7 +333,7 @@ def test_readable_class_names_load_outside_the_repository(tmp_path):
     import subprocess
     import sys
 
-    code = "from litvision.datamodules.imagenet_index import shipped_class_names as n; print(n()['n01440764'])"
+    code = "from litvision.datamodules.readers.imagenet_index import shipped_class_names as n; print(n()['n01440764'])"
     done = subprocess.run([sys.executable, "-c", code], cwd=tmp_path, capture_output=True, text=True, timeout=60)
     assert done.returncode == 0, done.stderr[-2000:]
     assert done.stdout.strip() == "tench"

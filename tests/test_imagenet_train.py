@@ -12,12 +12,12 @@ import pytest
 import torch
 from hydra import compose, initialize_config_dir
 from hydra.utils import instantiate
-from imagenet_trees import age_tree, bad_image_bytes, build_train, build_val, generated_samples, real_samples
+from tests.helpers.imagenet_trees import age_tree, bad_image_bytes, build_train, build_val, generated_samples, real_samples
 
 from litvision.datamodules.class_folder import ClassFolderDataModule
-from litvision.datamodules.decode import BadImageError
+from litvision.datamodules.readers.decode import BadImageError
 from litvision.lightning_modules.backbones import build_backbone
-from litvision.config_utils.resolvers import register_resolvers
+from litvision.launch.resolvers import register_resolvers
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -65,7 +65,7 @@ def test_imagenet_resnet50_experiment_is_the_standard_recipe():
     assert cfg.trainer.max_epochs == 90 and cfg.trainer.precision == "bf16-mixed"
     assert cfg.optimizer.lr == pytest.approx(0.4)  # 0.1 x 1024/256
     assert cfg.optimizer.momentum == 0.9 and cfg.optimizer.weight_decay == 1e-4
-    assert cfg.scheduler._target_ == "litvision.lightning_modules.schedulers.warmup_cosine"
+    assert cfg.scheduler._target_ == "litvision.lightning_modules.training.schedulers.warmup_cosine"
     assert cfg.scheduler.warmup_fraction == pytest.approx(5 / 90)
     assert cfg.loss.label_smoothing == 0.1
     assert cfg.model.weight_decay_norm_bias is False and cfg.model.backbone.name == "resnet50"

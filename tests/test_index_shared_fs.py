@@ -15,9 +15,9 @@ import subprocess
 import sys
 
 import pytest
-from imagenet_trees import age_tree, build_train, build_val, generated_samples
+from tests.helpers.imagenet_trees import age_tree, build_train, build_val, generated_samples
 
-from run_helpers import REPO_ROOT
+from tests.helpers.run_helpers import REPO_ROOT
 
 
 def free_port() -> int:
@@ -42,7 +42,7 @@ def test_two_nodes_on_one_shared_tree_scan_it_once(tmp_path):
             "augmentation.resolution=16", "model=small_cnn", "model.backbone.width=4", "dataset.num_workers=0",
             "dataset.batch_size=4", "trainer=ddp_sim", "trainer.devices=1", "trainer.num_nodes=2", "trainer.max_epochs=1",
             "logger=none", "test=false", "~callbacks.rich_progress_bar",
-            "+callbacks.scan_counter._target_=tests.scan_counter.ScanCounter", f"+callbacks.scan_counter.tree={root}",
+            "+callbacks.scan_counter._target_=tests.helpers.scan_counter.ScanCounter", f"+callbacks.scan_counter.tree={root}",
             f"+callbacks.scan_counter.out_dir={record}", f"hydra.run.dir={tmp_path / f'node{node}'}",
         ], cwd=REPO_ROOT, env={**env, "NODE_RANK": str(node)}, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
         for node in (0, 1)

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import torch
 
-from tests.run_helpers import TINY_MODEL, run_script
+from tests.helpers.run_helpers import TINY_MODEL, run_script
 
 
 def test_last_checkpoint_follows_every_epoch_not_the_best(fake_cifar_root: Path, tmp_path: Path) -> None:

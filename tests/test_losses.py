@@ -11,7 +11,7 @@ import torch.nn.functional as F
 from hydra import compose, initialize_config_dir
 from hydra.utils import instantiate
 
-from litvision.lightning_modules import losses
+from litvision.lightning_modules.training import losses
 
 CONF_DIR = Path(__file__).resolve().parents[1] / "conf"
 COUNTS = [400, 100, 25, 5]

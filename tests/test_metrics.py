@@ -7,7 +7,7 @@ import math
 import pytest
 import torch
 
-from litvision.lightning_modules.metrics import eval_metrics, flatten_results, unique_metric_names
+from litvision.lightning_modules.metrics.collections import eval_metrics, flatten_results, unique_metric_names
 
 NAMES = ["cat", "dog", "bird", "fish", "frog", "ant"]
 
@@ -114,7 +114,7 @@ def test_top5_accuracy_is_not_reported_with_five_classes_or_fewer() -> None:
     metrics.update(torch.randn(6, 5), torch.tensor([0, 1, 2, 3, 4, 0]))
     flat = flatten_results(metrics.compute(), "val/", names)
     assert "val/acc_top5" not in flat and "val/acc_top1" in flat
-    from litvision.lightning_modules.metrics import train_metrics
+    from litvision.lightning_modules.metrics.collections import train_metrics
 
     assert set(train_metrics(5).keys()) == {"train/acc_top1"}
     assert set(train_metrics(6).keys()) == {"train/acc_top1", "train/acc_top5"}

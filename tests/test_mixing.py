@@ -12,8 +12,8 @@ from hydra import compose, initialize_config_dir
 from hydra.utils import instantiate
 from torch import nn
 
-from litvision.lightning_modules import losses
-from litvision.lightning_modules.mixing import BatchMixer, MixParams, cutmix_params, require_soft_target_loss
+from litvision.lightning_modules.training import losses
+from litvision.lightning_modules.training.mixing import BatchMixer, MixParams, cutmix_params, require_soft_target_loss
 from litvision.utils.errors import ConfigError
 
 CONF_DIR = Path(__file__).resolve().parents[1] / "conf"

@@ -9,9 +9,9 @@ from pathlib import Path
 
 import pytest
 
-from litvision.sweeps.summary import STATUS_FILE, metric_direction, write_summary
-from tests.run_helpers import read_metrics, run_script
-from tests.wandb_offline import read_run
+from litvision.launch.sweep_summary import STATUS_FILE, metric_direction, write_summary
+from tests.helpers.run_helpers import read_metrics, run_script
+from tests.helpers.wandb_offline import read_run
 
 TINY = ["model=small_cnn", "dataset.num_workers=0", "dataset.batch_size=16", "trainer.max_epochs=1"]
 

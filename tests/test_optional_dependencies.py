@@ -38,7 +38,7 @@ def test_shards_without_webdataset_are_refused_before_any_data_is_read(monkeypat
 def test_an_audit_section_without_its_extra_stops_before_reading_data(monkeypatch, tmp_path, section, module) -> None:
     from hydra import compose, initialize_config_dir
 
-    from litvision.config_utils.resolvers import register_resolvers
+    from litvision.launch.resolvers import register_resolvers
     from litvision.tasks.audit import audit
 
     register_resolvers()

@@ -9,8 +9,8 @@ from pathlib import Path
 
 import yaml
 
-from tests.run_helpers import read_metrics, run_script
-from litvision.sweeps.objective import optimized_value
+from tests.helpers.run_helpers import read_metrics, run_script
+from litvision.launch.sweep_objective import optimized_value
 
 TINY = ["model=small_cnn", "model.backbone.width=8", "dataset.num_workers=0", "dataset.batch_size=16", "trainer.max_epochs=1"]
 

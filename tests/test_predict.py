@@ -19,15 +19,15 @@ from PIL import Image
 
 from litvision.callbacks.prediction_writer import PredictionWriter
 from litvision.datamodules.cifar10 import CIFAR10DataModule
-from litvision.datamodules.cifar_pickle import load_split
+from litvision.datamodules.readers.cifar_pickle import load_split
 from litvision.datamodules.prediction import PredictionDataModule
-from litvision.datamodules.transforms import BatchNormalize
+from litvision.datamodules.transforms.pipeline import BatchNormalize
 from litvision.lightning_modules.backbones import build_backbone
 from litvision.lightning_modules.classifier import ImageClassifier
 from litvision.lightning_modules.predictor import ProbabilityPredictor
 from litvision.utils.errors import ConfigError
-from tests.fake_cifar import write_fake_cifar
-from tests.run_helpers import run_script
+from tests.helpers.fake_cifar import write_fake_cifar
+from tests.helpers.run_helpers import run_script
 
 CLASSES = ["a", "b", "c", "d", "e"]
 TINY = ["model=small_cnn", "model.backbone.width=8", "dataset.num_workers=0", "dataset.batch_size=8"]

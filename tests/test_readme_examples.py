@@ -29,8 +29,8 @@ from hydra.core.hydra_config import HydraConfig
 from hydra.core.override_parser.overrides_parser import OverridesParser
 from omegaconf import OmegaConf, open_dict
 
-from tests.fake_cifar import write_fake_cifar
-from tests.run_helpers import REPO_ROOT
+from tests.helpers.fake_cifar import write_fake_cifar
+from tests.helpers.run_helpers import REPO_ROOT
 
 README = REPO_ROOT / "README.md"
 CI_SCRIPT = REPO_ROOT / ".ci" / "run"
@@ -234,7 +234,7 @@ def test_architecture_table_names_every_folder_and_paths_exist() -> None:
 def readme_data(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     """CIFAR-format data big enough for the long-tail examples (IF=100 keeps >= 1 image per class),
     and a small ImageNet-style tree."""
-    from tests.imagenet_trees import age_tree, build_train, build_val, generated_samples
+    from tests.helpers.imagenet_trees import age_tree, build_train, build_val, generated_samples
 
     root = tmp_path_factory.mktemp("readme_data")
     write_fake_cifar(root / "cifar", n_train_per_class=120, n_test_per_class=5, seed=0)

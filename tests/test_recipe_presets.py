@@ -13,10 +13,10 @@ from hydra import compose, initialize_config_dir
 from hydra.utils import instantiate
 from omegaconf import OmegaConf
 
-from litvision.datamodules.augment_presets import Cutout, TrivialAugmentWide
-from litvision.lightning_modules.schedulers import multistep
+from litvision.datamodules.transforms.augment_presets import Cutout, TrivialAugmentWide
+from litvision.lightning_modules.training.schedulers import multistep
 from litvision.utils.errors import ConfigError
-from tests.run_helpers import TINY_MODEL, read_metrics, run_script
+from tests.helpers.run_helpers import TINY_MODEL, read_metrics, run_script
 
 CONF_DIR = Path(__file__).resolve().parents[1] / "conf"
 
@@ -59,8 +59,8 @@ def test_imagenet_resnet50_v2_mirrors_torchvisions_published_recipe() -> None:
 
 
 def test_imagenet_v2_pipelines_give_176_for_training_and_232_224_for_evaluation() -> None:
-    from litvision.datamodules.jpeg_pipeline import SamplePipeline
-    from tests.imagenet_trees import real_samples
+    from litvision.datamodules.readers.jpeg_pipeline import SamplePipeline
+    from tests.helpers.imagenet_trees import real_samples
 
     samples = real_samples()[:6]
     with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
@@ -124,7 +124,7 @@ def test_multistep_refuses_milestones_that_are_not_fractions() -> None:
 
 @pytest.mark.slow
 def test_imagenet_resnet50_v2_runs_end_to_end_on_the_sample_tree(tmp_path) -> None:
-    from tests.imagenet_trees import age_tree, build_train, build_val, real_samples
+    from tests.helpers.imagenet_trees import age_tree, build_train, build_val, real_samples
 
     samples = real_samples()
     root = tmp_path / "imagenet"

@@ -10,8 +10,8 @@ import albumentations as A
 import numpy as np
 import pytest
 
-from litvision.datamodules.repeated_augmentation import RepeatedAugmentationSampler
-from litvision.datamodules.samplers import ClassAwareSampler, ClassBalancedSampler
+from litvision.datamodules.sampling.repeated_augmentation import RepeatedAugmentationSampler
+from litvision.datamodules.sampling.samplers import ClassAwareSampler, ClassBalancedSampler
 from litvision.utils.errors import ConfigError
 
 # long-tailed labels: 5 classes with 200, 80, 30, 12, 5 images

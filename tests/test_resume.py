@@ -12,9 +12,9 @@ from pathlib import Path
 import pytest
 import torch
 
-from tests.fake_cifar import write_fake_cifar
-from tests.run_helpers import REPO_ROOT, read_metrics, run_script
-from tests.wandb_offline import read_run
+from tests.helpers.fake_cifar import write_fake_cifar
+from tests.helpers.run_helpers import REPO_ROOT, read_metrics, run_script
+from tests.helpers.wandb_offline import read_run
 
 MAX_EPOCHS = 3
 # augmentation=none and num_workers=0: no random draws outside the checkpointed state, so a
@@ -131,7 +131,7 @@ def test_ckpt_path_last_follows_the_checkpoint_callback_and_onecycle_gets_more_e
     from hydra import compose, initialize_config_dir
 
     from litvision.tasks.train import train
-    from tests.run_helpers import TINY_MODEL
+    from tests.helpers.run_helpers import TINY_MODEL
 
     run_dir, ckpt_dir = tmp_path / "run", tmp_path / "elsewhere"
     common = [

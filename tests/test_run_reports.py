@@ -1,7 +1,7 @@
 """Run reports of a real ``train.py`` run (callbacks/accuracy_paradox.py, overfitting_monitor.py,
 reliability_diagram.py, misclassified_examples.py; ECE in the metrics).
 
-The data dictate what the model predicts (tests/report_models.py), so the collapsed-class and
+The data dictate what the model predicts (tests/helpers/report_models.py), so the collapsed-class and
 memorising run must raise the warnings, and the healthy run must stay silent.
 """
 
@@ -15,9 +15,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from litvision.datamodules.splits import stratified_split
-from tests.report_models import CLASSES, OVERRIDES, write_encoded_cifar
-from tests.run_helpers import read_metrics, run_script
+from litvision.datamodules.sampling.splits import stratified_split
+from tests.helpers.report_models import CLASSES, OVERRIDES, write_encoded_cifar
+from tests.helpers.run_helpers import read_metrics, run_script
 
 PER_CLASS_TRAIN, PER_CLASS_TEST = 20, 20
 CORRECT_MARGIN = 4.0  # confidence e^4 / (e^4 + 4) = 0.932

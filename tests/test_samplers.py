@@ -11,8 +11,8 @@ from hydra.utils import instantiate
 from scipy.stats import chisquare
 from torch.utils.data import DataLoader, DistributedSampler
 
-from tests.fake_cifar import write_fake_cifar
-from litvision.datamodules.samplers import ClassAwareSampler, ClassBalancedSampler
+from tests.helpers.fake_cifar import write_fake_cifar
+from litvision.datamodules.sampling.samplers import ClassAwareSampler, ClassBalancedSampler
 from litvision.utils.class_weights import class_weights
 
 CONF_DIR = Path(__file__).resolve().parents[1] / "conf"

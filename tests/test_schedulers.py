@@ -7,7 +7,7 @@ import math
 import pytest
 import torch
 
-from litvision.lightning_modules.schedulers import one_cycle, warmup_cosine
+from litvision.lightning_modules.training.schedulers import one_cycle, warmup_cosine
 from litvision.utils.errors import ConfigError
 
 PEAK = 0.2

@@ -1,5 +1,5 @@
 """Who reads what from a shard set: every sample once per epoch across ranks and workers,
-whatever the shard counts (datamodules/shard_plan.py), checked against a real DataLoader."""
+whatever the shard counts (datamodules/shards/read_plan.py), checked against a real DataLoader."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 from torch.utils.data import DataLoader, IterableDataset, get_worker_info
 
-from litvision.datamodules import shard_plan as plan
+from litvision.datamodules.shards import read_plan as plan
 
 
 def positions_read(counts, order, start, stop):

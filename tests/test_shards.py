@@ -18,15 +18,15 @@ import torch
 
 pytest.importorskip("webdataset", reason="the shards extra (pip install -e '.[shards]') is not installed")
 
-from imagenet_trees import age_tree, bad_image_bytes, build_train, build_val, generated_samples  # noqa: E402
+from tests.helpers.imagenet_trees import age_tree, bad_image_bytes, build_train, build_val, generated_samples  # noqa: E402
 
 from litvision.datamodules.class_folder import ClassFolderDataModule  # noqa: E402
-from litvision.datamodules.decode import BadImageError  # noqa: E402
-from litvision.datamodules.file_dataset import collate_skipping_bad  # noqa: E402
+from litvision.datamodules.readers.decode import BadImageError  # noqa: E402
+from litvision.datamodules.datasets.file_dataset import collate_skipping_bad  # noqa: E402
 from litvision.datamodules.imagenet import ImageNetDataModule  # noqa: E402
 from litvision.datamodules.shard_datamodule import ShardDataModule  # noqa: E402
-from litvision.datamodules.shard_stream import ShardLoader  # noqa: E402
-from litvision.shards.prepare import prepare  # noqa: E402
+from litvision.datamodules.shards.stream import ShardLoader  # noqa: E402
+from litvision.datamodules.shards.prepare import prepare  # noqa: E402
 from litvision.utils.errors import ConfigError, DataError, MissingDataError  # noqa: E402
 
 BAD = ("truncated", "empty")  # the planted files that cannot be decoded
@@ -278,7 +278,7 @@ def test_bad_image_policy_applies_when_reading(tmp_path):
 
 def test_refusals_are_clear(shard_set, tmp_path):
     _, out = shard_set
-    from litvision.datamodules.samplers import ClassBalancedSampler
+    from litvision.datamodules.sampling.samplers import ClassBalancedSampler
 
     with pytest.raises(ConfigError, match="sampler=none"):
         shard_dm(out, sampler=functools.partial(ClassBalancedSampler))
@@ -386,7 +386,7 @@ def test_resuming_from_a_mid_epoch_checkpoint_trains_the_rest_of_the_epoch(tmp_p
 def composed(config: str, overrides: list[str]):
     from hydra import compose, initialize_config_dir
 
-    from litvision.config_utils.resolvers import register_resolvers
+    from litvision.launch.resolvers import register_resolvers
 
     register_resolvers()
     with initialize_config_dir(config_dir=str(Path(__file__).resolve().parents[1] / "conf"), version_base="1.3"):

@@ -18,8 +18,8 @@ import pytest
 
 pytest.importorskip("webdataset", reason="the shards extra (pip install -e '.[shards]') is not installed")
 
-from imagenet_trees import age_tree, bad_image_bytes, build_train, build_val, real_samples  # noqa: E402
-from run_helpers import REPO_ROOT, read_metrics, run_script  # noqa: E402
+from tests.helpers.imagenet_trees import age_tree, bad_image_bytes, build_train, build_val, real_samples  # noqa: E402
+from tests.helpers.run_helpers import REPO_ROOT, read_metrics, run_script  # noqa: E402
 
 # every case runs prepare_shards.py/train.py/eval.py as subprocesses over ~2,000 real images:
 # minutes on a 2-core machine (fast versions on generated trees: tests/test_shards.py)
@@ -99,7 +99,7 @@ def test_eval_of_one_checkpoint_on_files_and_on_shards_gives_identical_metrics(s
 
 
 def test_two_process_ddp_epoch_on_shards_trains_on_each_sample_once(shard_run, tmp_path):
-    """Labels recorded by a callback in each rank (tests/label_recorder.py), not taken from the sampler.
+    """Labels recorded by a callback in each rank (tests/helpers/label_recorder.py), not taken from the sampler.
 
     1,003 training images on 2 ranks with 32 per rank and batch: 501 and 502, 16 batches each,
     no padding. The tree has one image per class except the three classes holding the readable
@@ -111,7 +111,7 @@ def test_two_process_ddp_epoch_on_shards_trains_on_each_sample_once(shard_run, t
         sys.executable, "train.py", "dataset=imagenet_shards", f"dataset.shards={shards}",
         "model=small_cnn", "model.backbone.width=8", "augmentation.resolution=32", "dataset.num_workers=1",
         "dataset.batch_size=64", "trainer=ddp_sim", "trainer.max_epochs=1", "logger=none", "test=false",
-        "~callbacks.rich_progress_bar", "+callbacks.label_recorder._target_=tests.label_recorder.LabelRecorder",
+        "~callbacks.rich_progress_bar", "+callbacks.label_recorder._target_=tests.helpers.label_recorder.LabelRecorder",
         f"+callbacks.label_recorder.out_dir={record}", f"hydra.run.dir={tmp_path / 'run'}",
     ], cwd=REPO_ROOT, env={**env, "WANDB_MODE": "disabled"}, capture_output=True, text=True, timeout=600)
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-5000:]

@@ -19,8 +19,8 @@ from PIL import Image
 from litvision.datamodules.cifar10 import CIFAR10DataModule
 from litvision.datamodules.class_folder import ClassFolderDataModule
 from litvision.utils.errors import ConfigError
-from tests.fake_cifar import write_fake_cifar
-from tests.run_helpers import TINY_MODEL, run_script
+from tests.helpers.fake_cifar import write_fake_cifar
+from tests.helpers.run_helpers import TINY_MODEL, run_script
 
 ROOT = Path(__file__).resolve().parents[1]
 

@@ -9,8 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from tests.run_helpers import read_metrics, run_script
-from tests.wandb_offline import read_run
+from tests.helpers.run_helpers import read_metrics, run_script
+from tests.helpers.wandb_offline import read_run
 
 TINY = ["model=small_cnn", "model.backbone.width=8", "dataset.num_workers=0", "dataset.batch_size=16", "trainer.max_epochs=1"]
 

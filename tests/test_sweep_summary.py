@@ -6,7 +6,7 @@ import csv
 import json
 from pathlib import Path
 
-from litvision.sweeps.summary import STATUS_FILE, metric_direction, write_summary
+from litvision.launch.sweep_summary import STATUS_FILE, metric_direction, write_summary
 
 
 def _job(sweep_dir: Path, num: int, metrics_text: str | None, status_text: str | None = None) -> Path:

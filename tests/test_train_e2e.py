@@ -7,8 +7,8 @@ from pathlib import Path
 import pytest
 import torch
 
-from tests.fake_cifar import CIFAR10_CLASSES
-from tests.run_helpers import TINY_MODEL, read_metrics, run_script
+from tests.helpers.fake_cifar import CIFAR10_CLASSES
+from tests.helpers.run_helpers import TINY_MODEL, read_metrics, run_script
 
 RECALL_KEYS = [f"test/recall/{name}" for name in CIFAR10_CLASSES]
 
@@ -97,7 +97,7 @@ def test_seed_null_draws_a_seed_records_it_and_reproduces(fake_cifar_root, tmp_p
 
 
 def test_eval_refuses_checkpoint_of_other_classes(fake_cifar_root, tmp_path) -> None:
-    from tests.fake_cifar import write_fake_cifar
+    from tests.helpers.fake_cifar import write_fake_cifar
 
     other = tmp_path / "other"
     write_fake_cifar(other, n_train_per_class=2, n_test_per_class=1, class_names=[f"c{i}" for i in range(10)])

@@ -15,8 +15,8 @@ from torch import nn
 
 from litvision.callbacks.ema import EMA
 from litvision.lightning_modules.classifier import ImageClassifier
-from litvision.lightning_modules.mixing import BatchMixer
-from litvision.lightning_modules.schedulers import warmup_cosine
+from litvision.lightning_modules.training.mixing import BatchMixer
+from litvision.lightning_modules.training.schedulers import warmup_cosine
 
 CONF_DIR = Path(__file__).resolve().parents[1] / "conf"
 

@@ -19,10 +19,10 @@ import lightning as L
 import pytest
 import torch
 
-from tests.fake_cifar import CIFAR10_CLASSES
+from tests.helpers.fake_cifar import CIFAR10_CLASSES
 from litvision.lightning_modules.backbones import build_backbone
 from litvision.lightning_modules.classifier import ImageClassifier
-from tests.run_helpers import REPO_ROOT, TINY_MODEL, run_script
+from tests.helpers.run_helpers import REPO_ROOT, TINY_MODEL, run_script
 
 ERROR_LINE = re.compile(r"^(ConfigError|DataError|MissingDataError): \S")
 
@@ -117,7 +117,7 @@ def evaluate(ckpt: Path, data_dir: Path, run_dir: Path, *overrides: str) -> subp
 
 
 def test_eval_on_data_with_unknown_class_names_is_one_line(tiny_checkpoint: Path, tmp_path: Path) -> None:
-    from tests.fake_cifar import write_fake_cifar
+    from tests.helpers.fake_cifar import write_fake_cifar
 
     other = tmp_path / "other"
     write_fake_cifar(other, n_train_per_class=2, n_test_per_class=1, class_names=[*CIFAR10_CLASSES[:9], "zebra"])
@@ -129,7 +129,7 @@ def test_eval_on_data_with_unknown_class_names_is_one_line(tiny_checkpoint: Path
 
 @pytest.mark.slow
 def test_eval_on_the_same_classes_in_another_order_is_one_line(tiny_checkpoint: Path, tmp_path: Path) -> None:
-    from tests.fake_cifar import write_fake_cifar
+    from tests.helpers.fake_cifar import write_fake_cifar
 
     other = tmp_path / "shuffled"
     write_fake_cifar(other, n_train_per_class=2, n_test_per_class=1, class_names=list(reversed(CIFAR10_CLASSES)))

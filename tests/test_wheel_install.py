@@ -22,8 +22,8 @@ from pathlib import Path
 import pytest
 import yaml
 
-from tests.fake_cifar import write_fake_cifar
-from tests.run_helpers import REPO_ROOT, read_metrics
+from tests.helpers.fake_cifar import write_fake_cifar
+from tests.helpers.run_helpers import REPO_ROOT, read_metrics
 
 TINY = ["model=small_cnn", "model.backbone.width=8", "trainer.max_epochs=1", "logger=csv"]
 # what a source checkout may hold besides the package (never part of the wheel)

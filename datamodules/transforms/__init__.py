@@ -1,0 +1,1 @@
+"""Transforms: Albumentations pipelines and policies per sample, batched augmentation on the device, normalisation, worker seeding."""

@@ -1,0 +1,1 @@
+"""Metrics: the torchmetrics collections each split reports and the calibration error."""

@@ -1,0 +1,1 @@
+"""Test helpers: generated data in the published formats, recorders injected into runs, subprocess runners."""
