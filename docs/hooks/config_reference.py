@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import html
 import re
+import textwrap
 from pathlib import Path
 
 import yaml
@@ -53,17 +54,16 @@ def _escape_outside_code(line: str) -> str:
 
 def prose(header: list[str]) -> str:
     """Comment lines as Markdown: paragraphs as written, indented lines (examples) as a code block."""
-    out, code = [], []
-    for line in header:
+    out: list[str] = []
+    code: list[str] = []
+    for line in [*header, ""]:
         if line.startswith(" ") and line.strip():
-            code.append(line.strip())
+            code.append(line)
             continue
         if code:
-            out += ["", "```text", *code, "```", ""]
+            out += ["", "```text", textwrap.dedent("\n".join(code)), "```", ""]
             code = []
         out.append(_escape_outside_code(line) if line.strip() else "")
-    if code:
-        out += ["", "```text", *code, "```"]
     return "\n".join(out).strip()
 
 
