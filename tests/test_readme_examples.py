@@ -66,6 +66,8 @@ NOT_RUN = {
     "hydra/launcher=slurm trainer=gpu": "needs SLURM and GPUs: tests/test_audit_label_errors.py runs folds as a multirun",
     "python audit.py audit.folds_dir=/shared/audit_folds trainer=gpu":
         "needs a GPU and the folds above: tests/test_audit_label_errors.py merges a multirun's folds",
+    "mkdocs build --strict": "builds the docs site: tests/test_docs.py runs it (from a copy of the checkout)",
+    "mkdocs serve": "serves the docs site until stopped: tests/test_docs.py builds the same site",
     "python prepare_shards.py dataset=imagenet dataset.data_dir=/data/imagenet out=/data/imagenet-shards":
         "needs ImageNet: tests/test_shards.py (the writer) and tests/test_shards_imagenet.py (the script, slow) cover it",
 }
