@@ -48,8 +48,10 @@ def split_header(text: str) -> tuple[list[str], str | None, str]:
 def _escape_outside_code(line: str) -> str:
     """Markdown-safe prose: ``<`` ``>`` ``&`` escaped except inside backtick spans."""
     parts = re.split(r"(`[^`]*`)", line)
-    return "".join(part if part.startswith("`") and part.endswith("`") and len(part) > 1 else html.escape(part, quote=False)
-                   for part in parts)
+    return "".join(
+        part if part.startswith("`") and part.endswith("`") and len(part) > 1 else html.escape(part, quote=False)
+        for part in parts
+    )
 
 
 def prose(header: list[str]) -> str:
@@ -97,8 +99,14 @@ def anchor(text: str) -> str:
 
 def yaml_section(path: Path, title: str, ident: str, note: str = "") -> list[str]:
     header, package, body = split_header(path.read_text())
-    lines = [f"### {title} {{#{ident}}}", "", f"`conf/{path.relative_to(CONF).as_posix()}`"
-             + (f" · package `{package}`" if package else "") + (f" · {note}" if note else ""), ""]
+    lines = [
+        f"### {title} {{#{ident}}}",
+        "",
+        f"`conf/{path.relative_to(CONF).as_posix()}`"
+        + (f" · package `{package}`" if package else "")
+        + (f" · {note}" if note else ""),
+        "",
+    ]
     if header:
         lines += [prose(header), ""]
     if body:
@@ -131,7 +139,9 @@ def render() -> str:
     ]
     for group, files in all_groups.items():
         options = [f"[`{p.stem}`](#{anchor(group + '-' + p.stem)})" for p in files if not p.stem.startswith("_")]
-        internal = [f"[`{p.stem}`](#{anchor(group + '-' + p.stem)}) (internal)" for p in files if p.stem.startswith("_")]
+        internal = [
+            f"[`{p.stem}`](#{anchor(group + '-' + p.stem)}) (internal)" for p in files if p.stem.startswith("_")
+        ]
         defaults = ", ".join(f"{entry}: `{option}`" for entry, option in chosen.get(group, {}).items())
         lines.append(f"| [`{group}`](#{anchor('group-' + group)}) | {', '.join(options + internal)} | {defaults} |")
     lines += ["", "## Entry configs", ""]
@@ -146,8 +156,10 @@ def render() -> str:
         lines += [f"## `{group}` {{#{anchor('group-' + group)}}}", ""]
         defaults = chosen.get(group, {})
         if defaults:
-            lines += ["Default: " + ", ".join(f"`{option}` in `{entry}.yaml`" for entry, option in defaults.items())
-                      + ".", ""]
+            lines += [
+                "Default: " + ", ".join(f"`{option}` in `{entry}.yaml`" for entry, option in defaults.items()) + ".",
+                "",
+            ]
         for path in files:
             internal = path.stem.startswith("_")
             title = f"`{group}/{path.stem}` (internal)" if internal else f"`{group}={path.stem}`"

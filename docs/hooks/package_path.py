@@ -28,7 +28,8 @@ REPO_ROOT = Path(__file__).resolve().parents[2]
 def package_entries(root: Path) -> list[Path]:
     """What ``pip install`` puts into ``litvision/``: top-level modules and package folders."""
     return sorted(
-        path for path in root.iterdir()
+        path
+        for path in root.iterdir()
         if not path.name.startswith(".")
         and ((path.is_file() and path.suffix == ".py") or (path.is_dir() and (path / "__init__.py").is_file()))
     )

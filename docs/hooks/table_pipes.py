@@ -13,5 +13,7 @@ CODE_SPAN = re.compile(r"`[^`\n]*`")
 
 
 def on_page_markdown(markdown: str, **_: object) -> str:
-    return "\n".join(CODE_SPAN.sub(lambda m: m.group(0).replace("\\|", "|"), line) if line.lstrip().startswith("|")
-                     else line for line in markdown.split("\n"))
+    return "\n".join(
+        CODE_SPAN.sub(lambda m: m.group(0).replace("\\|", "|"), line) if line.lstrip().startswith("|") else line
+        for line in markdown.split("\n")
+    )

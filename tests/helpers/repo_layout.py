@@ -16,8 +16,11 @@ def documented_folders(root: Path) -> list[Path]:
     """Every package folder (a folder with ``__init__.py``, at any depth below another package folder
     or below tests/) plus the top-level non-package folders: the rows of docs/architecture.md's table.
     Hidden folders (``.venv/``, ``.git/``) and non-package ones (``data/``, ``logs/``) are not walked."""
-    tops = [path for path in sorted(root.iterdir())
-            if path.is_dir() and not path.name.startswith(".") and (is_package(path) or path.name in NON_PACKAGE_FOLDERS)]
+    tops = [
+        path
+        for path in sorted(root.iterdir())
+        if path.is_dir() and not path.name.startswith(".") and (is_package(path) or path.name in NON_PACKAGE_FOLDERS)
+    ]
     found, stack = [], list(reversed(tops))
     while stack:
         folder = stack.pop()
