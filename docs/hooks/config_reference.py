@@ -1,9 +1,10 @@
 """MkDocs hook: the configuration reference page, generated from ``conf/`` on every build.
 
-It walks ``conf/`` and writes one page (``configuration-reference.md``, never on disk): every entry
-config (``conf/train.yaml``, ...), every config group (a folder of ``conf/``) with each option's
-leading comment lines as prose and its YAML (keys and defaults) verbatim, which option each entry
-config selects by default, and which files are internal (a name starting with ``_``: shared keys
+It walks ``conf/`` and writes one page, ``configuration-reference.md`` (the file of that name in
+``docs/`` is only a stub for readers on GitHub): every entry config (``conf/train.yaml``, ...), every
+config group (a folder of ``conf/``) with each option's leading comment lines as prose and its YAML
+(keys and defaults) verbatim, which option each entry config selects by default, and which files are
+internal (a name starting with ``_``: shared keys
 that options include through ``defaults:``, not an option of their own). Generated, so it cannot
 go stale; mkdocs-gen-files would do the same but is not a dependency we carry.
 """
@@ -169,5 +170,9 @@ def render() -> str:
 
 
 def on_files(files: Files, config: MkDocsConfig) -> Files:
+    # docs/configuration-reference.md on disk is a stub for readers on GitHub; the site gets the real page
+    stub = files.get_file_from_path(PAGE)
+    if stub is not None:
+        files.remove(stub)
     files.append(File.generated(config, PAGE, content=render()))
     return files
