@@ -91,8 +91,8 @@ class DeviceResidentMixin:
     Args:
         batch_augment: :class:`BatchAugment` (or its arguments as a mapping) applied to training
             batches on the device; None = no training augmentation.
-        Everything else as for the DataModule it is mixed into; ``num_workers`` must be 0
-        and the Albumentations ``train_transform``/``eval_transform`` must be None.
+        **kwargs: everything else as for the DataModule it is mixed into; ``num_workers`` must be 0
+            and the Albumentations ``train_transform``/``eval_transform`` must be None.
     """
 
     def __init__(self, *args: Any, batch_augment: BatchAugment | Mapping[str, Any] | None = None, **kwargs: Any) -> None:

@@ -1,6 +1,6 @@
-"""Every command in README.md's ```bash blocks works: the README stays true.
+"""Every command in the ```bash blocks of README.md and of the docs site (docs/**/*.md) works: the docs stay true.
 
-The commands are read from README.md, so a new example is checked without touching this file.
+The commands are read from those files, so a new example is checked without touching this file.
 - Default suite: each ``train.py``/``eval.py``/``predict.py`` example is composed and resolved with Hydra (a
   sweep at its first point), including the launcher and sweeper settings, in this process.
 - ``-m slow``: each example that can run on this machine runs as a user would (a subprocess
@@ -8,8 +8,8 @@ The commands are read from README.md, so a new example is checked without touchi
   2 Optuna trials. Examples that need a GPU or SLURM must be listed in COMPOSE_ONLY (the
   default suite checks that the list is right); other commands that cannot run inside a
   test are listed in NOT_RUN with the reason.
-The Architecture section is checked too: every package folder is in its table, and every
-repository path the README names exists.
+The Architecture page (docs/architecture.md) is checked too: every package folder (subpackages included)
+is in its table; and every repository path README.md or a docs page names exists.
 """
 
 from __future__ import annotations
@@ -30,9 +30,12 @@ from hydra.core.override_parser.overrides_parser import OverridesParser
 from omegaconf import OmegaConf, open_dict
 
 from tests.helpers.fake_cifar import write_fake_cifar
+from tests.helpers.repo_layout import documented_folders
 from tests.helpers.run_helpers import REPO_ROOT
 
 README = REPO_ROOT / "README.md"
+DOCS = REPO_ROOT / "docs"
+ARCHITECTURE = DOCS / "architecture.md"
 CI_SCRIPT = REPO_ROOT / ".ci" / "run"
 
 # Steps (a command split at ` && `) that are not run here, and why.
@@ -63,6 +66,8 @@ NOT_RUN = {
     "hydra/launcher=slurm trainer=gpu": "needs SLURM and GPUs: tests/test_audit_label_errors.py runs folds as a multirun",
     "python audit.py audit.folds_dir=/shared/audit_folds trainer=gpu":
         "needs a GPU and the folds above: tests/test_audit_label_errors.py merges a multirun's folds",
+    "mkdocs build --strict": "builds the docs site: tests/test_docs.py runs it (from a copy of the checkout)",
+    "mkdocs serve": "serves the docs site until stopped: tests/test_docs.py builds the same site",
     "python prepare_shards.py dataset=imagenet dataset.data_dir=/data/imagenet out=/data/imagenet-shards":
         "needs ImageNet: tests/test_shards.py (the writer) and tests/test_shards_imagenet.py (the script, slow) cover it",
 }
@@ -94,11 +99,20 @@ ENTRY_SCRIPTS = {
 }
 
 
-# ---- reading the README ----------------------------------------------------------------------
-def readme_commands() -> list[str]:
-    """Each command line of the README's ```bash blocks as written: continuations joined, comments dropped."""
+# ---- reading the README and the docs -----------------------------------------------------------
+def doc_files() -> list[Path]:
+    """README.md and every page of the docs site."""
+    return [README, *sorted(DOCS.rglob("*.md"))]
+
+
+def bash_blocks(path: Path) -> list[str]:
+    return re.findall(r"```bash\n(.*?)```", path.read_text(), flags=re.S)
+
+
+def readme_commands(path: Path = README) -> list[str]:
+    """Each command line of a file's ```bash blocks as written: continuations joined, comments dropped."""
     commands = []
-    for block in re.findall(r"```bash\n(.*?)```", README.read_text(), flags=re.S):
+    for block in bash_blocks(path):
         for line in block.replace("\\\n", " ").splitlines():
             line = re.sub(r"\s+#\s.*$", "", line.strip())  # a trailing "   # what it does"
             if line and not line.startswith("#"):  # "#SBATCH ..." lines are sbatch directives
@@ -112,7 +126,9 @@ def _normal(step: str) -> str:
 
 
 def readme_steps() -> list[str]:
-    return [_normal(step) for command in readme_commands() for step in command.split(" && ")]
+    """Every step of README.md's and the docs' commands, each once (the docs repeat the README's), in order."""
+    steps = [_normal(step) for path in doc_files() for command in readme_commands(path) for step in command.split(" && ")]
+    return list(dict.fromkeys(steps))
 
 
 @dataclass
@@ -200,9 +216,9 @@ def test_ci_runs_readme_command_2_verbatim() -> None:
 def test_every_readme_command_is_checked_or_listed() -> None:
     steps = readme_steps()
     unknown = [s for s in steps if parse_example(s) is None and s not in NOT_RUN]
-    assert not unknown, f"README commands neither run by this test nor listed in NOT_RUN with a reason: {unknown}"
+    assert not unknown, f"README/docs commands neither run by this test nor listed in NOT_RUN with a reason: {unknown}"
     stale = [s for s in [*NOT_RUN, *COMPOSE_ONLY] if s not in steps]
-    assert not stale, f"listed here but no longer in README.md: {stale}"
+    assert not stale, f"listed here but no longer in README.md or docs/: {stale}"
     assert len(EXAMPLES) >= 20  # the parser still finds the README's examples
 
 
@@ -215,18 +231,32 @@ def test_readme_example_composes(example: Example, tmp_path: Path) -> None:
     )
 
 
+def test_docs_front_page_starts_with_the_readme_commands() -> None:
+    """docs/index.md shows the README's two commands (install + train, install + test) exactly."""
+    assert bash_blocks(DOCS / "index.md")[:2] == bash_blocks(README)[:2]
+
+
 def test_architecture_table_names_every_folder_and_paths_exist() -> None:
-    text = README.read_text()
-    architecture = text[text.index("## Architecture"):text.index("## Troubleshooting")]
-    listed = set(re.findall(r"^\| `([\w]+)/` \|", architecture, flags=re.M))
-    folders = {p.name for p in REPO_ROOT.iterdir()
-               if p.is_dir() and ((p / "__init__.py").is_file() or p.name in ("tests", "bench"))}
-    assert listed == folders, f"Architecture table vs folders: missing {folders - listed}, gone {listed - folders}"
+    text = ARCHITECTURE.read_text()
+    table = text[text.index("## What each folder holds"):]
+    listed = set(re.findall(r"^\| `([\w/]+)/` \|", table, flags=re.M))
+    folders = {p.relative_to(REPO_ROOT).as_posix() for p in documented_folders(REPO_ROOT)}
+    assert listed == folders, f"docs/architecture.md table vs folders: missing {folders - listed}, gone {listed - folders}"
     # every repository path named in backticks exists (conf/..., launch/ddp_relaunch.py, tests/test_x.py, ...)
-    tops = "|".join(sorted(folders | {".ci"}))
-    named = set(re.findall(rf"`((?:{tops})/[\w./-]*?)`", text))
-    missing = sorted(path for path in named if not (REPO_ROOT / path).exists())
-    assert not missing, f"README names paths that do not exist: {missing}"
+    tops = "|".join(sorted({folder.split("/")[0] for folder in folders} | {".ci"}))
+    for path in doc_files():
+        named = set(re.findall(rf"`((?:{tops})/[\w./-]*?)`", path.read_text()))
+        missing = sorted(name for name in named if not (REPO_ROOT / name).exists())
+        assert not missing, f"{path.relative_to(REPO_ROOT)} names paths that do not exist: {missing}"
+
+
+def test_readme_links_resolve() -> None:
+    """README.md's relative links (into docs/, to BENCHMARKS.md) point at files that exist, as GitHub shows them."""
+    targets = re.findall(r"\]\(([^)\s]+)\)", README.read_text())
+    relative = [t.split("#")[0] for t in targets if not re.match(r"[a-z]+:", t) and not t.startswith("#")]
+    assert relative, "README.md links into the docs"
+    missing = sorted(t for t in relative if not (REPO_ROOT / t).exists())
+    assert not missing, f"README.md links to files that do not exist: {missing}"
 
 
 # ---- slow: run them ----------------------------------------------------------------------------
@@ -285,7 +315,8 @@ def _set(overrides: list[str], key: str, value: str, force: bool = True) -> list
 
 def shrunk(example: Example, composed: dict, data: dict[str, Path], checkpoints: dict[str, Path], tmp: Path) -> list[str]:
     """The example's own overrides, made to run in seconds on generated data."""
-    kind = "imagenet" if "imagenet" in composed["dataset"]["_target_"].lower() else "cifar"
+    target = composed["dataset"]["_target_"].lower()
+    kind = "imagenet" if "imagenet" in target or "class_folder" in target else "cifar"  # a tree of class folders
     imagenet = kind == "imagenet"
     overrides = list(example.overrides)
     if "ckpt_path" in composed and example.config_name != "train":  # eval/predict: a checkpoint for this data
