@@ -16,6 +16,10 @@ per-class metrics, same ``on_bad_image`` policy, uint8 batches normalised on the
   no resumable state; this works because the epoch's stream is a function of (seed, epoch).)
   Random augmentation draws are not restored, as for files; with several loader workers the
   remaining batches may come in another order than in an uninterrupted run.
+* Shard sets are checked, not trusted (``verify_shards``): the manifest when it is read
+  (:func:`~litvision.datamodules.shards.manifest.check_manifest`), local shard sizes against it at setup,
+  and every shard as it streams (:mod:`~litvision.datamodules.shards.reader`: members, labels,
+  sample counts, byte counts, SHA-256).
 * Class-balanced sampling is refused: ``sampler=class_balanced|class_aware`` draw samples by
   index, with replacement, which a sequential stream cannot do. Use a re-weighting loss
   (``loss=logit_adjusted|balanced_softmax|class_balanced|drw``) with shards, or the file
@@ -25,6 +29,7 @@ per-class metrics, same ``on_bad_image`` policy, uint8 batches normalised on the
 from __future__ import annotations
 
 import logging
+import os
 from typing import Any
 
 import numpy as np
@@ -33,10 +38,12 @@ from torch.utils.data import DataLoader
 from litvision.datamodules.base import ClassificationDataModule, Splits, default_num_workers
 from litvision.datamodules.readers.decode import POLICIES, BadImagePolicy
 from litvision.datamodules.datasets.file_dataset import collate_skipping_bad
-from litvision.utils.errors import ConfigError
+from litvision.datamodules.shards.manifest import REWRITE, is_remote
+from litvision.utils.errors import ConfigError, DataError, MissingDataError
 from litvision.utils.optional import require
 
 log = logging.getLogger(__name__)
+VERIFY_SHARDS = ("auto", "none", "size", "sha256")
 
 
 class ShardDataModule(ClassificationDataModule):
@@ -54,6 +61,11 @@ class ShardDataModule(ClassificationDataModule):
             every epoch.
         on_bad_image: ``skip`` or ``raise`` for images that fail to decode while reading
             (prepare_shards already left out the files it found unreadable).
+        verify_shards: what is checked against the manifest besides every member, label and
+            sample count: ``none``, ``size`` (local shards stat'ed at setup, every shard's
+            bytes counted as it streams) or ``sha256`` (``size`` + each shard hashed as it
+            streams, compared at its end); ``auto`` = ``size`` for training, ``sha256`` for
+            validation/test (the numbers a run reports come from intact data).
         **kwargs: see :class:`~litvision.datamodules.base.ClassificationDataModule`
             (``sampler``, ``repeated_augmentation`` > 1, ``imbalance_factor`` and ``exclude_ids``
             are refused: the first two need random access, the last two are applied by
@@ -68,6 +80,7 @@ class ShardDataModule(ClassificationDataModule):
         num_workers: int | str = "auto",
         shuffle_buffer: int = 1000,
         on_bad_image: BadImagePolicy = "skip",
+        verify_shards: str = "auto",
         **kwargs: Any,
     ) -> None:
         require("webdataset", "shards", "dataset=imagenet_shards")  # before any data is read
@@ -99,6 +112,8 @@ class ShardDataModule(ClassificationDataModule):
             )
         if on_bad_image not in POLICIES:
             raise ConfigError(f"dataset.on_bad_image must be one of {POLICIES}, got {on_bad_image!r}")
+        if verify_shards not in VERIFY_SHARDS:
+            raise ConfigError(f"dataset.verify_shards must be one of {VERIFY_SHARDS}, got {verify_shards!r}")
         if shuffle_buffer < 0:
             raise ConfigError(f"dataset.shuffle_buffer must be >= 0, got {shuffle_buffer}")
         if self.train_transform is None and self.eval_transform is not None:
@@ -108,6 +123,7 @@ class ShardDataModule(ClassificationDataModule):
         self.test_split = test_split
         self.shuffle_buffer = shuffle_buffer
         self.on_bad_image = on_bad_image
+        self.verify_shards = verify_shards
         self._manifest: dict[str, Any] | None = None
 
     # ---- the manifest -------------------------------------------------------------------
@@ -134,19 +150,49 @@ class ShardDataModule(ClassificationDataModule):
             )
         return name
 
-    def stream(self, split: str, training: bool) -> Any:
-        from litvision.datamodules.shards.stream import ShardStream
-        from litvision.datamodules.shards.manifest import shard_url
+    def verify_level(self, training: bool) -> str:
+        if self.verify_shards != "auto":
+            return self.verify_shards
+        return "size" if training else "sha256"
 
-        info = self.manifest["splits"][split]
-        shards = [s for s in info["shards"] if s["count"] > 0]
+    def stream(self, split: str, training: bool) -> Any:
+        from litvision.datamodules.shards.reader import read_shard
+        from litvision.datamodules.shards.stream import ShardStream
+        from litvision.datamodules.shards.manifest import shard_url, split_entries
+
+        if split not in self.manifest["splits"]:
+            raise DataError(f"the shard set {self.shards} has no {split!r} split (it has {sorted(self.manifest['splits'])}); "
+                            "re-run prepare_shards.py to write it")
+        verify = self.verify_level(training)
+        entries = split_entries(self.manifest, split, self.shards)
+        urls = [shard_url(self.shards, e.name) for e in entries]
+        if verify != "none":
+            self._check_local_sizes(urls, entries)
+        for url, entry in zip(urls, entries):
+            if entry.count == 0:  # no stream reads an empty shard: check here that it is one
+                for _ in read_shard(url, entry, self.num_classes, verify=verify):
+                    pass
         return ShardStream(
-            [shard_url(self.shards, s["name"]) for s in shards], [s["count"] for s in shards],
-            planned=info["count"] + len(info.get("bad_files", [])),
+            [u for u, e in zip(urls, entries) if e.count > 0], [e for e in entries if e.count > 0],
+            num_classes=self.num_classes, verify=verify,
             transform=self.train_transform if training else self.eval_transform, training=training,
             seed=self.seed if self.seed is not None else 0, shuffle_buffer=self.shuffle_buffer,
             on_bad_image=self.on_bad_image, name=split,
         )
+
+    def _check_local_sizes(self, urls: list[str], entries: list[Any]) -> None:
+        """Local shards: the size of every file against the manifest, before any process forks (a stat each)."""
+        if is_remote(self.shards):
+            return  # counted as the shards stream
+        for url, entry in zip(urls, entries):
+            try:
+                size = os.stat(url).st_size
+            except FileNotFoundError as e:
+                raise MissingDataError(f"shard {url} listed in the manifest does not exist; {REWRITE}") from e
+            except OSError as e:
+                raise DataError(f"cannot read shard {url} ({e})") from e
+            if size != entry.bytes:
+                raise DataError(f"shard {url} is {size} bytes, its manifest entry {entry.bytes}; {REWRITE}")
 
     # ---- Lightning hooks ----------------------------------------------------------------
     def prepare_data(self) -> None:

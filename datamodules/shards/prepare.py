@@ -22,14 +22,14 @@ from typing import Any
 
 import numpy as np
 
-from litvision.datamodules.shards.manifest import FORMAT, MANIFEST_NAME, PARTS_DIRNAME, is_remote
+from litvision.datamodules.shards.manifest import FORMAT, MANIFEST_NAME, PARTS_DIRNAME, SHARD_NAME, is_remote
 from litvision.datamodules.shards.write_plan import Member, ShardTask, plan_split
 from litvision.datamodules.shards.writer import VERIFY_MODES, clean_partial_files, read_record, record_path, write_shard
 from litvision.utils.atomic_write import write_json_atomic
 from litvision.utils.errors import ConfigError
 
 log = logging.getLogger(__name__)
-SHARD_FILE = re.compile(r"^(?P<split>[A-Za-z0-9_]+)-(?P<index>\d{6})\.tar$")
+SHARD_FILE = re.compile(SHARD_NAME.pattern + r"\Z")  # the one definition of shard names, in datamodules/shards/manifest.py
 
 
 def split_members(dataset: Any, data_dir: Path) -> list[Member]:

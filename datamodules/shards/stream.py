@@ -2,9 +2,10 @@
 
 :class:`ShardStream` is the ``IterableDataset`` a rank's DataLoader workers iterate. Which
 samples each rank and worker reads is decided by :mod:`litvision.datamodules.shards.read_plan`
-(sample-level split, so shard counts need not divide by ranks x workers). WebDataset does
-the reading (``gopen`` + tar iteration: local files, HTTP(S), GCS, AIStore, ``pipe:``) and the
-shuffle buffer; decoding and augmentation are the file DataModules' own
+(sample-level split, so shard counts need not divide by ranks x workers). Each shard is read
+and checked against its manifest entry by :mod:`litvision.datamodules.shards.reader`
+(WebDataset's ``gopen``: local files, HTTP(S), GCS, AIStore, ``pipe:``); WebDataset also
+provides the shuffle buffer; decoding and augmentation are the file DataModules' own
 (:class:`~litvision.datamodules.readers.jpeg_pipeline.SamplePipeline`: reduced-size JPEG decode,
 Albumentations), as are the uint8 channels-last batches and the bad-image policy.
 
@@ -29,6 +30,7 @@ from torch.utils.data import DataLoader, IterableDataset, get_worker_info
 from litvision.datamodules.datasets.array_dataset import image_to_tensor
 from litvision.datamodules.readers.decode import BadImageError, BadImageLog, BadImagePolicy
 from litvision.datamodules.readers.jpeg_pipeline import SamplePipeline
+from litvision.datamodules.shards.reader import VERIFY_LEVELS, read_shard
 from litvision.datamodules.shards.read_plan import (
     Piece,
     batches_per_worker,
@@ -39,7 +41,7 @@ from litvision.datamodules.shards.read_plan import (
     worker_span,
 )
 from litvision.datamodules.transforms.pipeline import reseed_once_per_worker
-from litvision.datamodules.shards.manifest import IMAGE_FIELDS
+from litvision.datamodules.shards.manifest import ShardEntry
 from litvision.utils.errors import DataError
 
 
@@ -47,10 +49,13 @@ class ShardStream(IterableDataset):
     """The samples of one split of a shard set, as ``(uint8 CHW tensor, label)``.
 
     Args:
-        urls / counts: every shard of the split (what ``webdataset.gopen`` opens) and its
-            number of samples, from the manifest.
-        planned: samples planned for the split incl. files left out as unreadable (the
-            range of sample keys; sizes the shared bad-image log).
+        urls / entries: every shard of the split (what ``webdataset.gopen`` opens) and its
+            checked manifest entry (:func:`~litvision.datamodules.shards.manifest.split_entries`: count,
+            bytes, SHA-256).
+        num_classes: labels must lie in [0, num_classes).
+        verify: what a read reaching a shard's end checks besides the sample count and every
+            member: ``none``, ``size`` (byte count) or ``sha256`` (byte count and SHA-256), see
+            :mod:`~litvision.datamodules.shards.reader`.
         transform: Albumentations pipeline, or None.
         training: shuffle (shard order from (seed, epoch) + a buffer per worker), equal
             batch counts per rank (see :mod:`~litvision.datamodules.shards.read_plan`), replace
@@ -64,8 +69,9 @@ class ShardStream(IterableDataset):
     def __init__(
         self,
         urls: Sequence[str],
-        counts: Sequence[int],
-        planned: int,
+        entries: Sequence[ShardEntry],
+        num_classes: int,
+        verify: str = "size",
         transform: Callable[..., dict[str, Any]] | None = None,
         training: bool = False,
         seed: int = 0,
@@ -73,11 +79,17 @@ class ShardStream(IterableDataset):
         on_bad_image: BadImagePolicy = "skip",
         name: str = "",
     ) -> None:
-        if len(urls) != len(counts):
-            raise ValueError(f"{len(urls)} shard urls but {len(counts)} counts")
+        if len(urls) != len(entries):
+            raise ValueError(f"{len(urls)} shard urls but {len(entries)} entries")
+        if verify not in VERIFY_LEVELS:
+            raise ValueError(f"verify must be one of {VERIFY_LEVELS}, got {verify!r}")
         self.urls = list(urls)
-        self.counts = [int(c) for c in counts]
+        self.entries = list(entries)
+        self.counts = [e.count for e in self.entries]
+        self.first = np.concatenate([[0], np.cumsum(self.counts)]).tolist()  # stream index of each shard's first sample
         self.total = sum(self.counts)
+        self.num_classes = int(num_classes)
+        self.verify = verify
         if self.total == 0:
             raise DataError(f"split {name!r} of the shard set has no samples")
         self.transform = transform
@@ -86,7 +98,9 @@ class ShardStream(IterableDataset):
         self.seed = int(seed)
         self.shuffle_buffer = int(shuffle_buffer)
         self.name = name
-        self.bad_images = BadImageLog(planned, on_bad_image, name)
+        # one flag per sample of the split, indexed by its position in the split (sized by the
+        # manifest's checked, bounded counts; never by a key read from a shard)
+        self.bad_images = BadImageLog(self.total, on_bad_image, name)
         self.world_size, self.rank, self.batch_size, self.drop_last = 1, 0, 1, False
         # [epoch, batches of this epoch already trained]: shared memory, so persistent loader
         # workers see the values the main process sets before each pass
@@ -137,39 +151,26 @@ class ShardStream(IterableDataset):
         return self._replace_unreadable(decoded) if self.training else iter(decoded)
 
     def raw_samples(self, parts: list[Piece]) -> Iterator[dict[str, Any]]:
-        """Undecoded samples (``__key__``, image bytes, ``cls``, ``id.txt``) of ``parts``, in order."""
-        from webdataset.tariterators import tarfile_samples
-
+        """Undecoded, checked samples (``__key__``, ``__index__`` in the split, image bytes, ``cls`` as
+        an int, ``id.txt``) of ``parts``, in order."""
         for part in parts:
-            url = self.urls[part.shard]
-            stream = tarfile_samples(iter([{"url": url}]))
-            taken = 0
-            for sample in itertools.islice(stream, part.skip, part.skip + part.take):
-                taken += 1
+            entry = self.entries[part.shard]
+            for sample in read_shard(self.urls[part.shard], entry, self.num_classes, part.skip, part.take, self.verify):
+                sample["__index__"] = self.first[part.shard] + sample.pop("__position__")
                 yield sample
-            if hasattr(stream, "close"):
-                stream.close()  # stop reading (and end a pipe/curl) without draining the rest
-            if taken < part.take:
-                raise DataError(
-                    f"{url} holds fewer samples than its manifest entry ({self.counts[part.shard]}): the shard "
-                    "set is incomplete or changed; re-run prepare_shards.py to rewrite it"
-                )
 
     def decode(self, sample: dict[str, Any]) -> tuple[torch.Tensor, int] | None:
         """``(image, label)``, or None for an unreadable image under ``on_bad_image=skip``."""
-        key = int(sample["__key__"])
-        if self.bad_images.is_bad(key):
+        index = sample["__index__"]
+        if self.bad_images.is_bad(index):
             return None
-        data = next((sample[f] for f in IMAGE_FIELDS if f in sample), None)
-        sample_id = sample.get("id.txt", b"?").decode("utf-8", "surrogateescape")
+        sample_id = sample["id.txt"].decode("utf-8", "surrogateescape")
         try:
-            if data is None:
-                raise BadImageError(f"no image field ({'/'.join(IMAGE_FIELDS)}) in the sample")
-            image = self.pipeline(data)
+            image = self.pipeline(sample[sample["__image__"]])
         except BadImageError as e:
-            self.bad_images.record(key, f"{sample_id} (in {sample.get('__url__')})", str(e))
+            self.bad_images.record(index, f"{sample_id} (in {sample['__url__']})", str(e))
             return None
-        return image_to_tensor(image), int(sample["cls"])
+        return image_to_tensor(image), sample["cls"]
 
     def _replace_unreadable(self, decoded: Iterator[tuple | None]) -> Iterator[tuple]:
         """Training: each unreadable sample is replaced by the next readable one (or, at the end,
