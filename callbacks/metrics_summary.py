@@ -39,17 +39,18 @@ class MetricsSummary(L.Callback):
         self.metrics: dict[str, float | None] = {}
         self._pending: dict[str, float | None] | None = None  # a validation whose checkpoints are not saved yet
 
-    def _collected(self, trainer: L.Trainer, prefix: str) -> dict[str, float | None]:
-        metrics = dict(self.metrics)
+    def _collect(self, trainer: L.Trainer, prefix: str, into: dict[str, float | None] | None = None) -> dict[str, float | None]:
+        """Update ``into`` (default: the metrics written so far) with the logged ``prefix*`` values."""
+        into = self.metrics if into is None else into
         for key, value in trainer.callback_metrics.items():
             if key.startswith(prefix):
-                metrics[key] = _as_float(value)
-        return metrics
+                into[key] = _as_float(value)
+        return into
 
     def on_validation_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         if trainer.sanity_checking:
             return
-        metrics = {**self._collected(trainer, "val/"), "epoch": trainer.current_epoch}
+        metrics = {**self._collect(trainer, "val/", into=dict(self.metrics)), "epoch": trainer.current_epoch}
         if trainer.state.fn == TrainerFn.FITTING:
             self._pending = metrics  # written by _commit once the checkpoints after it are saved
             return
@@ -72,7 +73,7 @@ class MetricsSummary(L.Callback):
         self._commit()
 
     def on_test_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
-        self.metrics = self._collected(trainer, "test/")
+        self._collect(trainer, "test/")
         self._write()
         if self.print_table:
             self._print()
