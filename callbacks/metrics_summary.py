@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import Any
 
 import lightning as L
+from lightning.pytorch.trainer.states import TrainerFn
 from lightning.pytorch.utilities import rank_zero_only
 
 from litvision.utils.atomic_write import write_json_atomic
@@ -24,24 +25,52 @@ class MetricsSummary(L.Callback):
 
     The file is rewritten (atomically, by rank zero only) after every validation and
     test run, so a crashed or killed run still leaves its last complete metrics.
+
+    While fitting, a validation's metrics (and its ``epoch``) are written only once that
+    validation's checkpoints are saved: at the next training hook (the ModelCheckpoint
+    callbacks, which Lightning always runs last, save in ``on_validation_end`` or
+    ``on_train_epoch_end``). A run that fails in between, e.g. a checkpoint save on a full
+    disk, leaves the file claiming no epoch beyond the last saved checkpoint.
     """
 
     def __init__(self, path: str | Path = "metrics.json", print_table: bool = True) -> None:
         self.path = Path(path)
         self.print_table = print_table
         self.metrics: dict[str, float | None] = {}
+        self._pending: dict[str, float | None] | None = None  # a validation whose checkpoints are not saved yet
 
-    def _collect(self, trainer: L.Trainer, prefix: str) -> None:
+    def _collect(self, trainer: L.Trainer, prefix: str, into: dict[str, float | None] | None = None) -> dict[str, float | None]:
+        """Update ``into`` (default: the metrics written so far) with the logged ``prefix*`` values."""
+        into = self.metrics if into is None else into
         for key, value in trainer.callback_metrics.items():
             if key.startswith(prefix):
-                self.metrics[key] = _as_float(value)
+                into[key] = _as_float(value)
+        return into
 
     def on_validation_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         if trainer.sanity_checking:
             return
-        self._collect(trainer, "val/")
-        self.metrics["epoch"] = trainer.current_epoch
+        metrics = {**self._collect(trainer, "val/", into=dict(self.metrics)), "epoch": trainer.current_epoch}
+        if trainer.state.fn == TrainerFn.FITTING:
+            self._pending = metrics  # written by _commit once the checkpoints after it are saved
+            return
+        self.metrics = metrics
         self._write()
+
+    def _commit(self) -> None:
+        if self._pending is not None:
+            self.metrics, self._pending = self._pending, None
+            self._write()
+
+    # the first hooks after the checkpoint callbacks' saves: reached only if those succeeded
+    def on_train_batch_start(self, trainer: L.Trainer, pl_module: L.LightningModule, batch: Any, batch_idx: int) -> None:
+        self._commit()
+
+    def on_train_epoch_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        self._commit()
+
+    def on_train_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        self._commit()
 
     def on_test_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         self._collect(trainer, "test/")

@@ -6,11 +6,13 @@ it with an override: in a single run (Hydra's RUN mode) it is printed as one lin
 process exits with status 1. In a sweep (MULTIRUN) it is re-raised so that Hydra records
 the job as failed (the sweep summary marks it FAILED) and the sweep goes on.
 ``HYDRA_FULL_ERROR=1`` re-raises it too, so the full traceback is still one variable away.
+The line also goes to the run's log file (``train.log``), so the log says how the run ended.
 Anything that is not a UserError is a bug and keeps its traceback.
 """
 
 from __future__ import annotations
 
+import logging
 import os
 import sys
 from collections.abc import Iterator
@@ -43,6 +45,22 @@ def one_line(error: UserError) -> str:
     return f"{type(error).__name__}: {message}"
 
 
+def record_in_log_files(line: str) -> None:
+    """Write ``line`` to the log *files* only (the console gets it once, on stderr).
+
+    Best effort: on a full disk the log file may not take it either, and logging's own
+    "--- Logging error ---" traceback must not replace the one line.
+    """
+    record = logging.LogRecord("litvision", logging.ERROR, __file__, 0, line, None, None)
+    raise_exceptions, logging.raiseExceptions = logging.raiseExceptions, False
+    try:
+        for handler in logging.getLogger().handlers:
+            if isinstance(handler, logging.FileHandler):
+                handler.handle(record)  # emit() flushes, and reports its own errors via handleError
+    finally:
+        logging.raiseExceptions = raise_exceptions
+
+
 @contextmanager
 def user_errors_as_one_line(single_run: bool) -> Iterator[None]:
     """In a single run, turn a UserError into one stderr line and exit status 1 (see module doc)."""
@@ -52,5 +70,7 @@ def user_errors_as_one_line(single_run: bool) -> Iterator[None]:
         user_error = find_user_error(error)
         if user_error is None or not single_run or os.environ.get("HYDRA_FULL_ERROR") == "1":
             raise
-        print(one_line(user_error), file=sys.stderr, flush=True)
+        line = one_line(user_error)
+        record_in_log_files(line)
+        print(line, file=sys.stderr, flush=True)
         sys.exit(1)

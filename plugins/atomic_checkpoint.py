@@ -25,9 +25,9 @@ from lightning.pytorch.plugins.io import TorchCheckpointIO
 from litvision.utils.atomic_write import write_atomic
 
 
-def atomic_torch_save(obj: Any, path: str | os.PathLike) -> None:
+def atomic_torch_save(obj: Any, path: str | os.PathLike, then: str = "rerun") -> None:
     """``torch.save`` to ``path`` via a same-folder temp file, fsync and rename."""
-    write_atomic(path, lambda handle: torch.save(obj, handle))
+    write_atomic(path, lambda handle: torch.save(obj, handle), then=then)
 
 
 class AtomicCheckpointIO(TorchCheckpointIO):
@@ -49,4 +49,5 @@ class AtomicCheckpointIO(TorchCheckpointIO):
         if storage_options is not None or get_protocol(str(path)) != "file":
             super().save_checkpoint(checkpoint, path, storage_options=storage_options)
             return
-        atomic_torch_save(checkpoint, str(path).removeprefix("file://"))
+        # out of disk space: one DiskFullError line (launch/user_errors.py), not Lightning's traceback
+        atomic_torch_save(checkpoint, str(path).removeprefix("file://"), then="resume with ckpt_path=last")

@@ -2,13 +2,17 @@
 
 Readers (other tools, sweep summaries, a resumed run, other DDP ranks) see the old file or
 the new one, never half of one, and a node crash after the rename cannot leave an empty
-file because the data and the directory entry are both fsynced. Used for checkpoints
+file because the data and the directory entry are both fsynced. A full disk (or quota) is a
+one-line :class:`~litvision.utils.errors.DiskFullError` naming the file, whatever library was
+writing (torch.save reports it as a RuntimeError with the OSError only in its context); the
+temp file is removed and the previous file stays as it was. Used for checkpoints
 (``plugins/atomic_checkpoint.py``), ``metrics.json``, sweep summaries, the W&B run id and
 the file-index cache.
 """
 
 from __future__ import annotations
 
+import errno
 import json
 import os
 import tempfile
@@ -16,12 +20,44 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import IO, Any
 
+from litvision.utils.errors import DiskFullError
+
 TMP_SUFFIX = ".tmp"  # not ".ckpt"/".json": nothing mistakes a leftover for the real file
+_OUT_OF_SPACE = {errno.ENOSPC: "no space left on device", errno.EDQUOT: "disk quota exceeded"}
 
 
-def write_atomic(path: str | os.PathLike, write: Callable[[IO[bytes]], None]) -> None:
-    """Call ``write(handle)`` on a temp file beside ``path``, fsync it and rename it to ``path``."""
+def out_of_space(error: BaseException | None) -> str | None:
+    """What ran out ("no space left on device", ...) if ENOSPC/EDQUOT is in ``error``'s cause chain."""
+    seen: set[int] = set()
+    while error is not None and id(error) not in seen:
+        if isinstance(error, OSError) and error.errno in _OUT_OF_SPACE:
+            return _OUT_OF_SPACE[error.errno]
+        seen.add(id(error))
+        error = error.__cause__ or error.__context__
+    return None
+
+
+def write_atomic(path: str | os.PathLike, write: Callable[[IO[bytes]], None], *, then: str = "rerun") -> None:
+    """Call ``write(handle)`` on a temp file beside ``path``, fsync it and rename it to ``path``.
+
+    Out of disk space: :class:`DiskFullError` naming ``path`` and saying to free space, then
+    ``then``; ``path`` itself is untouched.
+    """
     path = Path(path)
+    existed = path.exists()
+    try:
+        _write_atomic(path, write)
+    except DiskFullError:
+        raise
+    except BaseException as error:
+        reason = out_of_space(error)
+        if reason is None:
+            raise
+        kept = "its previous version is unchanged" if existed else "nothing was written"
+        raise DiskFullError(f"{reason} while writing {path} ({kept}): free space on that filesystem, then {then}") from error
+
+
+def _write_atomic(path: Path, write: Callable[[IO[bytes]], None]) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=TMP_SUFFIX, dir=path.parent)
     try:

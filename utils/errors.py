@@ -23,3 +23,11 @@ class DataError(UserError, ValueError):
 
 class MissingDataError(UserError, FileNotFoundError):
     """A file or folder the run needs does not exist."""
+
+
+class DiskFullError(UserError, OSError):
+    """A write failed because its filesystem is full (ENOSPC) or over quota (EDQUOT).
+
+    An ``OSError`` still (``except OSError`` keeps working), but reported as one line naming the
+    file, instead of the traceback of whatever library was writing (torch.save, numpy, json).
+    """
