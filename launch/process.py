@@ -61,7 +61,7 @@ def escape_names_in_logs() -> None:
 
     for handler in logging.getLogger().handlers:
         stream = getattr(handler, "stream", None)
-        if isinstance(stream, io.TextIOWrapper) and stream.errors in ("strict", "backslashreplace"):
+        if isinstance(stream, io.TextIOWrapper) and stream.errors in ("strict", "backslashreplace", "surrogateescape"):
             stream.reconfigure(errors=UNENCODABLE_ERRORS)
 
 
