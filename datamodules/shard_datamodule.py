@@ -34,6 +34,7 @@ from litvision.datamodules.base import ClassificationDataModule, Splits, default
 from litvision.datamodules.decode import POLICIES, BadImagePolicy
 from litvision.datamodules.file_dataset import collate_skipping_bad
 from litvision.utils.errors import ConfigError
+from litvision.utils.names import unescape_name
 from litvision.utils.optional import require
 
 log = logging.getLogger(__name__)
@@ -120,7 +121,7 @@ class ShardDataModule(ClassificationDataModule):
         return self._manifest
 
     def load_class_names(self) -> list[str]:
-        return list(self.manifest["class_names"])
+        return [unescape_name(name) for name in self.manifest["class_names"]]  # written escaped (utils/names.py)
 
     def split_source(self, role: str) -> str:
         """Manifest split serving as ``role`` (``val``/``test``)."""

@@ -153,3 +153,20 @@ def test_wandb_tables_and_keys_of_train_and_audit_hold_the_escaped_names(tree: P
     rows = [json.loads(p.read_text(encoding="utf-8"))
             for p in audit_dir.glob("wandb/offline-run-*/files/media/table/audit/duplicates_rows_*.table.json")]
     assert rows and {unescape_name(row[1]) for row in rows[0]["data"]} == copied_val_ids()
+
+
+def test_a_shard_set_keeps_the_class_names_and_lists_bad_files_escaped(tree: Path, tmp_path: Path) -> None:
+    pytest.importorskip("webdataset")
+    from litvision.datamodules.shard_datamodule import ShardDataModule
+    from litvision.shards.prepare import prepare
+
+    out = tmp_path / "shards"
+    files = ClassFolderDataModule(str(tree), val_split="val", test_split="val", num_workers=0, progress=False)
+    prepare(files, out, samples_per_shard=50, workers=1)
+    text = (out / "manifest.json").read_text(encoding="utf-8")
+    assert "\\udc" not in text  # no lone surrogates, which strict JSON parsers refuse
+    manifest = json.loads(text)
+    assert {unescape_name(c) for c in manifest["classes"]} == CLASS_NAMES
+    bad = {unescape_name(b["id"]) for info in manifest["splits"].values() for b in info["bad_files"]}
+    assert bad == {broken_id(b"train"), broken_id(b"val")}
+    assert ShardDataModule(str(out), num_workers=0).class_names == files.class_names
