@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import logging
 import posixpath
+import re
 from collections.abc import Iterable
 from pathlib import Path
 
@@ -31,9 +32,10 @@ from litvision.utils.names import escape_name, unescape_name
 
 log = logging.getLogger(__name__)
 
-# Columns of the audit's CSVs: passing one of those instead of the exclusion list is the
+# Columns of our CSVs (audit, predictions): passing one of those instead of the exclusion list is the
 # likely mistake, so it gets its own message.
-_CSV_HEADER_FIELDS = {"id", "a", "b", "kind", "distance", "given_label", "suggested_label", "quality"}
+_CSV_HEADER_FIELDS = {"id", "a", "b", "kind", "distance", "given_label", "suggested_label", "quality", "pred", "prob_top1",
+                      "label", "split", "issue", "detail", "class", "count", "our_split_a", "our_split_b"}
 
 
 def read_exclusion_file(path: str | Path) -> list[str]:
@@ -85,8 +87,9 @@ def parse_id_line(line: str, first: bool = False) -> str | None:
 
 
 def _looks_like_csv_header(line: str) -> bool:
+    """Every field a column name of our CSVs (predictions.csv's ``top<k>`` too)."""
     fields = [f.strip() for f in line.split(",")]
-    return len(fields) > 1 and all(f in _CSV_HEADER_FIELDS for f in fields)
+    return len(fields) > 1 and all(f in _CSV_HEADER_FIELDS or re.fullmatch(r"top\d+", f) for f in fields)
 
 
 def id_list_text(groups: Iterable[tuple[str, Iterable[str]]]) -> str:

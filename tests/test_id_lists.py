@@ -96,6 +96,7 @@ def test_hand_written_lists_keep_working(tmp_path: Path) -> None:
     ("train\\n01440764\\x.JPEG", "line 1: .*backslash in a name is written"),  # a pasted Windows path
     ("train/1\ttest/1", "line 1: .*tab"),
     ("a,b,kind,distance", "line 1: .*CSV header"),
+    ("id,pred,top5,prob_top1,label", "line 1: .*CSV header"),  # predictions.csv passed instead of an id list
     ("train/x\\ud800", None),  # an escape of a surrogate that no file name has: read, matches nothing
 ])
 def test_malformed_lines_name_the_line(tmp_path: Path, line: str, message: str | None) -> None:

@@ -58,7 +58,8 @@ def is_file(root: Path, written_id: str) -> bool:
 
 
 def test_train_with_the_csv_logger_writes_metric_names_with_every_class(trained: Path) -> None:
-    header = next(csv.reader(open(next((trained / "csv").rglob("metrics.csv")), newline="", encoding="utf-8")))
+    with open(next((trained / "csv").rglob("metrics.csv")), newline="", encoding="utf-8") as handle:
+        header = next(csv.reader(handle))
     for name in CLASS_NAMES:
         assert f"val/recall/{escape_name(name)}" in header
     assert "val/recall/caf\\xe9" in header and "val/recall/tab\\x09here" in header
@@ -97,7 +98,7 @@ def test_predict_writes_ids_that_read_back_to_the_files(trained: Path, tree: Pat
 
 def read_csv_cell_keep_escapes(cell: str) -> str:
     """A top-k cell: drop the formula guard only; the names are split on '|' before unescaping."""
-    return cell[1:] if cell.startswith("'") else cell
+    return cell.removeprefix("'")
 
 
 @pytest.fixture(scope="module")

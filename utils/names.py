@@ -149,7 +149,7 @@ def csv_cell(value: Any) -> Any:
 
 def read_csv_cell(cell: str) -> str:
     """The text a cell of one of litvision's CSV files was written for (inverse of :func:`csv_cell`)."""
-    return unescape_name(cell[1:] if cell.startswith("'") else cell)
+    return unescape_name(cell.removeprefix("'"))
 
 
 def csv_text(header: Iterable[str], rows: Iterable[Iterable[Any]]) -> str:
