@@ -12,7 +12,7 @@ import io
 import os
 
 import pytest
-from hypothesis import example, given
+from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
 from litvision.utils.errors import DataError
@@ -38,6 +38,7 @@ NAMES = st.one_of(
 )
 
 
+@settings(deadline=None)  # a loaded machine must not fail a property
 @given(NAMES)
 @example("cat\udcff")
 @example("back\\slash")
@@ -46,6 +47,7 @@ def test_unescape_inverts_escape(name: str) -> None:
     assert unescape_name(escape_name(name)) == name
 
 
+@settings(deadline=None)  # a loaded machine must not fail a property
 @given(NAMES)
 def test_escaped_names_are_one_line_of_utf8_that_survives_strip_and_comments(name: str) -> None:
     written = escape_name(name)
@@ -56,17 +58,20 @@ def test_escaped_names_are_one_line_of_utf8_that_survives_strip_and_comments(nam
     assert all(ord(c) >= 0x20 and not 0x7F <= ord(c) <= 0x9F for c in written)
 
 
+@settings(deadline=None)  # a loaded machine must not fail a property
 @given(st.text(st.characters(categories=["L", "N"], include_characters=" ._-=@+")).filter(
     lambda s: s == s.strip() and not s.startswith("#")))
 def test_plain_names_are_written_as_they_are(name: str) -> None:
     assert escape_name(name) == name
 
 
+@settings(deadline=None)  # a loaded machine must not fail a property
 @given(st.binary(min_size=1))
 def test_name_bytes_gives_back_the_file_name(raw: bytes) -> None:
     assert name_bytes(escape_name(os.fsdecode(raw))) == raw
 
 
+@settings(deadline=None)  # a loaded machine must not fail a property
 @given(st.lists(st.sampled_from([*b"abcXYZ019._/", *range(0x80, 0x100)])).map(bytes))
 def test_undecodable_bytes_read_as_python_backslashreplace_shows_them(raw: bytes) -> None:
     """Without backslashes, controls or edge cases the written form is exactly Python's ``backslashreplace``."""
@@ -85,6 +90,7 @@ def test_the_rule_on_examples() -> None:
     assert unescape_name("\\x41\\u00e9\\U0001f600") == "A\u00e9\U0001f600"
 
 
+@settings(deadline=None)  # a loaded machine must not fail a property
 @given(st.text(st.one_of(ANY_CHAR, TRICKY)))
 @example("train\\n01440764\\n01440764_1.JPEG")
 @example("trailing\\")
@@ -135,6 +141,7 @@ def test_formula_guard(value, written) -> None:
 TEXT_OR_NUMBER = st.one_of(NAMES, st.floats(allow_nan=False), st.integers())
 
 
+@settings(deadline=None)  # a loaded machine must not fail a property
 @given(st.lists(st.lists(TEXT_OR_NUMBER, min_size=3, max_size=3), max_size=5))
 def test_a_csv_we_write_reads_back_and_no_text_cell_starts_a_formula(rows: list[list]) -> None:
     text = csv_text(["a", "b", "c"], rows)
