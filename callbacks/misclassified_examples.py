@@ -11,6 +11,8 @@ import numpy as np
 import torch
 from lightning.pytorch.loggers import WandbLogger
 
+from litvision.utils.names import escape_name
+
 # (confidence, tie-breaker, thumbnail HWC uint8, true class, predicted class)
 Mistake = tuple[float, int, np.ndarray, int, int]
 
@@ -88,7 +90,7 @@ class MisclassifiedExamples(L.Callback):
             if len(rows) < self.per_class:
                 rows.append(item)
         chosen = sorted((m for rows in per_class.values() for m in rows), key=lambda m: -m[0])[: self.max_rows]
-        names = list(pl_module.class_names)
+        names = [escape_name(name) for name in pl_module.class_names]
         self.rows = [(thumb, names[true], names[pred], conf) for conf, _, thumb, true, pred in chosen]
         self._log_table(trainer)
 

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import csv
-import io
 import logging
 from pathlib import Path
 from typing import Any
@@ -13,10 +11,12 @@ import numpy as np
 import torch
 
 from litvision.utils.atomic_write import write_atomic, write_json_atomic, write_text_atomic
+from litvision.utils.names import Escaped, csv_text, escape_name
 
 log = logging.getLogger(__name__)
 
-TOP_K_SEPARATOR = "|"  # class names may contain spaces and commas ("golden retriever"), not "|"
+TOP_K_SEPARATOR = "|"  # class names may contain spaces and commas ("golden retriever")
+TOP_K_SEPARATOR_ESCAPED = "\\x7c"  # a "|" inside a class name, in the top-k cell (litvision.utils.names)
 
 
 class PredictionWriter(L.Callback):
@@ -31,6 +31,10 @@ class PredictionWriter(L.Callback):
     - ``probabilities.npy``: float32 (rows = CSV rows, columns = the model's classes in order).
     - ``predictions.json``: the class names (column order), what was predicted, counts, and the
       ids of unreadable images that got no row.
+
+    Ids and class names are escaped (:mod:`litvision.utils.names`; in the CSV also guarded against
+    spreadsheet formulas, :func:`~litvision.utils.names.read_csv_cell` reads a cell back); a ``|``
+    inside a class name is written ``\\x7c`` in the ``top5`` cell.
 
     Reads ``ids``/``targets``/``has_labels``/``description`` from the trainer's datamodule
     (:class:`~litvision.datamodules.prediction.PredictionDataModule`) and ``class_names`` from the module.
@@ -70,28 +74,32 @@ class PredictionWriter(L.Callback):
         ids = data.ids
         missing = np.setdiff1d(np.arange(len(ids)), positions)
         if len(missing):
-            log.warning("%d unreadable image(s) got no prediction: %s", len(missing), ", ".join(ids[missing][:10]))
+            log.warning("%d unreadable image(s) got no prediction: %s", len(missing),
+                        ", ".join(escape_name(i) for i in ids[missing][:10]))
         names = np.asarray(class_names, dtype=object)
+        written = [escape_name(name) for name in class_names]
+        ranked = np.asarray([name.replace(TOP_K_SEPARATOR, TOP_K_SEPARATOR_ESCAPED) for name in written], dtype=object)
         k = min(self.top_k, len(class_names))
         top = np.argsort(-probs, axis=1, kind="stable")[:, :k]
         labels = data.targets[positions] if data.has_labels else None
 
-        buffer = io.StringIO()
-        writer = csv.writer(buffer, lineterminator="\n")
-        writer.writerow(["id", "pred", f"top{self.top_k}", "prob_top1"] + (["label"] if labels is not None else []))
-        for row, position in enumerate(positions):
-            line = [ids[position], names[top[row, 0]], TOP_K_SEPARATOR.join(names[top[row]]), f"{probs[row, top[row, 0]]:.6f}"]
-            writer.writerow(line + ([names[labels[row]]] if labels is not None else []))
+        header = ["id", "pred", f"top{self.top_k}", "prob_top1"] + (["label"] if labels is not None else [])
+        rows = (
+            [ids[position], names[top[row, 0]], Escaped(TOP_K_SEPARATOR.join(ranked[top[row]])),
+             f"{probs[row, top[row, 0]]:.6f}"] + ([names[labels[row]]] if labels is not None else [])
+            for row, position in enumerate(positions)
+        )
+        text = csv_text(header, rows)
         csv_path, probs_path = self.output_dir / self.csv_name, self.output_dir / self.probs_name
-        write_text_atomic(csv_path, buffer.getvalue())
+        write_text_atomic(csv_path, text)
         write_atomic(probs_path, lambda handle: np.save(handle, probs))
         summary = {
             "predictions": str(csv_path),
             "probabilities": str(probs_path),
-            "source": data.description,
-            "classes": list(class_names),
+            "source": escape_name(data.description),
+            "classes": written,
             "num_samples": int(len(positions)),
-            "missing_ids": ids[missing].tolist(),
+            "missing_ids": [escape_name(i) for i in ids[missing]],
         }
         if labels is not None:
             summary["accuracy_top1"] = float((top[:, 0] == labels).mean()) if len(labels) else None

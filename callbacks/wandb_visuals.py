@@ -8,6 +8,8 @@ import lightning as L
 from lightning.pytorch.loggers import WandbLogger
 from lightning.pytorch.utilities import rank_zero_only
 
+from litvision.utils.names import escape_name
+
 
 class WandbVisuals(L.Callback):
     """After each val/test epoch, log the split's confusion matrix and per-class table.
@@ -37,7 +39,7 @@ class WandbVisuals(L.Callback):
             return
         import wandb
 
-        names = list(pl_module.class_names)
+        names = [escape_name(name) for name in pl_module.class_names]
         confmat = results["confmat"].long()
         support = confmat.sum(dim=1)
         correct = confmat.diag()

@@ -11,6 +11,7 @@ import numpy as np
 from litvision.data_audit.outputs import pyplot, save_figure, write_csv
 from litvision.data_audit.section import Section, Table, markdown_table
 from litvision.data_audit.sources import AuditData
+from litvision.utils.names import escape_name
 
 log = logging.getLogger(__name__)
 
@@ -82,7 +83,7 @@ def run_balance(data: AuditData, out_dir: Path, beta: float = 0.999, max_test_im
     test_ratio = imbalance_ratio(counts["test"])
     section.metrics["balance/test_imbalance_warning"] = float(not test_ratio <= max_test_imbalance)
     if not test_ratio <= max_test_imbalance:
-        rarest = data.class_names[int(np.argmin(counts["test"]))]
+        rarest = escape_name(data.class_names[int(np.argmin(counts["test"]))])
         warning = (
             f"The test split is imbalanced (largest / smallest class = {test_ratio:.3g} > "
             f"audit.balance.max_test_imbalance={max_test_imbalance}; rarest: {rarest}, {int(counts['test'].min())} images): "
@@ -92,7 +93,7 @@ def run_balance(data: AuditData, out_dir: Path, beta: float = 0.999, max_test_im
         section.warnings.append(warning)
         log.warning("audit: %s", warning)
 
-    section.figures.append(_chart(counts, data.class_names, out_dir / "balance.png"))
+    section.figures.append(_chart(counts, [escape_name(name) for name in data.class_names], out_dir / "balance.png"))
     section.markdown.append("![class counts](balance.png)")
     return section
 

@@ -1,7 +1,7 @@
 """The clean-split helper: the ids to drop, in the ``dataset.exclude_ids`` file format.
 
-One id per line, ``#`` comment lines naming why the ids below are listed (the format
-:mod:`litvision.datamodules.sampling.exclusions` reads). Dropped are: the evaluation-side copy of every pair
+One id per line, escaped (:mod:`litvision.utils.names`), ``#`` comment lines naming why the ids below
+are listed (the format :mod:`litvision.datamodules.sampling.exclusions` reads and writes). Dropped are: the evaluation-side copy of every pair
 across source splits (a test image with a near or exact duplicate in train: ciFAIR-style), the later
 copies of exact duplicates within a split (they could land on both sides of the val hold-out), and
 the suspected label errors.
@@ -13,6 +13,7 @@ from pathlib import Path
 
 from litvision.data_audit.duplicates import Pair
 from litvision.data_audit.sources import AuditData
+from litvision.datamodules.sampling.exclusions import id_list_text
 from litvision.utils.atomic_write import write_text_atomic
 
 FILE_NAME = "exclude_ids.txt"
@@ -42,9 +43,6 @@ def exclusion_groups(data: AuditData, pairs: list[Pair], suspects: list[str]) ->
 
 
 def write_exclusions(path: Path, groups: list[tuple[str, list[str]]]) -> Path:
-    lines = ["# audit.py: sample ids to drop for a clean split; train on it with dataset.exclude_ids=" + str(path)]
-    for reason, ids in groups:
-        lines.append(f"# {reason}: {len(ids)}")
-        lines += ids
-    write_text_atomic(path, "\n".join(lines) + "\n")
+    header = ("audit.py: sample ids to drop for a clean split; train on it with dataset.exclude_ids=" + str(path), [])
+    write_text_atomic(path, id_list_text([header, *((f"{reason}: {len(ids)}", ids) for reason, ids in groups)]))
     return path

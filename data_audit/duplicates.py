@@ -41,6 +41,7 @@ from litvision.utils.optional import require
 from litvision.data_audit.section import Section, Table, markdown_table
 from litvision.data_audit.sources import AuditData
 from litvision.utils.errors import ConfigError
+from litvision.utils.names import escape_name
 
 log = logging.getLogger(__name__)
 
@@ -284,6 +285,6 @@ def _grid(pairs: list[Pair], thumbs: list[list[np.ndarray]], path: Path, per_row
         left, right = axes[k // per_row, 2 * (k % per_row)], axes[k // per_row, 2 * (k % per_row) + 1]
         left.imshow(a)
         right.imshow(b)
-        left.set_title(f"{pair.a}", fontsize=6)
-        right.set_title(f"{pair.b}\n{pair.kind} {pair.distance:.3f}", fontsize=6)
+        left.set_title(escape_name(pair.a), fontsize=6)
+        right.set_title(f"{escape_name(pair.b)}\n{pair.kind} {pair.distance:.3f}", fontsize=6)
     return save_figure(figure, path)

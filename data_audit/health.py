@@ -11,6 +11,7 @@ from litvision.data_audit.outputs import pyplot, save_figure, write_csv
 from litvision.data_audit.scan import ISSUES, ScanResult
 from litvision.data_audit.section import Section, Table, markdown_table
 from litvision.data_audit.sources import AuditData
+from litvision.utils.names import escape_name
 
 # files listed per issue in the report (health.csv has them all)
 LISTED = 50
@@ -47,7 +48,7 @@ def run_health(data: AuditData, scans: dict[str, ScanResult], out_dir: Path, bin
         section.metrics[f"health/{issue}"] = float(len(listed))
         if listed:
             section.markdown += [f"**{issue}** ({len(listed)}):", ""]
-            section.markdown += [f"- `{sid}` ({detail})" for sid, _, _, detail in listed[:LISTED]]
+            section.markdown += [f"- `{escape_name(sid)}` ({escape_name(detail)})" for sid, _, _, detail in listed[:LISTED]]
             if len(listed) > LISTED:
                 section.markdown.append(f"- ... and {len(listed) - LISTED} more in health.csv")
             section.markdown.append("")

@@ -34,6 +34,7 @@ from litvision.data_audit.section import Section, Table, markdown_table
 from litvision.data_audit.sources import AuditData
 from litvision.utils.atomic_write import write_atomic
 from litvision.utils.errors import ConfigError
+from litvision.utils.names import escape_name
 from litvision.utils.optional import require
 
 log = logging.getLogger(__name__)
@@ -146,5 +147,5 @@ def _grid(rows: list[list], thumbs: list[list[np.ndarray]], path: Path, per_row:
     for k, (row, (thumb,)) in enumerate(zip(rows, thumbs)):
         ax = axes[k // per_row, k % per_row]
         ax.imshow(thumb)
-        ax.set_title(f"{row[0]}\n{row[1]} -> {row[2]}\nq={float(row[3]):.3f}", fontsize=5.5)
+        ax.set_title(f"{escape_name(row[0])}\n{escape_name(row[1])} -> {escape_name(row[2])}\nq={float(row[3]):.3f}", fontsize=5.5)
     return save_figure(figure, path)

@@ -2,21 +2,17 @@
 
 from __future__ import annotations
 
-import csv
-import io
 from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
 from litvision.utils.atomic_write import write_atomic, write_text_atomic
+from litvision.utils.names import csv_text
 
 
 def write_csv(path: Path, columns: list[str], rows: Iterable[Iterable[Any]]) -> Path:
-    buffer = io.StringIO()
-    writer = csv.writer(buffer, lineterminator="\n")
-    writer.writerow(columns)
-    writer.writerows(rows)
-    write_text_atomic(path, buffer.getvalue())
+    """Ids and names escaped, text guarded against spreadsheet formulas (:func:`litvision.utils.names.csv_cell`)."""
+    write_text_atomic(path, csv_text(columns, rows))
     return path
 
 

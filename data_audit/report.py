@@ -7,6 +7,7 @@ from pathlib import Path
 from litvision.data_audit.section import Section
 from litvision.data_audit.sources import AuditData
 from litvision.utils.atomic_write import write_text_atomic
+from litvision.utils.names import escape_name, escape_surrogates
 
 
 def write_report(path: Path, data: AuditData, sections: list[Section], exclusions: Path | None = None) -> Path:
@@ -14,7 +15,7 @@ def write_report(path: Path, data: AuditData, sections: list[Section], exclusion
     lines = [
         "# Data audit",
         "",
-        f"Dataset: `{type(dm).__name__}` at `{getattr(dm, 'data_dir', '?')}`, {len(data.class_names)} classes. "
+        f"Dataset: `{type(dm).__name__}` at `{escape_name(str(getattr(dm, 'data_dir', '?')))}`, {len(data.class_names)} classes. "
         "Source splits (before any hold-out): "
         + ", ".join(f"`{name}` {len(split)} images" for name, split in data.splits.items())
         + ". Sample ids: `train/<n>` / `test/<n>` for CIFAR (position in the official files), the path under "
@@ -32,5 +33,7 @@ def write_report(path: Path, data: AuditData, sections: list[Section], exclusion
         lines += ["## Clean split", "",
                   f"`{exclusions.name}` lists the ids to drop; train and evaluate without them with "
                   f"`dataset.exclude_ids={exclusions}`.", ""]
-    write_text_atomic(path, "\n".join(lines))
+    # ids and names are escaped where the sections write them; this keeps any other text a file name
+    # brought in (an error message with a path) from failing the whole report
+    write_text_atomic(path, escape_surrogates("\n".join(lines)))
     return path

@@ -8,6 +8,8 @@ from typing import Any
 
 import numpy as np
 
+from litvision.utils.names import escape_name
+
 
 @dataclass
 class Table:
@@ -35,11 +37,11 @@ class Section:
 
 
 def markdown_table(columns: list[str], rows: list[list[Any]]) -> list[str]:
-    """A GitHub Markdown table (``|`` in cells escaped)."""
+    """A GitHub Markdown table (ids and names escaped as everywhere, :mod:`litvision.utils.names`; ``|`` too)."""
     def cell(value: Any) -> str:
         if isinstance(value, float):
             value = f"{value:.4g}"
-        return str(value).replace("|", "\\|")
+        return escape_name(str(value)).replace("|", "\\|")
 
     lines = ["| " + " | ".join(columns) + " |", "|" + "---|" * len(columns)]
     lines += ["| " + " | ".join(cell(v) for v in row) + " |" for row in rows]

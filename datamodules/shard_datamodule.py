@@ -40,6 +40,7 @@ from litvision.datamodules.readers.decode import POLICIES, BadImagePolicy
 from litvision.datamodules.datasets.file_dataset import collate_skipping_bad
 from litvision.datamodules.shards.manifest import REWRITE, is_remote
 from litvision.utils.errors import ConfigError, DataError, MissingDataError
+from litvision.utils.names import unescape_name
 from litvision.utils.optional import require
 
 log = logging.getLogger(__name__)
@@ -136,7 +137,7 @@ class ShardDataModule(ClassificationDataModule):
         return self._manifest
 
     def load_class_names(self) -> list[str]:
-        return list(self.manifest["class_names"])
+        return [unescape_name(name) for name in self.manifest["class_names"]]  # written escaped (utils/names.py)
 
     def split_source(self, role: str) -> str:
         """Manifest split serving as ``role`` (``val``/``test``)."""

@@ -12,7 +12,12 @@ from hydra.types import RunMode
 from omegaconf import DictConfig, open_dict
 
 from litvision.launch.ddp_relaunch import use_hydra_job_command_for_ddp
-from litvision.launch.process import ignore_sync_dist_advice, isolated_ddp_job, quiet_non_zero_ranks
+from litvision.launch.process import (
+    escape_names_in_logs,
+    ignore_sync_dist_advice,
+    isolated_ddp_job,
+    quiet_non_zero_ranks,
+)
 from litvision.launch.user_errors import user_errors_as_one_line
 from litvision.loggers.wandb_logger import finish_wandb
 from litvision.launch.sweep_objective import metric_direction, optimized_value
@@ -39,6 +44,7 @@ def managed_job(module: str) -> Iterator[None]:
     # DDP child ranks must re-run this job, not the command line (which may be a whole sweep)
     use_hydra_job_command_for_ddp(module)
     quiet_non_zero_ranks()
+    escape_names_in_logs()
     ignore_sync_dist_advice()
     try:
         with isolated_ddp_job():  # the next job of a sweep starts a fresh process group

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 import logging
 import os
 import warnings
@@ -50,6 +51,18 @@ def quiet_non_zero_ranks() -> None:
         return
     for handler in logging.getLogger().handlers:
         handler.setLevel(max(handler.level, logging.WARNING))
+
+
+def escape_names_in_logs() -> None:
+    """Log lines (console and log file) write what their stream cannot encode escaped, ``\\xNN`` for a
+    byte of a file name that is not UTF-8 (:mod:`litvision.utils.names`), instead of dropping the line
+    with "surrogates not allowed"."""
+    from litvision.utils.names import UNENCODABLE_ERRORS
+
+    for handler in logging.getLogger().handlers:
+        stream = getattr(handler, "stream", None)
+        if isinstance(stream, io.TextIOWrapper) and stream.errors in ("strict", "backslashreplace", "surrogateescape"):
+            stream.reconfigure(errors=UNENCODABLE_ERRORS)
 
 
 def ignore_sync_dist_advice() -> None:

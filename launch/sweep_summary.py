@@ -31,6 +31,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from litvision.launch.sweep_objective import metric_direction
 from litvision.utils.atomic_write import write_text_atomic
+from litvision.utils.names import csv_cell, escape_surrogates
 
 log = logging.getLogger(__name__)
 STATUS_FILE = "job_status.json"
@@ -139,10 +140,11 @@ def render(rows: list[dict[str, Any]], direction: str) -> tuple[str, str]:
 
     buffer = io.StringIO()
     writer = csv.writer(buffer)
-    writer.writerow([*head, *metric_keys, "error", "overrides", "output_dir"])
+    # text cells escaped and guarded against spreadsheet formulas (an override such as +trainer.x=1)
+    writer.writerow([csv_cell(cell) for cell in [*head, *metric_keys, "error", "overrides", "output_dir"]])
     for rank, row in enumerate(rows, 1):
         job = dict(_split_override(o) for o in row.get("overrides", []))
-        writer.writerow([
+        writer.writerow(csv_cell(cell) for cell in [
             rank, _fmt(row.get("job_num")), row["status"], *(job.get(p, "") for p in params), _fmt(row["value"]),
             *(_fmt(row["metrics"].get(k)) for k in metric_keys), row.get("error") or "",
             " ".join(row.get("overrides", [])), row.get("output_dir", ""),
@@ -173,7 +175,7 @@ def write_summary(sweep_dir: str | Path, direction: str) -> list[dict[str, Any]]
     if rows:
         csv_text, md_text = render(rows, direction)
         write_text_atomic(Path(sweep_dir) / "summary.csv", csv_text)
-        write_text_atomic(Path(sweep_dir) / "summary.md", md_text)
+        write_text_atomic(Path(sweep_dir) / "summary.md", escape_surrogates(md_text))
     return rows
 
 

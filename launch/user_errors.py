@@ -19,6 +19,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 
 from litvision.utils.errors import UserError
+from litvision.utils.names import escape_surrogates
 
 
 def find_user_error(error: BaseException | None) -> UserError | None:
@@ -42,7 +43,7 @@ def one_line(error: UserError) -> str:
     if text.startswith(f"Caught {type(error).__name__} in DataLoader worker") and marker in text:
         text = text[text.rfind(marker) + len(marker):]
     message = " ".join(line.strip() for line in text.splitlines() if line.strip())
-    return f"{type(error).__name__}: {message}"
+    return escape_surrogates(f"{type(error).__name__}: {message}")  # a file name's undecodable bytes as \xNN
 
 
 def record_in_log_files(line: str) -> None:

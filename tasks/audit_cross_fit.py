@@ -21,9 +21,10 @@ import numpy as np
 from omegaconf import DictConfig, open_dict
 
 from litvision.data_audit.sources import AuditData
-from litvision.datamodules.sampling.exclusions import read_exclusion_file
+from litvision.datamodules.sampling.exclusions import id_list_text, read_exclusion_file
 from litvision.utils.atomic_write import write_atomic, write_text_atomic
 from litvision.utils.errors import ConfigError, DataError
+from litvision.utils.names import escape_name, read_csv_cell
 from litvision.utils.optional import require
 
 log = logging.getLogger(__name__)
@@ -62,8 +63,7 @@ def plan_digest(ids: np.ndarray, targets: np.ndarray, assignment: np.ndarray, re
 
 def write_id_list(path: Path, ids: list[str] | np.ndarray, comment: str) -> Path:
     """An id file in the ``dataset.exclude_ids`` format (one id per line, ``#`` comments)."""
-    text = f"# {comment}\n" + "".join(f"{sample_id}\n" for sample_id in ids)
-    write_text_atomic(path, text)
+    write_text_atomic(path, id_list_text([(comment, ids)]))
     return path
 
 
@@ -128,7 +128,7 @@ class CrossFit:
         summary = predict(self._predict_config(out, checkpoint, only_held))
         if global_rank() != 0:
             return out / RESULT  # rank zero writes the predictions and the result
-        if list(summary["classes"]) != list(self.data.class_names):
+        if list(summary["classes"]) != [escape_name(name) for name in self.data.class_names]:
             raise DataError(f"fold {k}: the model's classes {summary['classes'][:5]}... are not the dataset's")
         predicted_ids = np.asarray(_read_ids(Path(summary["predictions"])), dtype=str)
         probabilities = np.load(summary["probabilities"])
@@ -216,7 +216,7 @@ def _read_ids(predictions_csv: Path) -> list[str]:
     import csv
 
     with open(predictions_csv, newline="") as f:
-        return [row["id"] for row in csv.DictReader(f)]
+        return [read_csv_cell(row["id"]) for row in csv.DictReader(f)]
 
 
 def checkpoint_probabilities(cfg: DictConfig, data: AuditData, ckpt_path: str, split: str, out: Path) -> tuple[np.ndarray, np.ndarray, np.ndarray]:

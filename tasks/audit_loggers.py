@@ -1,5 +1,7 @@
 """The audit's findings in the run's loggers: W&B tables with thumbnails, the figures, the summary numbers.
 
+Ids and names in the tables are escaped as in every file litvision writes (:mod:`litvision.utils.names`).
+
 Offline W&B keeps a table that holds images only in an artifact staged outside the run dir
 (wandb/wandb#4611), so such a table is also logged without its images (``audit/<table>_rows``) and its
 thumbnails as an image list (``audit/<table>_images``): an offline run keeps both under
@@ -17,6 +19,7 @@ from omegaconf import DictConfig
 
 from litvision.data_audit.section import Section
 from litvision.tasks.build import instantiate_group, log_config
+from litvision.utils.names import escape_name
 
 
 def finite_metrics(sections: list[Section]) -> dict[str, float]:
@@ -50,7 +53,8 @@ def _log_wandb(run: Any, sections: list[Section], report: Path, metrics: dict[st
             columns = [*table.image_columns, *table.columns] if with_images else table.columns
             wandb_table = wandb.Table(columns=columns)
             images = []
-            for k, row in enumerate(table.rows):
+            rows = [[escape_name(v) if isinstance(v, str) else v for v in row] for row in table.rows]
+            for k, row in enumerate(rows):
                 cells = [wandb.Image(t) for t in table.thumbnails[k]] if with_images else []
                 wandb_table.add_data(*cells, *row)
                 if with_images:
@@ -58,7 +62,7 @@ def _log_wandb(run: Any, sections: list[Section], report: Path, metrics: dict[st
             payload[f"audit/{table.name}"] = wandb_table
             if images:
                 payload[f"audit/{table.name}_images"] = images
-                payload[f"audit/{table.name}_rows"] = wandb.Table(columns=table.columns, data=[list(r) for r in table.rows])
+                payload[f"audit/{table.name}_rows"] = wandb.Table(columns=table.columns, data=rows)
         for figure in section.figures:
             payload[f"audit/{figure.stem}"] = wandb.Image(str(figure))
     run.log(payload)

@@ -10,7 +10,8 @@ A shard set is a folder (or an object-store prefix) holding ``<split>-NNNNNN.tar
 
 Each sample in a shard is ``<key>.<image ext>`` (the original file's bytes), ``<key>.cls``
 (the label, decimal text) and ``<key>.id.txt`` (the file's path relative to the dataset
-root); ``<key>`` is the sample's 8-digit position in its split.
+root); ``<key>`` is the sample's 8-digit position in its split. Class names and the ids in
+``bad_files`` are escaped as in every file litvision writes (:mod:`litvision.utils.names`).
 
 Everything in a manifest and in a shard is outside input (shard sets are copied, shared and
 downloaded): :func:`check_manifest` checks every field the reader uses before anything is

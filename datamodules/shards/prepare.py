@@ -27,6 +27,7 @@ from litvision.datamodules.shards.write_plan import Member, ShardTask, plan_spli
 from litvision.datamodules.shards.writer import VERIFY_MODES, clean_partial_files, read_record, record_path, write_shard
 from litvision.utils.atomic_write import write_json_atomic
 from litvision.utils.errors import ConfigError
+from litvision.utils.names import escape_name
 
 log = logging.getLogger(__name__)
 SHARD_FILE = re.compile(SHARD_NAME.pattern + r"\Z")  # the one definition of shard names, in datamodules/shards/manifest.py
@@ -184,8 +185,8 @@ def _manifest(datamodule, datasets, tasks, records, samples_per_shard, shuffle_s
     return {
         "format": FORMAT,
         "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-        "classes": list(datamodule.index("train").classes),
-        "class_names": list(datamodule.class_names),
+        "classes": [escape_name(name) for name in datamodule.index("train").classes],
+        "class_names": [escape_name(name) for name in datamodule.class_names],
         "splits": splits,
         "default_splits": {"val": datamodule.val_split, "test": datamodule.test_split},
         "samples_per_shard": samples_per_shard,

@@ -20,6 +20,7 @@ from litvision.datamodules.shards.manifest import PARTS_DIRNAME, image_field
 from litvision.datamodules.shards.write_plan import ShardTask
 from litvision.utils.atomic_write import write_atomic, write_json_atomic
 from litvision.utils.errors import DataError
+from litvision.utils.names import escape_name, escape_surrogates
 
 VERIFY_MODES = ("decode", "header", "none")
 TAR_MTIME = 0  # fixed member timestamps: the same plan gives byte-identical shards (same SHA-256)
@@ -110,7 +111,7 @@ def write_shard(task: ShardTask, out_dir: str, on_bad_image: str, verify: str) -
                             f"{member.path}: {reason}. Remove or replace the file, or set dataset.on_bad_image=skip "
                             "to leave unreadable images out of the shards (they are listed in the manifest)."
                         )
-                    bad_files.append({"id": member.id, "reason": reason})
+                    bad_files.append({"id": escape_name(member.id), "reason": escape_surrogates(reason)})
                     continue
                 key = f"{task.first_key + offset:08d}"
                 tar.write({

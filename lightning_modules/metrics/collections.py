@@ -31,6 +31,7 @@ from torchmetrics.classification import (
 )
 
 from litvision.lightning_modules.metrics.calibration import LogitCalibrationError
+from litvision.utils.names import escape_name
 
 
 def train_metrics(num_classes: int) -> MetricCollection:
@@ -70,14 +71,15 @@ def _accuracies(num_classes: int) -> dict:
 
 
 def unique_metric_names(class_names: Sequence[str]) -> list[str]:
-    """Class names usable as metric-key suffixes: no '/', empty names filled, all distinct.
+    """Class names usable as metric-key suffixes: escaped (:mod:`litvision.utils.names`: a byte that is
+    not UTF-8 is ``\\xNN``), no '/', empty names filled, all distinct.
 
     A name that occurs once keeps its (cleaned) spelling. A repeated name gets its class
     index (ImageNet's two 'crane' classes: ``crane_134``, ``crane_517``), an empty one
     becomes ``class_<index>``; a generated name that is already taken (``['x', 'x', 'x_1']``)
     gets the index appended again until it is free, so two classes never share a key.
     """
-    cleaned = [str(name).strip().replace("/", "_") for name in class_names]
+    cleaned = [escape_name(str(name).strip()).replace("/", "_") for name in class_names]
     counts = Counter(cleaned)
     taken = {name for name in cleaned if name and counts[name] == 1}
     names = []
