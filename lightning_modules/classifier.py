@@ -149,6 +149,38 @@ class ImageClassifier(L.LightningModule):
         if num_classes is not None or class_names is not None:
             self._build(num_classes, class_names, class_counts)
 
+    @classmethod
+    def load_from_checkpoint(  # type: ignore[override]
+        cls,
+        checkpoint_path: Any,
+        map_location: Any = None,
+        hparams_file: Any = None,
+        strict: bool | None = None,
+        weights_only: bool | None = None,
+        trust_checkpoint: bool = False,
+        trust_checkpoint_targets: Sequence[str] = (),
+        **kwargs: Any,
+    ) -> ImageClassifier:
+        """Lightning's ``load_from_checkpoint`` through :func:`~litvision.lightning_modules.checkpoints.load_classifier`:
+        read with ``weights_only=True`` always, and the file's ``_target_``s checked against what litvision
+        builds from a checkpoint (``trust_checkpoint_targets=[...]`` / ``trust_checkpoint=True`` to vouch
+        for more). ``kwargs`` replace hyper-parameters of the file (yours, so not checked)."""
+        from litvision.lightning_modules.checkpoints import load_classifier
+
+        if hparams_file is not None:
+            raise ConfigError("hparams_file: not supported, pass the hyper-parameters to change as keyword arguments")
+        if weights_only is False:
+            raise ConfigError(
+                "weights_only=False: litvision checkpoints always load with weights_only=True; convert an old one "
+                "you trust with litvision.lightning_modules.checkpoints.convert_trusted_checkpoint"
+            )
+        model = load_classifier(
+            checkpoint_path, map_location or "cpu", model_class=cls, trust_checkpoint=trust_checkpoint,
+            trust_checkpoint_targets=trust_checkpoint_targets, overrides=kwargs, strict=True if strict is None else strict,
+        )
+        # as Lightning does: the model on the device the weights were mapped to
+        return model.to(map_location) if isinstance(map_location, (str, torch.device)) else model
+
     # ---- construction ---------------------------------------------------------------
     def configure_model(self) -> None:
         """Build the network once the DataModule has told us about the classes."""

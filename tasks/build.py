@@ -53,6 +53,15 @@ def find_last_checkpoint(callbacks: list[L.Callback]) -> str | None:
     return str(max(found, key=lambda path: path.stat().st_mtime)) if found else None
 
 
+def checkpoint_trust(cfg: DictConfig) -> dict[str, Any]:
+    """The ``trust_checkpoint``/``trust_checkpoint_targets`` keys as keyword arguments of ``load_classifier``."""
+    targets = cfg.get("trust_checkpoint_targets") or []
+    return {
+        "trust_checkpoint": cfg.get("trust_checkpoint", False),
+        "trust_checkpoint_targets": [targets] if isinstance(targets, str) else list(targets),
+    }
+
+
 def check_accelerator(trainer_cfg: DictConfig) -> None:
     """``trainer=gpu`` on a machine without one: say what to use instead (before any data is read)."""
     accelerator = str(trainer_cfg.get("accelerator", "auto"))
