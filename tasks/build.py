@@ -14,6 +14,8 @@ from lightning.pytorch.callbacks import ModelCheckpoint
 from omegaconf import DictConfig, OmegaConf
 
 from litvision.callbacks.metrics_summary import MetricsSummary
+from litvision.lightning_modules.checkpoints import load_checkpoint
+from litvision.lightning_modules.resume_check import check_resume_config
 from litvision.tasks.seed import seed_run
 from litvision.utils.errors import ConfigError
 
@@ -80,11 +82,13 @@ def log_config(cfg: DictConfig, loggers: list[Any]) -> None:
 
 
 def setup_run(
-    cfg: DictConfig, model: L.LightningModule | None = None, callbacks: list[L.Callback] | None = None
+    cfg: DictConfig, model: L.LightningModule | None = None, callbacks: list[L.Callback] | None = None,
+    resume_from: str | None = None,
 ):
     """Instantiate datamodule, model (unless given, e.g. from a checkpoint), loggers, callbacks
     (unless given) and trainer from the config. Every check of the config runs here, before
-    any data is read."""
+    any data is read; ``resume_from`` (the checkpoint a fit will resume) is checked against the
+    model and trainer before the loggers start (a refused resume touches no W&B run)."""
     seed_run(cfg, saved_config=saved_config_path())
     check_accelerator(cfg.trainer)
     datamodule = instantiate(cfg.dataset)
@@ -96,6 +100,8 @@ def setup_run(
         # LearningRateMonitor refuses to run without a logger; metrics.json still gets everything.
         callbacks = [cb for cb in callbacks if not isinstance(cb, L.pytorch.callbacks.LearningRateMonitor)]
     trainer = instantiate(cfg.trainer, callbacks=callbacks, logger=loggers or False)
+    if resume_from is not None:
+        check_resume_config(resume_from, load_checkpoint(resume_from), model.hparams, trainer)
     log_config(cfg, loggers)
     return datamodule, model, trainer
 
