@@ -19,6 +19,7 @@ Each check runs as soon as its facts are known:
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -69,7 +70,7 @@ def check_resume_classes(path: Any, checkpoint: Mapping[str, Any], data_names: S
 def check_resume_steps(path: Any, plan: Mapping[str, Any] | None, steps_per_epoch: float) -> None:
     """Optimizer steps per epoch of the checkpoint's run against this run's (its LR schedule depends on them)."""
     recorded = (plan or {}).get("steps_per_epoch")
-    if recorded is None or steps_per_epoch != steps_per_epoch or steps_per_epoch == float("inf"):  # unknown here
+    if recorded is None or not math.isfinite(steps_per_epoch):  # unknown (an iterable dataset without a length)
         return
     if int(recorded) != int(steps_per_epoch):
         _refuse(path, f"its run took {recorded} optimizer steps per epoch, this one takes {int(steps_per_epoch)} "
@@ -81,7 +82,7 @@ def plan_record(trainer: Any) -> dict[str, Any]:
     """What a checkpoint keeps about its run's plan, for :func:`check_resume_steps`."""
     batches = getattr(trainer, "num_training_batches", float("inf"))
     accumulate = max(int(getattr(trainer, "accumulate_grad_batches", 1) or 1), 1)
-    finite = batches == batches and batches != float("inf")
+    finite = math.isfinite(batches)
     return {
         "steps_per_epoch": -(-int(batches) // accumulate) if finite else None,  # Lightning's ceil
         "max_epochs": getattr(trainer, "max_epochs", None),

@@ -8,6 +8,7 @@ the same count, trained on silently.
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import pytest
@@ -91,3 +92,35 @@ def test_the_same_run_still_resumes_longer(trained: Path, fake_cifar_root: Path,
     proc = run_script("train.py", *COMMON, f"dataset.data_dir={fake_cifar_root}", f"hydra.run.dir={tmp_path / 'run'}",
                       f"ckpt_path={trained}", "trainer.max_epochs=3")
     assert "Restored all states from the checkpoint" in proc.stdout + proc.stderr
+
+
+def test_what_a_resume_may_change_in_process() -> None:
+    """Scheduler settings are re-planned (like a larger max_epochs), its type and the optimizer's settings are not."""
+    from types import SimpleNamespace
+
+    from litvision.lightning_modules.resume_check import check_resume_config, check_resume_steps
+    from litvision.utils.errors import ConfigError
+
+    cosine = {"_target_": "litvision.lightning_modules.schedulers.warmup_cosine", "_partial_": True, "warmup_fraction": 0.05}
+    sgd = {"_target_": "torch.optim.SGD", "_partial_": True, "lr": 0.1}
+    hparams = {"backbone": {"_target_": "litvision.lightning_modules.backbones.build_backbone", "name": "resnet50"},
+               "optimizer": sgd, "scheduler": cosine, "weight_decay_norm_bias": False}
+    checkpoint = {"hyper_parameters": hparams, "loops": {"fit_loop": {"epoch_progress": {"current": {"processed": 3}}}}}
+    trainer = SimpleNamespace(max_epochs=3)
+    check_resume_config("x.ckpt", checkpoint, {**hparams, "scheduler": {**cosine, "warmup_fraction": 0.025}}, trainer)
+    refusals = {
+        "optimizer: SGD (lr=0.1) in the checkpoint, SGD (lr=0.05) in the config": {"optimizer": {**sgd, "lr": 0.05}},
+        "scheduler: warmup_cosine in the checkpoint, none in the config": {"scheduler": None},
+        "weight_decay_norm_bias: False in the checkpoint, True in the config": {"weight_decay_norm_bias": True},
+        "it holds a resnet50 model, the config asks for resnet18": {"backbone": {**hparams["backbone"], "name": "resnet18"}},
+    }
+    for message, change in refusals.items():
+        with pytest.raises(ConfigError, match="^" + re.escape(f"ckpt_path=x.ckpt cannot be resumed by this run: {message}")):
+            check_resume_config("x.ckpt", checkpoint, {**hparams, **change}, trainer)
+    with pytest.raises(ConfigError, match="it has trained 3 epochs, the config's trainer.max_epochs=2 is fewer"):
+        check_resume_config("x.ckpt", checkpoint, hparams, SimpleNamespace(max_epochs=2))
+    check_resume_steps("x.ckpt", {"steps_per_epoch": 6}, 6)
+    check_resume_steps("x.ckpt", {"steps_per_epoch": 6}, float("inf"))  # an unsized loader: not known, not refused
+    check_resume_steps("x.ckpt", None, 12)  # a checkpoint from before the plan was recorded
+    with pytest.raises(ConfigError, match="took 6 optimizer steps per epoch, this one takes 12"):
+        check_resume_steps("x.ckpt", {"steps_per_epoch": 6}, 12)
