@@ -209,7 +209,8 @@ def own_targets(cfg: DictConfig) -> list[str]:
 
     from litvision.lightning_modules.checkpoint_targets import targets_in
 
-    return sorted(set(targets_in(OmegaConf.to_container(cfg.model, resolve=True))))
+    model = OmegaConf.to_container(cfg.model, resolve=True)
+    return sorted(set(targets_in([value for key, value in model.items() if key != "_target_"])))
 
 
 def best_checkpoint(folder: Path) -> Path:
