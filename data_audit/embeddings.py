@@ -22,15 +22,16 @@ BATCH = 64
 class EmbeddingCheck:
     """Keep a near pair only if its images' embeddings are within ``max_distance`` (cosine distance)."""
 
-    def __init__(self, ckpt_path: str, data: AuditData, max_distance: float) -> None:
+    def __init__(self, ckpt_path: str, data: AuditData, max_distance: float, trust: dict | None = None) -> None:
         self.ckpt_path = str(ckpt_path)
+        self.trust = trust or {}  # load_classifier's trust_checkpoint* keyword arguments
         self.data = data
         self.max_distance = max_distance
 
     def embeddings(self, ids: list[str]) -> dict[str, np.ndarray]:
         from litvision.lightning_modules.checkpoints import load_classifier
 
-        model = load_classifier(self.ckpt_path, map_location="cpu").eval()
+        model = load_classifier(self.ckpt_path, map_location="cpu", **self.trust).eval()
         head = [m for m in model.modules() if isinstance(m, torch.nn.Linear)]
         if not head:
             raise ValueError(f"{self.ckpt_path}: the model has no linear layer to take embeddings from")

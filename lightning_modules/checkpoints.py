@@ -19,10 +19,12 @@ from __future__ import annotations
 import builtins
 import collections
 import functools
+import inspect
 import io
 import pickle
 import re
 import typing
+from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -45,7 +47,7 @@ def load_checkpoint(path: str | Path, map_location: Any = "cpu") -> dict[str, An
         checkpoint = torch.load(path, map_location=map_location, weights_only=True)
     except pickle.UnpicklingError as err:
         if UNSAFE_GLOBAL.search(str(err)) is None:  # not a refusal: the file is damaged or not a checkpoint
-            raise DataError(f"ckpt_path={path} is not a readable checkpoint (truncated or not a torch file)") from err
+            raise DataError(f"ckpt_path={path} is not a readable checkpoint ({_what_it_is(path)})") from err
         raise DataError(
             f"ckpt_path={path} holds pickled Python objects ({_unsafe_global(err)}), so loading it could run code: "
             f"refused. If you trust where it came from, convert it once: python -c \"from "
@@ -53,23 +55,75 @@ def load_checkpoint(path: str | Path, map_location: Any = "cpu") -> dict[str, An
             f"c('{path}', '{converted_name(path)}')\" and use the new file"
         ) from err
     except (RuntimeError, EOFError, OSError) as err:
-        raise DataError(f"ckpt_path={path} is not a readable checkpoint (truncated or not a torch file): {_first_line(err)}") from err
+        raise DataError(f"ckpt_path={path} is not a readable checkpoint ({_what_it_is(path)}): {_first_line(err)}") from err
+    except Exception as err:  # noqa: BLE001 - torch's unpickler on arbitrary bytes: KeyError, IndexError, ...
+        raise DataError(f"ckpt_path={path} is not a readable checkpoint ({_what_it_is(path)})") from err
     if not isinstance(checkpoint, dict):
         raise DataError(f"ckpt_path={path} holds a {type(checkpoint).__name__}, not a Lightning checkpoint")
     return checkpoint
 
 
-def load_classifier(path: str | Path, map_location: Any = "cpu", model_class: type | None = None):
-    """The classifier stored in ``path`` (architecture and classes from its hyper-parameters)."""
+def load_classifier(
+    path: str | Path,
+    map_location: Any = "cpu",
+    model_class: type | None = None,
+    *,
+    trust_checkpoint: bool = False,
+    trust_checkpoint_targets: Iterable[str] = (),
+    overrides: Mapping[str, Any] | None = None,
+    strict: bool = True,
+):
+    """The classifier stored in ``path`` (architecture and classes from its hyper-parameters).
+
+    Before anything is built, the hyper-parameters are checked against what litvision builds
+    from a file (:mod:`~litvision.lightning_modules.checkpoint_targets`): a ``_target_`` off
+    the allowlist is refused in one line unless the caller trusts it
+    (``trust_checkpoint_targets=[...]``) or the whole file (``trust_checkpoint=True``).
+    ``overrides``: hyper-parameters the caller sets instead of the file's (not checked: they
+    are the caller's own).
+    """
+    from litvision.lightning_modules.checkpoint_targets import CheckpointTrust, check_checkpoint_targets
+
     if model_class is None:
         from litvision.lightning_modules.classifier import ImageClassifier as model_class
+    trust = CheckpointTrust.of(trust_checkpoint, trust_checkpoint_targets)
     checkpoint = load_checkpoint(path, map_location)
-    if "state_dict" not in checkpoint or "hyper_parameters" not in checkpoint:
+    if not isinstance(checkpoint.get("state_dict"), dict) or not isinstance(checkpoint.get("hyper_parameters"), dict):
         raise DataError(f"ckpt_path={path} is not a litvision model checkpoint (no state_dict/hyper_parameters)")
-    model = model_class(**checkpoint["hyper_parameters"])
+    overrides = dict(overrides or {})
+    from_file = {key: value for key, value in checkpoint["hyper_parameters"].items() if key not in overrides}
+    _check_known_keys(path, from_file, model_class)
+    check_checkpoint_targets(from_file, f"ckpt_path={path}", trust)
+    model = model_class(**from_file, **overrides)
     model.on_load_checkpoint(checkpoint)  # e.g. renames torch.compile'd keys
-    model.load_state_dict(checkpoint["state_dict"])
+    try:
+        model.load_state_dict(checkpoint["state_dict"], strict=strict)
+    except RuntimeError as err:  # "Error(s) in loading state_dict": the weights are not the model's
+        raise DataError(
+            f"ckpt_path={path}: its weights do not fit the model its hyper-parameters describe "
+            f"({_state_dict_difference(err)})"
+        ) from err
     return model
+
+
+def _check_known_keys(path: str | Path, hparams: Mapping[str, Any], model_class: type) -> None:
+    """Hyper-parameters the constructor does not take (e.g. Lightning's ``_instantiator``) are refused."""
+    parameters = inspect.signature(model_class.__init__).parameters
+    if any(p.kind is inspect.Parameter.VAR_KEYWORD for p in parameters.values()):
+        return
+    unknown = sorted(str(key) for key in hparams if key not in parameters or key == "self")
+    if unknown:
+        raise DataError(
+            f"ckpt_path={path}: hyper-parameters {unknown} are not arguments of {model_class.__name__}: "
+            "not a litvision model checkpoint (or one of a newer version)"
+        )
+
+
+def _state_dict_difference(err: BaseException) -> str:
+    """The first detail of torch's long load_state_dict message (which keys or shapes differ), shortened."""
+    details = [line.strip() for line in str(err).splitlines()[1:] if line.strip()]
+    detail = details[0] if details else "see HYDRA_FULL_ERROR=1"
+    return detail if len(detail) <= 200 else detail[:200] + "..."
 
 
 def converted_name(path: str | Path) -> str:
@@ -199,6 +253,20 @@ def _unsafe_global(err: BaseException) -> str:
     """What torch refused, e.g. "functools.partial", from its long weights_only message."""
     found = UNSAFE_GLOBAL.search(str(err))
     return f"e.g. {found.group(1)}" if found else "not tensors and plain values"
+
+
+def _what_it_is(path: Path) -> str:
+    """"a text file starting 'epoch: 3'" for a file that is text; else "truncated or not a torch file"."""
+    try:
+        with open(path, "rb") as handle:
+            head = handle.read(256)
+        text = head.decode("utf-8")
+    except (OSError, UnicodeDecodeError):
+        return "truncated or not a torch file"
+    if not text or not all(char.isprintable() or char in "\n\r\t" for char in text):
+        return "truncated or not a torch file"
+    first = text.strip().splitlines()[0][:40] if text.strip() else ""
+    return f"it is a text file, starting {first!r}; pass the .ckpt file a run wrote"
 
 
 def _first_line(err: BaseException) -> str:

@@ -19,6 +19,9 @@ from torchmetrics import MaxMetric, MeanMetric
 from litvision.lightning_modules.metrics.collections import eval_metrics, flatten_results, train_metrics
 from litvision.lightning_modules.training.mixing import BatchMixer, require_soft_target_loss
 from litvision.lightning_modules.plain_config import build_factory, factory_config, is_plain
+from litvision.lightning_modules.resume_check import (
+    PLAN_KEY, check_resume_classes, check_resume_steps, class_difference, plan_record, short,
+)
 from litvision.utils.errors import ConfigError
 
 log = logging.getLogger(__name__)
@@ -146,8 +149,41 @@ class ImageClassifier(L.LightningModule):
         self.mixing = mixing or None
         self.net: nn.Module | None = None
         self.criterion: nn.Module | None = None
+        self._resumed_plan: dict[str, Any] | None = None  # the plan of the checkpoint a fit resumes (resume_check)
         if num_classes is not None or class_names is not None:
             self._build(num_classes, class_names, class_counts)
+
+    @classmethod
+    def load_from_checkpoint(  # type: ignore[override]
+        cls,
+        checkpoint_path: Any,
+        map_location: Any = None,
+        hparams_file: Any = None,
+        strict: bool | None = None,
+        weights_only: bool | None = None,
+        trust_checkpoint: bool = False,
+        trust_checkpoint_targets: Sequence[str] = (),
+        **kwargs: Any,
+    ) -> ImageClassifier:
+        """Lightning's ``load_from_checkpoint`` through :func:`~litvision.lightning_modules.checkpoints.load_classifier`:
+        read with ``weights_only=True`` always, and the file's ``_target_``s checked against what litvision
+        builds from a checkpoint (``trust_checkpoint_targets=[...]`` / ``trust_checkpoint=True`` to vouch
+        for more). ``kwargs`` replace hyper-parameters of the file (yours, so not checked)."""
+        from litvision.lightning_modules.checkpoints import load_classifier
+
+        if hparams_file is not None:
+            raise ConfigError("hparams_file: not supported, pass the hyper-parameters to change as keyword arguments")
+        if weights_only is False:
+            raise ConfigError(
+                "weights_only=False: litvision checkpoints always load with weights_only=True; convert an old one "
+                "you trust with litvision.lightning_modules.checkpoints.convert_trusted_checkpoint"
+            )
+        model = load_classifier(
+            checkpoint_path, map_location or "cpu", model_class=cls, trust_checkpoint=trust_checkpoint,
+            trust_checkpoint_targets=trust_checkpoint_targets, overrides=kwargs, strict=True if strict is None else strict,
+        )
+        # as Lightning does: the model on the device the weights were mapped to
+        return model.to(map_location) if isinstance(map_location, (str, torch.device)) else model
 
     # ---- construction ---------------------------------------------------------------
     def configure_model(self) -> None:
@@ -168,17 +204,9 @@ class ImageClassifier(L.LightningModule):
         data_names, model_names = list(datamodule.class_names), list(self.class_names)
         if data_names == model_names:
             return
-        unknown = [name for name in data_names if name not in model_names]
-        if unknown:
-            what = f"class names unknown to the model: {_short(unknown)}"
-        elif len(data_names) != len(model_names):
-            what = f"{len(data_names)} classes for a model of {len(model_names)}"
-        else:
-            first = next(i for i, (a, b) in enumerate(zip(data_names, model_names)) if a != b)
-            what = f"the same names in another order (class {first} is {data_names[first]!r}, the model's {model_names[first]!r})"
         raise ConfigError(
-            f"{type(datamodule).__name__} does not match the model's classes ({what}; the model has "
-            f"{_short(model_names)}): evaluate it on the dataset it was trained on (dataset=..., dataset.data_dir=...)"
+            f"{type(datamodule).__name__} does not match the model's classes ({class_difference(data_names, model_names)}; "
+            f"the model has {short(model_names)}): evaluate it on the dataset it was trained on (dataset=..., dataset.data_dir=...)"
         )
 
     def _build(self, num_classes: int | None, class_names: Sequence[str] | None, class_counts: Any) -> None:
@@ -235,10 +263,22 @@ class ImageClassifier(L.LightningModule):
             self.net.compile(**(compile_options if isinstance(compile_options, Mapping) else {}))
 
     def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
-        """Checkpoints written by a ``torch.compile``-wrapped backbone load into any model."""
+        """Checkpoints written by a ``torch.compile``-wrapped backbone load into any model. A resume
+        (fitting) of a checkpoint trained on other classes is refused here, before Lightning
+        restores anything; its plan is kept for :meth:`configure_optimizers`' check."""
         state = checkpoint.get("state_dict", {})
         for key in [k for k in state if COMPILED_KEY in k]:
             state[key.replace(COMPILED_KEY, ".")] = state.pop(key)
+        if self._trainer is not None and self.trainer.state.fn == "fit" and self.net is not None:
+            datamodule = self.trainer.datamodule
+            name = type(datamodule).__name__ if datamodule is not None else "the training data"
+            check_resume_classes(self.trainer.ckpt_path, checkpoint, self.class_names, name)
+            self._resumed_plan = checkpoint.get(PLAN_KEY)
+
+    def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        """Record the run's plan (steps per epoch): a resume on other data is refused (resume_check)."""
+        if self._trainer is not None and self.trainer.state.fn == "fit":
+            checkpoint[PLAN_KEY] = plan_record(self.trainer)
 
     def on_test_start(self) -> None:
         self._set_memory_format()
@@ -310,6 +350,10 @@ class ImageClassifier(L.LightningModule):
     # ---- optimisation -------------------------------------------------------------------
     def configure_optimizers(self) -> Any:
         optimizer = self.optimizer_factory(self._param_groups())
+        if self._resumed_plan is not None:  # refused before Lightning restores the optimizer and the scheduler
+            self.trainer.estimated_stepping_batches  # noqa: B018 - sets up the train loader: its length is known now
+            steps = plan_record(self.trainer)["steps_per_epoch"]
+            check_resume_steps(self.trainer.ckpt_path, self._resumed_plan, float("inf") if steps is None else steps)
         if self.scheduler_factory is None:
             return optimizer
         total_steps = int(self.trainer.estimated_stepping_batches)
@@ -325,7 +369,3 @@ class ImageClassifier(L.LightningModule):
                 (no_decay if param.ndim <= 1 else decay).append(param)
         return [{"params": decay}, {"params": no_decay, "weight_decay": 0.0}]
 
-
-def _short(names: list[str], limit: int = 5) -> str:
-    shown = ", ".join(repr(name) for name in names[:limit])
-    return f"[{shown}{', ...' if len(names) > limit else ''}]"

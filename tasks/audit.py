@@ -179,6 +179,7 @@ def run_duplicate_section(cfg: DictConfig, data: AuditData, scans: dict, out_dir
     check = None
     if cfg.audit.get("ckpt_path"):
         from litvision.data_audit.embeddings import EmbeddingCheck
+        from litvision.tasks.build import checkpoint_trust
 
-        check = EmbeddingCheck(cfg.audit.ckpt_path, data, float(options.embedding_max_distance))
+        check = EmbeddingCheck(cfg.audit.ckpt_path, data, float(options.embedding_max_distance), checkpoint_trust(cfg))
     return run_duplicates(data, scans, out_dir, search, int(cfg.audit.max_rows), check)

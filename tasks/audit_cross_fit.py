@@ -180,6 +180,8 @@ class CrossFit:
             config.paths.output_dir = str(out)
             config.dataset.exclude_ids = str(only_held)
             config.ckpt_path = str(checkpoint)
+            # written just now from the audit's own config: the targets that config names are the user's
+            config.trust_checkpoint_targets = [*(config.get("trust_checkpoint_targets") or []), *own_targets(self.cfg)]
             config.split = f"source_{self.split.name}"
             config.images = None
             config.predict_data.split = config.split
@@ -199,6 +201,16 @@ def _recipe(cfg: DictConfig, epochs: int | None) -> dict[str, Any]:
               for key in keys}
     recipe["epochs"] = epochs if epochs is not None else cfg.trainer.get("max_epochs")
     return recipe
+
+
+def own_targets(cfg: DictConfig) -> list[str]:
+    """Every ``_target_`` the recipe's model config names (backbone, optimizer, scheduler, loss)."""
+    from omegaconf import OmegaConf
+
+    from litvision.lightning_modules.checkpoint_targets import targets_in
+
+    model = OmegaConf.to_container(cfg.model, resolve=True)
+    return sorted(set(targets_in([value for key, value in model.items() if key != "_target_"])))
 
 
 def best_checkpoint(folder: Path) -> Path:

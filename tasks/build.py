@@ -14,6 +14,8 @@ from lightning.pytorch.callbacks import ModelCheckpoint
 from omegaconf import DictConfig, OmegaConf
 
 from litvision.callbacks.metrics_summary import MetricsSummary
+from litvision.lightning_modules.checkpoints import load_checkpoint
+from litvision.lightning_modules.resume_check import check_resume_config
 from litvision.tasks.seed import seed_run
 from litvision.utils.errors import ConfigError
 
@@ -53,6 +55,15 @@ def find_last_checkpoint(callbacks: list[L.Callback]) -> str | None:
     return str(max(found, key=lambda path: path.stat().st_mtime)) if found else None
 
 
+def checkpoint_trust(cfg: DictConfig) -> dict[str, Any]:
+    """The ``trust_checkpoint``/``trust_checkpoint_targets`` keys as keyword arguments of ``load_classifier``."""
+    targets = cfg.get("trust_checkpoint_targets") or []
+    return {
+        "trust_checkpoint": cfg.get("trust_checkpoint", False),
+        "trust_checkpoint_targets": [targets] if isinstance(targets, str) else list(targets),
+    }
+
+
 def check_accelerator(trainer_cfg: DictConfig) -> None:
     """``trainer=gpu`` on a machine without one: say what to use instead (before any data is read)."""
     accelerator = str(trainer_cfg.get("accelerator", "auto"))
@@ -71,11 +82,13 @@ def log_config(cfg: DictConfig, loggers: list[Any]) -> None:
 
 
 def setup_run(
-    cfg: DictConfig, model: L.LightningModule | None = None, callbacks: list[L.Callback] | None = None
+    cfg: DictConfig, model: L.LightningModule | None = None, callbacks: list[L.Callback] | None = None,
+    resume_from: str | None = None,
 ):
     """Instantiate datamodule, model (unless given, e.g. from a checkpoint), loggers, callbacks
     (unless given) and trainer from the config. Every check of the config runs here, before
-    any data is read."""
+    any data is read; ``resume_from`` (the checkpoint a fit will resume) is checked against the
+    model and trainer before the loggers start (a refused resume touches no W&B run)."""
     seed_run(cfg, saved_config=saved_config_path())
     check_accelerator(cfg.trainer)
     datamodule = instantiate(cfg.dataset)
@@ -87,6 +100,8 @@ def setup_run(
         # LearningRateMonitor refuses to run without a logger; metrics.json still gets everything.
         callbacks = [cb for cb in callbacks if not isinstance(cb, L.pytorch.callbacks.LearningRateMonitor)]
     trainer = instantiate(cfg.trainer, callbacks=callbacks, logger=loggers or False)
+    if resume_from is not None:
+        check_resume_config(resume_from, load_checkpoint(resume_from), model.hparams, trainer)
     log_config(cfg, loggers)
     return datamodule, model, trainer
 

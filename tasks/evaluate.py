@@ -7,7 +7,7 @@ from typing import Any
 from omegaconf import DictConfig
 
 from litvision.lightning_modules.checkpoints import load_classifier
-from litvision.tasks.build import metrics_of, setup_run
+from litvision.tasks.build import checkpoint_trust, metrics_of, setup_run
 
 
 def evaluate(cfg: DictConfig) -> dict[str, Any]:
@@ -19,9 +19,10 @@ def test_checkpoint(cfg: DictConfig, ckpt_path: str) -> dict[str, Any]:
     """Test the classifier stored in ``ckpt_path`` (loaded with weights_only=True) on cfg's dataset.
 
     Shared by ``eval.py`` and ``train.py train=false ckpt_path=X``, so both report the same
-    numbers. A dataset whose classes differ from the checkpoint's is refused.
+    numbers. A dataset whose classes differ from the checkpoint's is refused, and so is a
+    checkpoint naming targets litvision does not build from a file (``trust_checkpoint*`` keys).
     """
-    model = load_classifier(ckpt_path, map_location="cpu")
+    model = load_classifier(ckpt_path, map_location="cpu", **checkpoint_trust(cfg))
     datamodule, model, trainer = setup_run(cfg, model=model)
     trainer.test(model, datamodule=datamodule, verbose=False)
     return metrics_of(trainer)

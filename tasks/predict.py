@@ -10,7 +10,7 @@ from omegaconf import DictConfig
 from litvision.callbacks.prediction_writer import PredictionWriter
 from litvision.lightning_modules.checkpoints import load_classifier
 from litvision.lightning_modules.predictor import ProbabilityPredictor
-from litvision.tasks.build import instantiate_group, log_config
+from litvision.tasks.build import checkpoint_trust, instantiate_group, log_config
 from litvision.utils.errors import ConfigError
 
 
@@ -20,9 +20,10 @@ def predict(cfg: DictConfig) -> dict[str, Any]:
 
     Config keys: ``ckpt_path``, ``split`` (train|val|test|source_<name>) or ``images`` (a folder),
     ``predict_data`` (the :class:`~litvision.datamodules.prediction.PredictionDataModule` node),
-    ``dataset``, ``trainer``, ``callbacks``, ``logger`` (conf/predict.yaml).
+    ``dataset``, ``trainer``, ``callbacks``, ``logger``, ``trust_checkpoint``/``trust_checkpoint_targets``
+    (conf/predict.yaml).
     """
-    classifier = load_classifier(cfg.ckpt_path, map_location="cpu")  # weights_only=True
+    classifier = load_classifier(cfg.ckpt_path, map_location="cpu", **checkpoint_trust(cfg))  # weights_only=True
     images = cfg.get("images")
     source = None if images else instantiate(cfg.dataset)
     data = instantiate(cfg.predict_data, source=source)

@@ -39,7 +39,7 @@ def train(cfg: DictConfig) -> dict[str, Any]:
         log.info("ckpt_path=last: no last checkpoint yet, starting from scratch")
     # before the logger exists: a resumed run continues its W&B run instead of starting one
     assign_wandb_run_id(cfg, resuming=resume_from is not None, is_rank_zero=global_rank() == 0)
-    datamodule, model, trainer = setup_run(cfg, callbacks=callbacks)
+    datamodule, model, trainer = setup_run(cfg, callbacks=callbacks, resume_from=resume_from)
     # ckpt_path="last" is resolved by Lightning (it asks the checkpoint callbacks); every
     # checkpoint is read with weights_only=True (plugins/atomic_checkpoint.py)
     trainer.fit(model, datamodule=datamodule, ckpt_path=ckpt_path, weights_only=True)

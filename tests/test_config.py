@@ -198,8 +198,8 @@ def test_gpu_trainers_name_the_atomic_plugin_too(option: str) -> None:
 
 def test_eval_config_composes_only_what_evaluation_needs() -> None:
     cfg = compose_train("ckpt_path=x", config_name="eval")
-    assert set(cfg) == {"task_name", "tags", "seed", "ckpt_path", "augmentation", "model", "dataset", "trainer",
-                        "logger", "callbacks", "paths"}
+    assert set(cfg) == {"task_name", "tags", "seed", "ckpt_path", "trust_checkpoint", "trust_checkpoint_targets",
+                        "augmentation", "model", "dataset", "trainer", "logger", "callbacks", "paths"}
     OmegaConf.to_container(cfg, resolve=True)
     # a dataset that picks its own model and augmentation composes here too
     imagenet = compose_train("ckpt_path=x", "dataset=imagenet", config_name="eval")
