@@ -31,7 +31,7 @@ import numpy as np
 from torch.utils.data import DataLoader
 
 from litvision.datamodules.base import ClassificationDataModule, Splits, default_num_workers
-from litvision.datamodules.decode import POLICIES, BadImagePolicy
+from litvision.datamodules.decode import DEFAULT_MAX_IMAGE_PIXELS, POLICIES, BadImagePolicy, check_pixel_budget
 from litvision.datamodules.file_dataset import collate_skipping_bad
 from litvision.utils.errors import ConfigError
 from litvision.utils.optional import require
@@ -54,6 +54,8 @@ class ShardDataModule(ClassificationDataModule):
             every epoch.
         on_bad_image: ``skip`` or ``raise`` for images that fail to decode while reading
             (prepare_shards already left out the files it found unreadable).
+        max_image_pixels: images whose header claims more pixels (or sides more than 100:1)
+            are bad images, refused before decoding, as for the file DataModules.
         **kwargs: see :class:`~litvision.datamodules.base.ClassificationDataModule`
             (``sampler``, ``repeated_augmentation`` > 1, ``imbalance_factor`` and ``exclude_ids``
             are refused: the first two need random access, the last two are applied by
@@ -68,6 +70,7 @@ class ShardDataModule(ClassificationDataModule):
         num_workers: int | str = "auto",
         shuffle_buffer: int = 1000,
         on_bad_image: BadImagePolicy = "skip",
+        max_image_pixels: int | None = DEFAULT_MAX_IMAGE_PIXELS,
         **kwargs: Any,
     ) -> None:
         require("webdataset", "shards", "dataset=imagenet_shards")  # before any data is read
@@ -108,6 +111,7 @@ class ShardDataModule(ClassificationDataModule):
         self.test_split = test_split
         self.shuffle_buffer = shuffle_buffer
         self.on_bad_image = on_bad_image
+        self.max_image_pixels = check_pixel_budget(max_image_pixels)
         self._manifest: dict[str, Any] | None = None
 
     # ---- the manifest -------------------------------------------------------------------
@@ -145,7 +149,7 @@ class ShardDataModule(ClassificationDataModule):
             planned=info["count"] + len(info.get("bad_files", [])),
             transform=self.train_transform if training else self.eval_transform, training=training,
             seed=self.seed if self.seed is not None else 0, shuffle_buffer=self.shuffle_buffer,
-            on_bad_image=self.on_bad_image, name=split,
+            on_bad_image=self.on_bad_image, name=split, max_image_pixels=self.max_image_pixels,
         )
 
     # ---- Lightning hooks ----------------------------------------------------------------

@@ -27,7 +27,7 @@ import torch
 from torch.utils.data import DataLoader, IterableDataset, get_worker_info
 
 from litvision.datamodules.datasets import image_to_tensor
-from litvision.datamodules.decode import BadImageError, BadImageLog, BadImagePolicy
+from litvision.datamodules.decode import DEFAULT_MAX_IMAGE_PIXELS, BadImageError, BadImageLog, BadImagePolicy
 from litvision.datamodules.jpeg_pipeline import SamplePipeline
 from litvision.datamodules.shard_plan import (
     Piece,
@@ -59,6 +59,7 @@ class ShardStream(IterableDataset):
         shuffle_buffer: samples held (as undecoded bytes) by each worker's shuffle buffer.
         on_bad_image: ``skip`` or ``raise``, as for the file DataModules.
         name: split name for messages.
+        max_image_pixels: pixel budget of the decode (``dataset.max_image_pixels``).
     """
 
     def __init__(
@@ -72,6 +73,7 @@ class ShardStream(IterableDataset):
         shuffle_buffer: int = 1000,
         on_bad_image: BadImagePolicy = "skip",
         name: str = "",
+        max_image_pixels: int | None = DEFAULT_MAX_IMAGE_PIXELS,
     ) -> None:
         if len(urls) != len(counts):
             raise ValueError(f"{len(urls)} shard urls but {len(counts)} counts")
@@ -81,7 +83,7 @@ class ShardStream(IterableDataset):
         if self.total == 0:
             raise DataError(f"split {name!r} of the shard set has no samples")
         self.transform = transform
-        self.pipeline = SamplePipeline(transform)
+        self.pipeline = SamplePipeline(transform, max_image_pixels)
         self.training = training
         self.seed = int(seed)
         self.shuffle_buffer = int(shuffle_buffer)

@@ -93,7 +93,7 @@ def prepare(
         log.info("resuming: %d of %d shards already written, %d to write", len(records), len(tasks), len(todo))
     (out / MANIFEST_NAME).unlink(missing_ok=True)  # a manifest exists only while every shard it lists does
     policy = datamodule.on_bad_image
-    for record in _write_all(todo, out, policy, verify, workers):
+    for record in _write_all(todo, out, policy, verify, workers, datamodule.max_image_pixels):
         records[record["name"]] = record
     _remove_unplanned(out, {t.name for t in tasks})
 
@@ -119,19 +119,19 @@ def prepare(
     return stats
 
 
-def _write_all(todo: list[ShardTask], out: Path, policy: str, verify: str, workers: int):
+def _write_all(todo: list[ShardTask], out: Path, policy: str, verify: str, workers: int, max_pixels: int | None):
     """Yield the record of every shard in ``todo`` as it completes (in worker processes if workers > 1)."""
     if not todo:
         return
     every = max(1, len(todo) // 20)
     if workers <= 1:
         for done, task in enumerate(todo, start=1):
-            yield write_shard(task, str(out), policy, verify)
+            yield write_shard(task, str(out), policy, verify, max_pixels)
             if done % every == 0 or done == len(todo):
                 log.info("wrote %d/%d shards", done, len(todo))
         return
     with ProcessPoolExecutor(max_workers=workers, mp_context=_worker_context()) as pool:
-        pending = {pool.submit(write_shard, task, str(out), policy, verify) for task in todo}
+        pending = {pool.submit(write_shard, task, str(out), policy, verify, max_pixels) for task in todo}
         done_count = 0
         while pending:
             finished, pending = wait(pending, return_when=FIRST_COMPLETED)
@@ -195,6 +195,7 @@ def _manifest(datamodule, datasets, tasks, records, samples_per_shard, shuffle_s
             "data_dir": str(Path(datamodule.data_dir).expanduser().resolve()),
             "imbalance_factor": datamodule.imbalance_factor,
             "on_bad_image": datamodule.on_bad_image,
+            "max_image_pixels": datamodule.max_image_pixels,
             "verify": verify,
         },
     }

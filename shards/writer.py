@@ -15,7 +15,14 @@ from collections import Counter
 from pathlib import Path
 from typing import IO, Any
 
-from litvision.datamodules.decode import BadImageError, decode_image, is_truncated_jpeg, jpeg_header
+from litvision.datamodules.decode import (
+    DEFAULT_MAX_IMAGE_PIXELS,
+    BadImageError,
+    check_image_size,
+    decode_image,
+    is_truncated_jpeg,
+    jpeg_header,
+)
 from litvision.shards.manifest import PARTS_DIRNAME, image_field
 from litvision.shards.plan import ShardTask
 from litvision.utils.atomic_write import write_atomic, write_json_atomic
@@ -25,25 +32,30 @@ VERIFY_MODES = ("decode", "header", "none")
 TAR_MTIME = 0  # fixed member timestamps: the same plan gives byte-identical shards (same SHA-256)
 
 
-def unreadable_reason(data: bytes, verify: str) -> str | None:
+def unreadable_reason(data: bytes, verify: str, max_pixels: int | None = DEFAULT_MAX_IMAGE_PIXELS) -> str | None:
     """Why the file would be skipped by the file DataModules, or None if it is fine.
 
-    ``decode`` runs the training decoder (:func:`~litvision.datamodules.decode.decode_image`):
-    the very verdict a file DataModule reaches. ``header`` only parses the JPEG markers and
-    looks for the end-of-image marker (catches empty and truncated files, microseconds per
-    file); non-JPEG files are still decoded. ``none`` writes every file as is (the shard
-    DataModule then applies ``on_bad_image`` when it decodes).
+    ``decode`` runs the training decoder (:func:`~litvision.datamodules.decode.decode_image`,
+    with the dataset's pixel budget ``max_pixels``): the very verdict a file DataModule
+    reaches. ``header`` only parses the JPEG markers, looks for the end-of-image marker and
+    checks the size (:func:`~litvision.datamodules.decode.check_image_size`): empty, truncated
+    and oversized files, microseconds per file; non-JPEG files are still decoded. ``none``
+    writes every file as is (the shard DataModule then applies ``on_bad_image`` and the same
+    size check when it decodes).
     """
     if verify == "none":
         return None
     if not data:
         return "empty file (0 bytes)"
-    if verify == "header":
-        header = jpeg_header(data)
-        if header is not None:
-            return "truncated JPEG (no end-of-image marker after the scan data)" if is_truncated_jpeg(data, header) else None
     try:
-        decode_image(data)
+        if verify == "header":
+            header = jpeg_header(data)
+            if header is not None:
+                if is_truncated_jpeg(data, header):
+                    return "truncated JPEG (no end-of-image marker after the scan data)"
+                check_image_size(data, max_pixels, header)
+                return None
+        decode_image(data, max_pixels=max_pixels)
     except BadImageError as e:
         return str(e)
     return None
@@ -83,7 +95,9 @@ def read_record(out_dir: Path, task: ShardTask) -> dict[str, Any] | None:
     return record
 
 
-def write_shard(task: ShardTask, out_dir: str, on_bad_image: str, verify: str) -> dict[str, Any]:
+def write_shard(
+    task: ShardTask, out_dir: str, on_bad_image: str, verify: str, max_pixels: int | None = DEFAULT_MAX_IMAGE_PIXELS,
+) -> dict[str, Any]:
     """Write ``task``'s shard and its record into ``out_dir``; return the record."""
     from webdataset import TarWriter
 
@@ -101,7 +115,7 @@ def write_shard(task: ShardTask, out_dir: str, on_bad_image: str, verify: str) -
                 try:
                     with open(member.path, "rb") as f:
                         data = f.read()
-                    reason = unreadable_reason(data, verify)
+                    reason = unreadable_reason(data, verify, max_pixels)
                 except OSError as e:  # vanished since indexing, permissions, I/O error
                     reason = f"cannot read ({e})"
                 if reason is not None:
