@@ -4,13 +4,15 @@ Runs in a worker process of ``prepare_shards``. The tar goes to a temp file besi
 name and is renamed only when complete and fsynced (:func:`litvision.utils.atomic_write.write_atomic`);
 the shard's record (count, size, SHA-256, per-class counts, files left out) is written after
 it. A killed run therefore leaves whole shards with records, or temp files that the next run
-deletes: never a half shard that looks finished.
+deletes: never a half shard that looks finished. Its workers die with it
+(:func:`init_writer_process`).
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
+import os
 from collections import Counter
 from pathlib import Path
 from typing import IO, Any
@@ -24,12 +26,43 @@ from litvision.datamodules.decode import (
     jpeg_header,
 )
 from litvision.shards.manifest import PARTS_DIRNAME, image_field
+from litvision.shards.ownership import hold_writers_lock, run_is_alive
 from litvision.shards.plan import ShardTask
 from litvision.utils.atomic_write import write_atomic, write_json_atomic
 from litvision.utils.errors import DataError
+from litvision.utils.parent_death import ParentWatch, die_with_parent, exit_with
 
 VERIFY_MODES = ("decode", "header", "none")
 TAR_MTIME = 0  # fixed member timestamps: the same plan gives byte-identical shards (same SHA-256)
+
+# set in a worker process by init_writer_process: its parent, checked between samples
+_parent: ParentWatch | None = None
+_writers_lock: int | None = None
+
+
+def init_writer_process(out_dir: str, owner_pid: int) -> None:
+    """Initializer of a prepare_shards worker: it dies with its parent and never outlives the run.
+
+    It ends the moment the run's process ``owner_pid`` does (:func:`exit_with`; under forkserver
+    its parent is the fork server) or its own parent does (Linux parent-death signal; checked
+    between samples elsewhere); it holds the writers lock, so no new run starts writing while it
+    lives; and it exits now if the run is already over (the owner died before the watch was set,
+    or a new run holds the folder).
+    """
+    global _parent, _writers_lock
+    watch = ParentWatch()
+    die_with_parent()
+    exit_with(owner_pid)
+    _writers_lock = hold_writers_lock(Path(out_dir))
+    if watch.gone() or not run_is_alive(Path(out_dir), owner_pid):
+        os._exit(1)
+    _parent = watch
+
+
+def _stop_if_orphaned() -> None:
+    """The portable fallback of the parent-death signal: a worker whose parent is gone writes nothing more."""
+    if _parent is not None and _parent.gone():
+        os._exit(1)
 
 
 def unreadable_reason(data: bytes, verify: str, max_pixels: int | None = DEFAULT_MAX_IMAGE_PIXELS) -> str | None:
@@ -112,6 +145,7 @@ def write_shard(
         hashing = _HashingWriter(handle)
         with TarWriter(hashing, encoder=False, compress=False, mtime=TAR_MTIME) as tar:
             for offset, member in enumerate(task.members):
+                _stop_if_orphaned()
                 try:
                     with open(member.path, "rb") as f:
                         data = f.read()
@@ -135,6 +169,7 @@ def write_shard(
                 })
                 labels[member.label] += 1
                 source_bytes += len(data)
+        _stop_if_orphaned()  # last chance before the rename makes the shard visible
 
     write_atomic(out / task.name, write)
     record = {
@@ -151,15 +186,3 @@ def write_shard(
     }
     write_json_atomic(record_path(out, task.name), record)
     return record
-
-
-def clean_partial_files(out_dir: Path) -> int:
-    """Delete the temp files of shards/records whose writer was killed; returns how many."""
-    removed = 0
-    for folder in (out_dir, out_dir / PARTS_DIRNAME):
-        if folder.is_dir():
-            for stale in folder.glob(".*.tmp"):
-                stale.unlink(missing_ok=True)
-                removed += 1
-    return removed
-
