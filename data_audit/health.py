@@ -35,8 +35,9 @@ def run_health(data: AuditData, scans: dict[str, ScanResult], out_dir: Path, bin
                                       for issue in ISSUES)] for name, scan in scans.items()]
     columns = ["split", "images", *ISSUES]
     section.markdown += [
-        "Every file decoded once with the decoder training uses. unreadable / truncated files are skipped by a "
-        "run (dataset.on_bad_image=skip) or stop it (raise); grayscale and CMYK images are converted to RGB; a "
+        "Every file decoded once with the decoder training uses. unreadable / truncated / oversized files "
+        "(the header claims more than dataset.max_image_pixels, or sides over 100:1: refused before decoding) "
+        "are skipped by a run (dataset.on_bad_image=skip) or stop it (raise); grayscale and CMYK images are converted to RGB; a "
         "wrong extension can trip other tools. All findings: `health.csv`.",
         "",
         *markdown_table(columns, counts),

@@ -19,17 +19,25 @@ import cv2
 import numpy as np
 
 from litvision.data_audit.sources import SourceSplit
-from litvision.datamodules.readers.decode import BadImageError, decode_image, is_truncated_jpeg, jpeg_header
+from litvision.datamodules.readers.decode import (
+    DEFAULT_MAX_IMAGE_PIXELS,
+    BadImageError,
+    ImageTooLargeError,
+    decode_image,
+    is_truncated_jpeg,
+    jpeg_header,
+)
 
 log = logging.getLogger(__name__)
 
 CHUNK = 256  # files per task sent to a worker process
 
-# problems a file can have (health section); a file may have several
-UNREADABLE, TRUNCATED, GRAYSCALE, CMYK, PNG_NAMED_JPEG, WRONG_EXTENSION = (
-    "unreadable", "truncated", "grayscale", "cmyk", "png_named_jpeg", "wrong_extension",
+# problems a file can have (health section); a file may have several. oversized: the header claims
+# more than dataset.max_image_pixels or sides over 100:1 (a decompression bomb): a run skips it too.
+UNREADABLE, TRUNCATED, OVERSIZED, GRAYSCALE, CMYK, PNG_NAMED_JPEG, WRONG_EXTENSION = (
+    "unreadable", "truncated", "oversized", "grayscale", "cmyk", "png_named_jpeg", "wrong_extension",
 )
-ISSUES = (UNREADABLE, TRUNCATED, GRAYSCALE, CMYK, PNG_NAMED_JPEG, WRONG_EXTENSION)
+ISSUES = (UNREADABLE, TRUNCATED, OVERSIZED, GRAYSCALE, CMYK, PNG_NAMED_JPEG, WRONG_EXTENSION)
 
 _EXTENSION_FORMATS = {
     ".jpg": "jpeg", ".jpeg": "jpeg", ".png": "png", ".gif": "gif", ".bmp": "bmp",
@@ -88,8 +96,9 @@ def gray_thumbnail(image: np.ndarray, size: int) -> np.ndarray:
     return gray
 
 
-def inspect_file(path: bytes, thumbnail_size: int) -> tuple:
-    """(width, height, format, issues, pixel hash, thumbnail) of one image file."""
+def inspect_file(path: bytes, thumbnail_size: int, max_pixels: int | None = DEFAULT_MAX_IMAGE_PIXELS) -> tuple:
+    """(width, height, format, issues, pixel hash, thumbnail) of one image file; ``max_pixels``
+    is the dataset's pixel budget (the decode refuses what a run would refuse)."""
     issues: list[tuple[str, str]] = []
     try:
         with open(path, "rb") as f:
@@ -108,9 +117,9 @@ def inspect_file(path: bytes, thumbnail_size: int) -> tuple:
         issues.append((TRUNCATED, "no end-of-image marker after the scan data"))
         return 0, 0, file_format, issues, "", np.zeros((thumbnail_size,) * 2, np.uint8)
     try:
-        image = decode_image(data, header=header)
+        image = decode_image(data, header=header, max_pixels=max_pixels)
     except BadImageError as e:
-        issues.append((UNREADABLE, str(e)))
+        issues.append((OVERSIZED if isinstance(e, ImageTooLargeError) else UNREADABLE, str(e)))
         return 0, 0, file_format, issues, "", np.zeros((thumbnail_size,) * 2, np.uint8)
     if (header is not None and header.components == 1) or _is_gray(image):
         issues.append((GRAYSCALE, "1-component JPEG" if header is not None and header.components == 1 else "R = G = B"))
@@ -122,16 +131,17 @@ def _is_gray(image: np.ndarray) -> bool:
     return bool(np.array_equal(image[..., 0], image[..., 1]) and np.array_equal(image[..., 1], image[..., 2]))
 
 
-def _inspect_chunk(args: tuple[bytes, list[bytes], int]) -> list[tuple]:
-    root, paths, thumbnail_size = args
+def _inspect_chunk(args: tuple[bytes, list[bytes], int, int | None]) -> list[tuple]:
+    root, paths, thumbnail_size, max_pixels = args
     cv2.setNumThreads(1)  # the worker processes already use the cores
-    return [inspect_file(os.path.join(root, path), thumbnail_size) for path in paths]
+    return [inspect_file(os.path.join(root, path), thumbnail_size, max_pixels) for path in paths]
 
 
-def _chunks(split: SourceSplit, thumbnail_size: int) -> Iterator[tuple[bytes, list[bytes], int]]:
+def _chunks(split: SourceSplit, thumbnail_size: int) -> Iterator[tuple[bytes, list[bytes], int, int | None]]:
     paths = split.dataset.paths
+    max_pixels = getattr(split.dataset, "max_image_pixels", DEFAULT_MAX_IMAGE_PIXELS)
     for start in range(0, len(paths), CHUNK):
-        yield split.dataset.root, [bytes(p) for p in paths[start:start + CHUNK]], thumbnail_size
+        yield split.dataset.root, [bytes(p) for p in paths[start:start + CHUNK]], thumbnail_size, max_pixels
 
 
 def scan_split(split: SourceSplit, thumbnail_size: int = 32, num_workers: int = 0) -> ScanResult:

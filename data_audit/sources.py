@@ -62,7 +62,7 @@ class SourceSplit:
         if not self.is_files:
             return np.asarray(self.dataset.images[index])
         with open(self.path(index), "rb") as f:
-            return decode_image(f.read())
+            return decode_image(f.read(), max_pixels=self.dataset.max_image_pixels)
 
 
 @dataclass

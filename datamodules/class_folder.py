@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from litvision.datamodules.base import ClassificationDataModule, Splits
-from litvision.datamodules.readers.decode import POLICIES, BadImageLog, BadImagePolicy
+from litvision.datamodules.readers.decode import DEFAULT_MAX_IMAGE_PIXELS, POLICIES, BadImageLog, BadImagePolicy, check_pixel_budget
 from litvision.datamodules.datasets.file_dataset import FileListDataset
 from litvision.datamodules.readers.file_index import IMAGE_EXTENSIONS, FileIndex, IndexCache, cached_index, digest, scan_class_folders
 from litvision.datamodules.sampling.splits import stratified_split
@@ -35,6 +35,8 @@ class ClassFolderDataModule(ClassificationDataModule):
         num_workers: loader processes per device, or ``auto`` (:func:`default_num_workers`).
         on_bad_image: ``skip`` (default: an unreadable file is logged once, counted, and
             replaced in training / dropped in evaluation) or ``raise`` (stop with its path).
+        max_image_pixels: an image whose header claims more pixels (or sides more than 100:1)
+            is a bad image, refused before it is decoded; None lifts the pixel budget.
         index_cache_dir: where file indices are cached; None = ``<data_dir>/.litvision_index``
             if writable, else ``~/.cache/litvision/index``.
         extensions: file extensions counted as images (case-insensitive).
@@ -49,6 +51,7 @@ class ClassFolderDataModule(ClassificationDataModule):
         test_split: str,
         num_workers: int | str = "auto",
         on_bad_image: BadImagePolicy = "skip",
+        max_image_pixels: int | None = DEFAULT_MAX_IMAGE_PIXELS,
         index_cache_dir: str | None = None,
         extensions: Sequence[str] = IMAGE_EXTENSIONS,
         progress: bool = True,
@@ -68,6 +71,7 @@ class ClassFolderDataModule(ClassificationDataModule):
         self.val_split = val_split
         self.test_split = test_split
         self.on_bad_image = on_bad_image
+        self.max_image_pixels = check_pixel_budget(max_image_pixels)
         self.index_cache_dir = index_cache_dir
         self.extensions = tuple(e.lower() if e.startswith(".") else f".{e.lower()}" for e in extensions)
         self.progress = progress
@@ -142,7 +146,7 @@ class ClassFolderDataModule(ClassificationDataModule):
             index = self.index(split)
             pool = FileListDataset(
                 index.root, index.paths, index.labels, bad_images=BadImageLog(len(index), self.on_bad_image, split),
-                id_prefix=relative_id_prefix(index.root, self.data_dir),
+                id_prefix=relative_id_prefix(index.root, self.data_dir), max_image_pixels=self.max_image_pixels,
             )
             self._pools[split] = self.without_excluded(pool, split)
         return self._pools[split]

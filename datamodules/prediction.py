@@ -18,6 +18,7 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader, Dataset
 
+from litvision.datamodules.readers.decode import DEFAULT_MAX_IMAGE_PIXELS, BadImageError, check_image_size, check_pixel_budget
 from litvision.datamodules.datasets.file_dataset import FileListDataset, stack_images
 from litvision.datamodules.transforms.pipeline import BatchNormalize
 from litvision.utils.errors import ConfigError, DataError, MissingDataError
@@ -77,16 +78,16 @@ def scan_images(folder: str | os.PathLike) -> list[str]:
     return sorted(found)
 
 
-def require_one_size(root: Path, paths: list[str]) -> None:
+def require_one_size(root: Path, paths: list[str], max_image_pixels: int | None = DEFAULT_MAX_IMAGE_PIXELS) -> None:
     """Without a resize in the eval preprocessing, every image must already have one size."""
-    from PIL import Image
-
     sizes: dict[tuple[int, int], str] = {}
     for path in paths:
         try:
-            with Image.open(root / path) as image:  # reads the header only
-                sizes.setdefault(image.size, path)
-        except OSError:
+            with open(root / path, "rb") as f:
+                data = f.read()
+            # the header only, and the verdict decoding will reach (a bomb has no size to compare)
+            sizes.setdefault(check_image_size(data, max_image_pixels), path)
+        except (OSError, BadImageError):
             continue  # unreadable: reported (and left out) when it is decoded
         if len(sizes) > 1:
             (wa, ha), a = next(iter(sizes.items()))
@@ -112,6 +113,8 @@ class PredictionDataModule(L.LightningDataModule):
         eval_transform / normalize: preprocessing of ``images`` (a dataset uses its own).
         batch_size: the global batch (divided by the number of processes).
         num_workers: loader processes per device (``auto``: cores per device - 1).
+        max_image_pixels: pixel budget of ``images`` (bigger ones, or sides over 100:1, are left
+            out as bad images before decoding); a dataset split uses its dataset's.
     """
 
     def __init__(
@@ -123,6 +126,7 @@ class PredictionDataModule(L.LightningDataModule):
         normalize: BatchNormalize | Mapping[str, Any] | None = None,
         batch_size: int = 128,
         num_workers: int | str = 0,
+        max_image_pixels: int | None = DEFAULT_MAX_IMAGE_PIXELS,
     ) -> None:
         super().__init__()
         if images is None and source is None:
@@ -136,6 +140,7 @@ class PredictionDataModule(L.LightningDataModule):
         self.normalize = BatchNormalize(**normalize) if isinstance(normalize, Mapping) else normalize
         self.batch_size = batch_size
         self.num_workers = num_workers
+        self.max_image_pixels = check_pixel_budget(max_image_pixels)
         self.dataset: Any = None
         self.has_labels = images is None
 
@@ -172,8 +177,11 @@ class PredictionDataModule(L.LightningDataModule):
         root = Path(self.images).expanduser()
         paths = scan_images(root)
         if self.eval_transform is None:
-            require_one_size(root, paths)
-        return FileListDataset(root, paths, np.zeros(len(paths), np.int64), transform=self.eval_transform, replace_bad=False)
+            require_one_size(root, paths, self.max_image_pixels)
+        return FileListDataset(
+            root, paths, np.zeros(len(paths), np.int64), transform=self.eval_transform, replace_bad=False,
+            max_image_pixels=self.max_image_pixels,
+        )
 
     def _split_dataset(self) -> Any:
         source = self.source

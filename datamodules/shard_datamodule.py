@@ -41,6 +41,7 @@ from litvision.datamodules.datasets.file_dataset import collate_skipping_bad
 from litvision.datamodules.shards.manifest import REWRITE, is_remote
 from litvision.utils.errors import ConfigError, DataError, MissingDataError
 from litvision.utils.names import unescape_name
+from litvision.datamodules.readers.decode import DEFAULT_MAX_IMAGE_PIXELS, check_pixel_budget
 from litvision.utils.optional import require
 
 log = logging.getLogger(__name__)
@@ -67,6 +68,8 @@ class ShardDataModule(ClassificationDataModule):
             bytes counted as it streams) or ``sha256`` (``size`` + each shard hashed as it
             streams, compared at its end); ``auto`` = ``size`` for training, ``sha256`` for
             validation/test (the numbers a run reports come from intact data).
+        max_image_pixels: images whose header claims more pixels (or sides more than 100:1)
+            are bad images, refused before decoding, as for the file DataModules.
         **kwargs: see :class:`~litvision.datamodules.base.ClassificationDataModule`
             (``sampler``, ``repeated_augmentation`` > 1, ``imbalance_factor`` and ``exclude_ids``
             are refused: the first two need random access, the last two are applied by
@@ -82,6 +85,7 @@ class ShardDataModule(ClassificationDataModule):
         shuffle_buffer: int = 1000,
         on_bad_image: BadImagePolicy = "skip",
         verify_shards: str = "auto",
+        max_image_pixels: int | None = DEFAULT_MAX_IMAGE_PIXELS,
         **kwargs: Any,
     ) -> None:
         require("webdataset", "shards", "dataset=imagenet_shards")  # before any data is read
@@ -125,7 +129,9 @@ class ShardDataModule(ClassificationDataModule):
         self.shuffle_buffer = shuffle_buffer
         self.on_bad_image = on_bad_image
         self.verify_shards = verify_shards
+        self.max_image_pixels = check_pixel_budget(max_image_pixels)
         self._manifest: dict[str, Any] | None = None
+        self._resume_position: dict[str, int] | None = None  # from a checkpoint (load_state_dict)
 
     # ---- the manifest -------------------------------------------------------------------
     @property
@@ -178,7 +184,7 @@ class ShardDataModule(ClassificationDataModule):
             num_classes=self.num_classes, verify=verify,
             transform=self.train_transform if training else self.eval_transform, training=training,
             seed=self.seed if self.seed is not None else 0, shuffle_buffer=self.shuffle_buffer,
-            on_bad_image=self.on_bad_image, name=split,
+            on_bad_image=self.on_bad_image, name=split, max_image_pixels=self.max_image_pixels,
         )
 
     def _check_local_sizes(self, urls: list[str], entries: list[Any]) -> None:
@@ -240,7 +246,25 @@ class ShardDataModule(ClassificationDataModule):
 
         self._require_setup()
         stream = self._configured(self.splits.train, drop_last=self.drop_last)
-        return ResumableShardLoader(stream, batches_done_fn=self._batches_done, epoch_fn=self._epoch_fn(), **self._loader_args())
+        loader = ResumableShardLoader(stream, batches_done_fn=self._batches_done, epoch_fn=self._epoch_fn(), **self._loader_args())
+        if self._resume_position is not None:  # the first train loader after a resume starts where the run stopped
+            loader.load_state_dict(self._resume_position)
+            self._resume_position = None
+        return loader
+
+    def state_dict(self) -> dict[str, Any]:
+        """The mid-epoch position, also kept by the DataModule (Lightning restores it before the model's
+        optimizers are configured). Lightning's own loader-state path alone misses it when the train
+        loader is built early (an LR schedule asks for the epoch length in ``configure_optimizers``,
+        before the loops are restored): then the resumed epoch would re-read what was trained."""
+        trainer = getattr(self, "trainer", None)
+        if trainer is None or self.splits is None:
+            return {}
+        return {"resume_position": {"epoch": int(trainer.current_epoch), "batches": int(self._batches_done())}}
+
+    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
+        position = state_dict.get("resume_position")
+        self._resume_position = {"epoch": int(position["epoch"]), "batches": int(position["batches"])} if position else None
 
     def val_dataloader(self) -> DataLoader:
         return self._eval_loader(self.splits.val)

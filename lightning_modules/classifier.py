@@ -275,6 +275,15 @@ class ImageClassifier(L.LightningModule):
             check_resume_classes(self.trainer.ckpt_path, checkpoint, self.class_names, name)
             self._resumed_plan = checkpoint.get(PLAN_KEY)
 
+    def on_train_start(self) -> None:
+        """A resume with other optimizer steps per epoch is refused before its first step. Checked here,
+        once Lightning has restored the loops and built the train loader: asking for the loader's
+        length earlier (``configure_optimizers``, ``on_fit_start``) builds the loader before a
+        mid-epoch position is restored into it. A resume of a finished fit trains nothing: no check."""
+        if self._resumed_plan is not None:
+            steps = plan_record(self.trainer)["steps_per_epoch"]
+            check_resume_steps(self.trainer.ckpt_path, self._resumed_plan, float("inf") if steps is None else steps)
+
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         """Record the run's plan (steps per epoch): a resume on other data is refused (resume_check)."""
         if self._trainer is not None and self.trainer.state.fn == "fit":
@@ -350,10 +359,6 @@ class ImageClassifier(L.LightningModule):
     # ---- optimisation -------------------------------------------------------------------
     def configure_optimizers(self) -> Any:
         optimizer = self.optimizer_factory(self._param_groups())
-        if self._resumed_plan is not None:  # refused before Lightning restores the optimizer and the scheduler
-            self.trainer.estimated_stepping_batches  # noqa: B018 - sets up the train loader: its length is known now
-            steps = plan_record(self.trainer)["steps_per_epoch"]
-            check_resume_steps(self.trainer.ckpt_path, self._resumed_plan, float("inf") if steps is None else steps)
         if self.scheduler_factory is None:
             return optimizer
         total_steps = int(self.trainer.estimated_stepping_batches)

@@ -121,8 +121,8 @@ def test_random_resized_crop_plan_keeps_the_crop_at_least_the_output_size(monkey
     calls = []
     real_decode = jp.decode_image
 
-    def spy(data, reduction=1, header=None):
-        image = real_decode(data, reduction, header)
+    def spy(data, reduction=1, header=None, *budget):
+        image = real_decode(data, reduction, header, *budget)
         calls.append((reduction, image.shape))
         return image
 

@@ -35,14 +35,19 @@ def other_classes(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return root
 
 
-def _refusal(trained: Path, data_dir: Path, tmp_path: Path, *overrides: str, ckpt: Path | None = None) -> str:
-    """The one line a refused resume prints (asserting it is one line and no traceback)."""
+def _refusal(trained: Path, data_dir: Path, tmp_path: Path, *overrides: str, ckpt: Path | None = None,
+             before_restore: bool = True) -> str:
+    """The one line a refused resume prints (asserting it is one line and no traceback; ``before_restore``:
+    refused before Lightning restored anything, else before the first training step: no checkpoint written)."""
     ckpt = ckpt or trained
     proc = run_script("train.py", *COMMON, f"dataset.data_dir={data_dir}", f"hydra.run.dir={tmp_path / 'run'}",
                       f"ckpt_path={ckpt}", *overrides, check=False)
     lines = proc.stderr.strip().splitlines()
     assert proc.returncode == 1, proc.stderr[-3000:]
-    assert "Traceback" not in proc.stderr and "Restored all states" not in proc.stdout + proc.stderr, proc.stderr[-3000:]
+    assert "Traceback" not in proc.stderr, proc.stderr[-3000:]
+    if before_restore:
+        assert "Restored all states" not in proc.stdout + proc.stderr, proc.stderr[-3000:]
+    assert not list((tmp_path / "run" / "checkpoints").glob("*.ckpt"))  # nothing trained, nothing saved
     return lines[-1]
 
 
@@ -74,7 +79,8 @@ def test_another_schedule(trained: Path, fake_cifar_root: Path, tmp_path: Path) 
 
 def test_another_number_of_steps_per_epoch(trained: Path, fake_cifar_root: Path, tmp_path: Path) -> None:
     """Same classes, other batch size: the LR schedule was planned for 6 steps an epoch, not 12."""
-    line = _refusal(trained, fake_cifar_root, tmp_path, "dataset.batch_size=16")
+    line = _refusal(trained, fake_cifar_root, tmp_path, "dataset.batch_size=16", "trainer.max_epochs=3",
+                    before_restore=False)
     assert line.startswith(f"ConfigError: ckpt_path={trained} cannot be resumed by this run: its run took 6 optimizer "
                            "steps per epoch, this one takes 12 (another dataset size, dataset.batch_size, ")
 

@@ -136,12 +136,12 @@ def test_killed_prepare_completes_on_rerun_without_duplicates_or_losses(tmp_path
     parts = out / ".parts"
     deadline = time.time() + 300
     try:
-        while time.time() < deadline and proc.poll() is None and len(list(parts.glob("*.json"))) < 8:
+        while time.time() < deadline and proc.poll() is None and len(list(parts.glob("*.tar.json"))) < 8:
             time.sleep(0.02)
     finally:
         os.killpg(proc.pid, signal.SIGKILL)
         proc.wait()
-    written_before = {p.name for p in parts.glob("*.json")}
+    written_before = {p.name for p in parts.glob("*.tar.json")}
     assert 8 <= len(written_before) < 82 and not (out / "manifest.json").exists(), "not killed mid-way"
 
     result = run_script("prepare_shards.py", *args)

@@ -18,7 +18,7 @@ from torch.utils.data import Dataset, default_collate, get_worker_info
 from torch.utils.data._utils.collate import collate_tensor_fn
 
 from litvision.datamodules.datasets.array_dataset import image_to_tensor
-from litvision.datamodules.readers.decode import BadImageError, BadImageLog, BadImagePolicy
+from litvision.datamodules.readers.decode import DEFAULT_MAX_IMAGE_PIXELS, BadImageError, BadImageLog, BadImagePolicy
 from litvision.datamodules.readers.jpeg_pipeline import SamplePipeline
 from litvision.datamodules.transforms.pipeline import reseed_once_per_worker
 from litvision.utils.errors import DataError
@@ -90,6 +90,8 @@ class FileListDataset(Dataset):
         replace_bad: see above.
         id_prefix: prepended to ``paths`` to form each sample's id (:attr:`ids`), e.g.
             ``"train/"`` so that ids are paths relative to the dataset's ``data_dir``.
+        max_image_pixels: images whose header claims more pixels are bad images, refused before
+            decoding (:func:`~litvision.datamodules.readers.decode.check_image_size`).
     """
 
     collate_fn = staticmethod(collate_skipping_bad)
@@ -105,6 +107,7 @@ class FileListDataset(Dataset):
         on_bad_image: BadImagePolicy = "skip",
         replace_bad: bool = True,
         id_prefix: str = "",
+        max_image_pixels: int | None = DEFAULT_MAX_IMAGE_PIXELS,
     ) -> None:
         paths = np.asarray(paths)
         if paths.dtype.kind == "U":
@@ -119,7 +122,8 @@ class FileListDataset(Dataset):
         self.replace_bad = replace_bad
         self.id_prefix = id_prefix
         self.transform = transform
-        self.pipeline = SamplePipeline(transform)
+        self.max_image_pixels = max_image_pixels
+        self.pipeline = SamplePipeline(transform, max_image_pixels)
 
     def __len__(self) -> int:
         return len(self.targets)
@@ -168,7 +172,7 @@ class FileListDataset(Dataset):
         args = dict(
             root=self.root, paths=self.paths, targets=self.targets, transform=self.transform,
             bad_images=self.bad_images, file_ids=self.file_ids, replace_bad=self.replace_bad,
-            id_prefix=self.id_prefix,
+            id_prefix=self.id_prefix, max_image_pixels=self.max_image_pixels,
         )
         args.update(changes)
         return FileListDataset(**args)

@@ -6,6 +6,14 @@ name; scraped datasets add truncated and zero-byte files. Everything decodable c
 :class:`BadImageLog` applies the ``on_bad_image`` policy (raise, or skip and count, logging
 each file once) across DataLoader worker processes.
 
+Decompression bombs (a 875 KB PNG or a 633-byte JPEG whose header says 30000x30000: 2.7 GB of
+RGB per decode, in every loader worker) are refused from the header alone by
+:func:`check_image_size`, before anything is allocated: over ``max_pixels``
+(``dataset.max_image_pixels``) or with a side more than :data:`MAX_ASPECT_RATIO` times the
+other (a 200000x1 PNG is 600 KB decoded, but the eval resize would make it 39 GB). Every path
+that decodes (training, evaluation, ``predict.py``, the audit, ``prepare_shards.py``, shards
+read back) goes through :func:`decode_image`, so they all reach the same verdict.
+
 Reduced-size decoding (libjpeg's DCT scaling, ``cv2.IMREAD_REDUCED_COLOR_{2,4,8}``) skips most
 of the IDCT work for large images; callers choose the reduction with :func:`largest_reduction`
 from the header size, so that it never lowers the resolution of what they output.
@@ -15,17 +23,30 @@ from __future__ import annotations
 
 import io
 import logging
+import struct
+import warnings
 from dataclasses import dataclass
-from typing import Literal
+from typing import Any, Literal
 
 import cv2
 import numpy as np
 import torch
 
+from litvision.utils.errors import ConfigError
+
 log = logging.getLogger(__name__)
 
 BadImagePolicy = Literal["raise", "skip"]
 POLICIES = ("raise", "skip")
+
+# Pillow's own decompression-bomb threshold (Image.MAX_IMAGE_PIXELS): 268 MB as RGB uint8, so a
+# decode plus the colour conversion and first resize stays well under 1 GB per loader worker.
+DEFAULT_MAX_IMAGE_PIXELS = 89_478_485
+# Longest side / shortest side above which an image is refused: real photos and panoramas stay
+# far below (ILSVRC-2012's widest is about 10:1); past it a resize to a shorter-side target
+# (SmallestMaxSize, RandomResizedCrop's scale) asks for memory in proportion to the ratio.
+MAX_ASPECT_RATIO = 100
+_PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 
 # RGB output (no BGR->RGB pass), and no EXIF rotation: torchvision/PIL pipelines ignore EXIF
 # orientation too, and the header size we plan crops with must be the decoded size.
@@ -45,6 +66,10 @@ _STANDALONE_MARKERS = frozenset({0x01, *range(0xD0, 0xD8)})  # TEM, RSTn: no len
 
 class BadImageError(RuntimeError):
     """An image file that cannot be decoded (empty, truncated, corrupt, unknown format)."""
+
+
+class ImageTooLargeError(BadImageError):
+    """An image whose header claims more pixels (or a more extreme shape) than a decode may cost."""
 
 
 @dataclass(frozen=True)
@@ -117,15 +142,93 @@ def largest_reduction(height: int, width: int, min_height: int, min_width: int) 
     return 1
 
 
-def decode_image(data: bytes, reduction: int = 1, header: JpegHeader | None = None) -> np.ndarray:
+def check_pixel_budget(max_pixels: Any) -> int | None:
+    """``dataset.max_image_pixels`` as given: a positive int, or None (no pixel budget)."""
+    if max_pixels is None or (isinstance(max_pixels, int) and not isinstance(max_pixels, bool) and max_pixels > 0):
+        return max_pixels
+    raise ConfigError(
+        f"dataset.max_image_pixels={max_pixels!r}: give a positive number of pixels (default "
+        f"{DEFAULT_MAX_IMAGE_PIXELS}, Pillow's bomb limit) or null for no budget"
+    )
+
+
+def header_size(data: bytes | memoryview, header: JpegHeader | None = None) -> tuple[int, int] | None:
+    """(width, height) as the file's header states it, without decoding; None if unreadable.
+
+    JPEG: our own marker walk (:func:`jpeg_header`, needed anyway for the reduced decode). PNG:
+    the IHDR chunk, which the format puts first (libpng refuses a file where it is not); parsed
+    here rather than by Pillow because Pillow's ``open`` applies its own bomb limit (which would
+    override a larger ``max_pixels``) and gives no size when it does. Anything else, and JPEGs
+    the marker walk gives up on: Pillow's ``Image.open``, which is lazy and reads only the header.
+    """
+    if header is None:
+        header = jpeg_header(data)
+    if header is not None:
+        return header.width, header.height
+    if bytes(data[:8]) == _PNG_SIGNATURE and len(data) >= 24 and bytes(data[12:16]) == b"IHDR":
+        width, height = struct.unpack(">II", bytes(data[16:24]))
+        return width, height
+    from PIL import Image
+
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)  # we decide below
+            with Image.open(io.BytesIO(data)) as im:
+                return im.size
+    except Image.DecompressionBombError as e:
+        raise ImageTooLargeError(f"the header claims a decompression bomb ({e})") from e
+    except Exception:  # Pillow raises many types (UnidentifiedImageError, SyntaxError, struct.error, ...)
+        return None
+
+
+def check_image_size(
+    data: bytes | memoryview, max_pixels: int | None = DEFAULT_MAX_IMAGE_PIXELS, header: JpegHeader | None = None,
+) -> tuple[int, int]:
+    """The one verdict on an image's size, from its header, before any pixel is allocated.
+
+    Returns (width, height). ``max_pixels`` None lifts the pixel budget (not the aspect-ratio
+    bound, nor the need for a readable header: a file whose size is unknown cannot be checked,
+    and OpenCV decodes formats, e.g. Radiance HDR, that no header reader here knows).
+
+    Raises:
+        ImageTooLargeError: more than ``max_pixels`` pixels, or sides more than
+            :data:`MAX_ASPECT_RATIO` to 1.
+        BadImageError: no size readable from the header (unknown format or damaged header).
+    """
+    size = header_size(data, header)
+    if size is None:
+        raise BadImageError("cannot decode (unknown image format, or no size in its header)")
+    width, height = size
+    if width < 1 or height < 1:
+        raise BadImageError(f"the header claims {width}x{height} pixels (an empty image)")
+    if max_pixels is not None and width * height > max_pixels:
+        raise ImageTooLargeError(
+            f"the header claims {width}x{height} = {width * height:,} pixels, over the budget of "
+            f"dataset.max_image_pixels={max_pixels} (a decompression bomb, or raise the budget if this "
+            "machine can afford the decode)"
+        )
+    if max(width, height) > MAX_ASPECT_RATIO * min(width, height):
+        raise ImageTooLargeError(
+            f"the header claims {width}x{height} pixels: sides more than {MAX_ASPECT_RATIO} to 1, which a "
+            "resize to a shorter-side target would blow up"
+        )
+    return width, height
+
+
+def decode_image(
+    data: bytes, reduction: int = 1, header: JpegHeader | None = None,
+    max_pixels: int | None = DEFAULT_MAX_IMAGE_PIXELS,
+) -> np.ndarray:
     """Decode any supported image to an RGB uint8 HxWx3 array, optionally at 1/``reduction`` scale.
 
     OpenCV (libjpeg-turbo, SIMD) handles JPEG incl. grayscale and CMYK, and PNG/WebP/BMP/TIFF
     whatever the file name says; Pillow is the fallback for the rest (e.g. GIF). ``reduction``
-    must be 1 unless ``data`` is a JPEG (callers derive it from :func:`jpeg_header`).
+    must be 1 unless ``data`` is a JPEG (callers derive it from :func:`jpeg_header`). The size
+    is checked first (:func:`check_image_size`, on the full size whatever the reduction: a
+    progressive JPEG's coefficients are held at full size).
 
     Raises:
-        BadImageError: empty, truncated or undecodable data.
+        BadImageError: empty, truncated, too large (:class:`ImageTooLargeError`) or undecodable data.
     """
     if not data:
         raise BadImageError("empty file (0 bytes)")
@@ -135,6 +238,7 @@ def decode_image(data: bytes, reduction: int = 1, header: JpegHeader | None = No
         header = jpeg_header(data)
     if header is not None and is_truncated_jpeg(data, header):
         raise BadImageError("truncated JPEG (no end-of-image marker after the scan data)")
+    check_image_size(data, max_pixels, header)
     if header is None:
         reduction = 1  # DCT scaling exists only for JPEG
     image = None

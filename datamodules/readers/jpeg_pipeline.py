@@ -26,7 +26,7 @@ from typing import Any
 import cv2
 import numpy as np
 
-from litvision.datamodules.readers.decode import decode_image, jpeg_header, largest_reduction
+from litvision.datamodules.readers.decode import DEFAULT_MAX_IMAGE_PIXELS, decode_image, jpeg_header, largest_reduction
 
 try:  # Albumentations is a dependency, but the pipeline also accepts any callable transform.
     import albumentations as A
@@ -50,10 +50,17 @@ def _plain_compose(transform: Any) -> bool:
 
 
 class SamplePipeline:
-    """``pipeline(data: bytes) -> np.ndarray``: decode, then apply ``transform`` (or not)."""
+    """``pipeline(data: bytes) -> np.ndarray``: decode, then apply ``transform`` (or not).
 
-    def __init__(self, transform: Callable[..., dict[str, Any]] | None = None) -> None:
+    ``max_pixels``: the pixel budget of :func:`~litvision.datamodules.readers.decode.check_image_size`
+    (``dataset.max_image_pixels``); a larger image raises ``ImageTooLargeError`` before decoding.
+    """
+
+    def __init__(
+        self, transform: Callable[..., dict[str, Any]] | None = None, max_pixels: int | None = DEFAULT_MAX_IMAGE_PIXELS,
+    ) -> None:
         self.transform = transform
+        self.max_pixels = max_pixels
         self.mode = "full"
         self.first = None
         self.rest: list = []
@@ -69,11 +76,11 @@ class SamplePipeline:
     def __call__(self, data: bytes) -> np.ndarray:
         header = jpeg_header(data)
         if header is None or self.mode == "full":
-            return self._apply(self.transform, decode_image(data, 1, header))
+            return self._apply(self.transform, decode_image(data, 1, header, self.max_pixels))
         if self.mode == "random_resized_crop":
             return self._random_resized_crop(data, header)
         factor = largest_reduction(header.height, header.width, *self._min_size(header.height, header.width))
-        return self._apply(self.transform, decode_image(data, factor, header))
+        return self._apply(self.transform, decode_image(data, factor, header, self.max_pixels))
 
     # ---- helpers ----------------------------------------------------------------------
     @staticmethod
@@ -99,7 +106,7 @@ class SamplePipeline:
         x0, y0, x1, y1 = rrc.get_params_dependent_on_data({"shape": (header.height, header.width)}, {})["crop_coords"]
         out_h, out_w = rrc.size
         factor = largest_reduction(y1 - y0, x1 - x0, out_h, out_w)
-        image = decode_image(data, factor, header)
+        image = decode_image(data, factor, header, self.max_pixels)
         if factor > 1:  # map the box into the decoded image (libjpeg rounds sizes up)
             sy, sx = image.shape[0] / header.height, image.shape[1] / header.width
             x0, x1 = round(x0 * sx), max(round(x0 * sx) + 1, min(image.shape[1], round(x1 * sx)))

@@ -5,15 +5,16 @@ own index and :meth:`build_splits` (the ``val_split``/``test_split`` sources, a 
 ``holdout``, ``imbalance_factor``). Resuming: the plan is a pure function of that index, so a
 re-run keeps every shard whose record matches its planned content and size, deletes temp
 files of shards a killed run was writing, and writes the rest; ``manifest.json`` is written
-last, from the records, so it exists only once every shard does.
+last, from the records, so it exists only once every shard does. What in ``out=`` may be
+written or deleted, and by which process, is :mod:`litvision.datamodules.shards.ownership`'s job.
 """
 
 from __future__ import annotations
 
+import json
 import logging
 import multiprocessing
 import os
-import re
 import time
 from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
 from datetime import datetime, timezone
@@ -22,15 +23,15 @@ from typing import Any
 
 import numpy as np
 
-from litvision.datamodules.shards.manifest import FORMAT, MANIFEST_NAME, PARTS_DIRNAME, SHARD_NAME, is_remote
+from litvision.datamodules.shards.manifest import FORMAT, MANIFEST_NAME, is_remote
+from litvision.datamodules.shards.ownership import OutputFolder, plan_digest
 from litvision.datamodules.shards.write_plan import Member, ShardTask, plan_split
-from litvision.datamodules.shards.writer import VERIFY_MODES, clean_partial_files, read_record, record_path, write_shard
-from litvision.utils.atomic_write import write_json_atomic
+from litvision.datamodules.shards.writer import VERIFY_MODES, init_writer_process, read_record, write_shard
+from litvision.utils.atomic_write import write_atomic
 from litvision.utils.errors import ConfigError
 from litvision.utils.names import escape_name
 
 log = logging.getLogger(__name__)
-SHARD_FILE = re.compile(SHARD_NAME.pattern + r"\Z")  # the one definition of shard names, in datamodules/shards/manifest.py
 
 
 def split_members(dataset: Any, data_dir: Path) -> list[Member]:
@@ -70,36 +71,34 @@ def prepare(
         raise ConfigError(f"verify must be one of {VERIFY_MODES}, got {verify!r}")
     out = Path(out).expanduser()
     data_dir = Path(datamodule.data_dir).expanduser()
-    out.mkdir(parents=True, exist_ok=True)
-    (out / PARTS_DIRNAME).mkdir(exist_ok=True)
-    removed = clean_partial_files(out)
-    if removed:
-        log.info("removed %d partial file(s) of an interrupted run", removed)
-
-    started = time.perf_counter()
-    datasets = file_splits(datamodule)
-    tasks: list[ShardTask] = []
-    for split, dataset in datasets.items():
-        seed = shuffle_seed if split == "train" else None
-        tasks += plan_split(split, split_members(dataset, data_dir), samples_per_shard, seed)
-    records: dict[str, dict[str, Any]] = {}
-    todo = []
-    for task in tasks:
-        record = read_record(out, task)
-        if record is None:
-            todo.append(task)
-        else:
-            records[task.name] = record
-    if records:
-        log.info("resuming: %d of %d shards already written, %d to write", len(records), len(tasks), len(todo))
-    (out / MANIFEST_NAME).unlink(missing_ok=True)  # a manifest exists only while every shard it lists does
-    policy = datamodule.on_bad_image
-    for record in _write_all(todo, out, policy, verify, workers):
-        records[record["name"]] = record
-    _remove_unplanned(out, {t.name for t in tasks})
-
-    manifest = _manifest(datamodule, datasets, tasks, records, samples_per_shard, shuffle_seed, verify)
-    write_json_atomic(out / MANIFEST_NAME, manifest)
+    with OutputFolder(out) as folder:  # ours (new, empty or claimed), locked, no leftover writer
+        started = time.perf_counter()
+        datasets = file_splits(datamodule)
+        tasks: list[ShardTask] = []
+        for split, dataset in datasets.items():
+            seed = shuffle_seed if split == "train" else None
+            tasks += plan_split(split, split_members(dataset, data_dir), samples_per_shard, seed)
+        folder.claim(plan_digest([(t.name, t.digest) for t in tasks]), [t.name for t in tasks])  # or refuse
+        removed = folder.remove_partial_files()
+        if removed:
+            log.info("removed %d partial file(s) of an interrupted run", removed)
+        records: dict[str, dict[str, Any]] = {}
+        todo = []
+        for task in tasks:
+            record = read_record(out, task)
+            if record is None:
+                todo.append(task)
+            else:
+                records[task.name] = record
+        if records:
+            log.info("resuming: %d of %d shards already written, %d to write", len(records), len(tasks), len(todo))
+        folder.remove_manifest()  # a manifest exists only while every shard it lists does
+        for record in _write_all(todo, out, datamodule.on_bad_image, verify, workers, datamodule.max_image_pixels):
+            records[record["name"]] = record
+        manifest = _manifest(datamodule, datasets, tasks, records, samples_per_shard, shuffle_seed, verify)
+        data = (json.dumps(manifest, indent=2, sort_keys=True, allow_nan=False) + "\n").encode()
+        folder.record_manifest(data)  # first: a later run deletes only a manifest it knows as its own
+        write_atomic(out / MANIFEST_NAME, lambda handle: handle.write(data))
     seconds = time.perf_counter() - started
     written = [records[t.name] for t in todo]
     stats = {
@@ -120,19 +119,21 @@ def prepare(
     return stats
 
 
-def _write_all(todo: list[ShardTask], out: Path, policy: str, verify: str, workers: int):
+def _write_all(todo: list[ShardTask], out: Path, policy: str, verify: str, workers: int, max_pixels: int | None):
     """Yield the record of every shard in ``todo`` as it completes (in worker processes if workers > 1)."""
     if not todo:
         return
     every = max(1, len(todo) // 20)
     if workers <= 1:
         for done, task in enumerate(todo, start=1):
-            yield write_shard(task, str(out), policy, verify)
+            yield write_shard(task, str(out), policy, verify, max_pixels)
             if done % every == 0 or done == len(todo):
                 log.info("wrote %d/%d shards", done, len(todo))
         return
-    with ProcessPoolExecutor(max_workers=workers, mp_context=_worker_context()) as pool:
-        pending = {pool.submit(write_shard, task, str(out), policy, verify) for task in todo}
+    # each worker dies with this process and holds the writers lock (see datamodules/shards/ownership.py)
+    with ProcessPoolExecutor(max_workers=workers, mp_context=_worker_context(), initializer=init_writer_process,
+                             initargs=(str(out), os.getpid())) as pool:
+        pending = {pool.submit(write_shard, task, str(out), policy, verify, max_pixels) for task in todo}
         done_count = 0
         while pending:
             finished, pending = wait(pending, return_when=FIRST_COMPLETED)
@@ -156,15 +157,6 @@ def _worker_context() -> multiprocessing.context.BaseContext:
     context = multiprocessing.get_context("forkserver")
     context.set_forkserver_preload(["litvision.datamodules.shards.writer"])
     return context
-
-
-def _remove_unplanned(out: Path, planned: set[str]) -> None:
-    """Shards of an earlier plan (another tree, shard size or split choice) that this one does not list."""
-    for path in out.iterdir():
-        if SHARD_FILE.match(path.name) and path.name not in planned:
-            path.unlink()
-            record_path(out, path.name).unlink(missing_ok=True)
-            log.info("removed %s (not part of this plan)", path.name)
 
 
 def _manifest(datamodule, datasets, tasks, records, samples_per_shard, shuffle_seed, verify) -> dict[str, Any]:
@@ -196,6 +188,7 @@ def _manifest(datamodule, datasets, tasks, records, samples_per_shard, shuffle_s
             "data_dir": str(Path(datamodule.data_dir).expanduser().resolve()),
             "imbalance_factor": datamodule.imbalance_factor,
             "on_bad_image": datamodule.on_bad_image,
+            "max_image_pixels": datamodule.max_image_pixels,
             "verify": verify,
         },
     }

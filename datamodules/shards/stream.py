@@ -28,7 +28,7 @@ import torch
 from torch.utils.data import DataLoader, IterableDataset, get_worker_info
 
 from litvision.datamodules.datasets.array_dataset import image_to_tensor
-from litvision.datamodules.readers.decode import BadImageError, BadImageLog, BadImagePolicy
+from litvision.datamodules.readers.decode import DEFAULT_MAX_IMAGE_PIXELS, BadImageError, BadImageLog, BadImagePolicy
 from litvision.datamodules.readers.jpeg_pipeline import SamplePipeline
 from litvision.datamodules.shards.reader import VERIFY_LEVELS, read_shard
 from litvision.datamodules.shards.read_plan import (
@@ -64,6 +64,7 @@ class ShardStream(IterableDataset):
         shuffle_buffer: samples held (as undecoded bytes) by each worker's shuffle buffer.
         on_bad_image: ``skip`` or ``raise``, as for the file DataModules.
         name: split name for messages.
+        max_image_pixels: pixel budget of the decode (``dataset.max_image_pixels``).
     """
 
     def __init__(
@@ -78,6 +79,7 @@ class ShardStream(IterableDataset):
         shuffle_buffer: int = 1000,
         on_bad_image: BadImagePolicy = "skip",
         name: str = "",
+        max_image_pixels: int | None = DEFAULT_MAX_IMAGE_PIXELS,
     ) -> None:
         if len(urls) != len(entries):
             raise ValueError(f"{len(urls)} shard urls but {len(entries)} entries")
@@ -93,7 +95,7 @@ class ShardStream(IterableDataset):
         if self.total == 0:
             raise DataError(f"split {name!r} of the shard set has no samples")
         self.transform = transform
-        self.pipeline = SamplePipeline(transform)
+        self.pipeline = SamplePipeline(transform, max_image_pixels)
         self.training = training
         self.seed = int(seed)
         self.shuffle_buffer = int(shuffle_buffer)

@@ -4,47 +4,92 @@ Runs in a worker process of ``prepare_shards``. The tar goes to a temp file besi
 name and is renamed only when complete and fsynced (:func:`litvision.utils.atomic_write.write_atomic`);
 the shard's record (count, size, SHA-256, per-class counts, files left out) is written after
 it. A killed run therefore leaves whole shards with records, or temp files that the next run
-deletes: never a half shard that looks finished.
+deletes: never a half shard that looks finished. Its workers die with it
+(:func:`init_writer_process`).
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
+import os
 from collections import Counter
 from pathlib import Path
 from typing import IO, Any
 
-from litvision.datamodules.readers.decode import BadImageError, decode_image, is_truncated_jpeg, jpeg_header
+from litvision.datamodules.readers.decode import (
+    DEFAULT_MAX_IMAGE_PIXELS,
+    BadImageError,
+    check_image_size,
+    decode_image,
+    is_truncated_jpeg,
+    jpeg_header,
+)
 from litvision.datamodules.shards.manifest import PARTS_DIRNAME, image_field
+from litvision.datamodules.shards.ownership import hold_writers_lock, run_is_alive
 from litvision.datamodules.shards.write_plan import ShardTask
 from litvision.utils.atomic_write import write_atomic, write_json_atomic
 from litvision.utils.errors import DataError
 from litvision.utils.names import escape_name, escape_surrogates
+from litvision.utils.parent_death import ParentWatch, die_with_parent, exit_with
 
 VERIFY_MODES = ("decode", "header", "none")
 TAR_MTIME = 0  # fixed member timestamps: the same plan gives byte-identical shards (same SHA-256)
 
+# set in a worker process by init_writer_process: its parent, checked between samples
+_parent: ParentWatch | None = None
+_writers_lock: int | None = None
 
-def unreadable_reason(data: bytes, verify: str) -> str | None:
+
+def init_writer_process(out_dir: str, owner_pid: int) -> None:
+    """Initializer of a prepare_shards worker: it dies with its parent and never outlives the run.
+
+    It ends the moment the run's process ``owner_pid`` does (:func:`exit_with`; under forkserver
+    its parent is the fork server) or its own parent does (Linux parent-death signal; checked
+    between samples elsewhere); it holds the writers lock, so no new run starts writing while it
+    lives; and it exits now if the run is already over (the owner died before the watch was set,
+    or a new run holds the folder).
+    """
+    global _parent, _writers_lock
+    watch = ParentWatch()
+    die_with_parent()
+    exit_with(owner_pid)
+    _writers_lock = hold_writers_lock(Path(out_dir))
+    if watch.gone() or not run_is_alive(Path(out_dir), owner_pid):
+        os._exit(1)
+    _parent = watch
+
+
+def _stop_if_orphaned() -> None:
+    """The portable fallback of the parent-death signal: a worker whose parent is gone writes nothing more."""
+    if _parent is not None and _parent.gone():
+        os._exit(1)
+
+
+def unreadable_reason(data: bytes, verify: str, max_pixels: int | None = DEFAULT_MAX_IMAGE_PIXELS) -> str | None:
     """Why the file would be skipped by the file DataModules, or None if it is fine.
 
-    ``decode`` runs the training decoder (:func:`~litvision.datamodules.readers.decode.decode_image`):
-    the very verdict a file DataModule reaches. ``header`` only parses the JPEG markers and
-    looks for the end-of-image marker (catches empty and truncated files, microseconds per
-    file); non-JPEG files are still decoded. ``none`` writes every file as is (the shard
-    DataModule then applies ``on_bad_image`` when it decodes).
+    ``decode`` runs the training decoder (:func:`~litvision.datamodules.readers.decode.decode_image`,
+    with the dataset's pixel budget ``max_pixels``): the very verdict a file DataModule
+    reaches. ``header`` only parses the JPEG markers, looks for the end-of-image marker and
+    checks the size (:func:`~litvision.datamodules.readers.decode.check_image_size`): empty, truncated
+    and oversized files, microseconds per file; non-JPEG files are still decoded. ``none``
+    writes every file as is (the shard DataModule then applies ``on_bad_image`` and the same
+    size check when it decodes).
     """
     if verify == "none":
         return None
     if not data:
         return "empty file (0 bytes)"
-    if verify == "header":
-        header = jpeg_header(data)
-        if header is not None:
-            return "truncated JPEG (no end-of-image marker after the scan data)" if is_truncated_jpeg(data, header) else None
     try:
-        decode_image(data)
+        if verify == "header":
+            header = jpeg_header(data)
+            if header is not None:
+                if is_truncated_jpeg(data, header):
+                    return "truncated JPEG (no end-of-image marker after the scan data)"
+                check_image_size(data, max_pixels, header)
+                return None
+        decode_image(data, max_pixels=max_pixels)
     except BadImageError as e:
         return str(e)
     return None
@@ -84,7 +129,9 @@ def read_record(out_dir: Path, task: ShardTask) -> dict[str, Any] | None:
     return record
 
 
-def write_shard(task: ShardTask, out_dir: str, on_bad_image: str, verify: str) -> dict[str, Any]:
+def write_shard(
+    task: ShardTask, out_dir: str, on_bad_image: str, verify: str, max_pixels: int | None = DEFAULT_MAX_IMAGE_PIXELS,
+) -> dict[str, Any]:
     """Write ``task``'s shard and its record into ``out_dir``; return the record."""
     from webdataset import TarWriter
 
@@ -99,10 +146,11 @@ def write_shard(task: ShardTask, out_dir: str, on_bad_image: str, verify: str) -
         hashing = _HashingWriter(handle)
         with TarWriter(hashing, encoder=False, compress=False, mtime=TAR_MTIME) as tar:
             for offset, member in enumerate(task.members):
+                _stop_if_orphaned()
                 try:
                     with open(member.path, "rb") as f:
                         data = f.read()
-                    reason = unreadable_reason(data, verify)
+                    reason = unreadable_reason(data, verify, max_pixels)
                 except OSError as e:  # vanished since indexing, permissions, I/O error
                     reason = f"cannot read ({e})"
                 if reason is not None:
@@ -122,6 +170,7 @@ def write_shard(task: ShardTask, out_dir: str, on_bad_image: str, verify: str) -
                 })
                 labels[member.label] += 1
                 source_bytes += len(data)
+        _stop_if_orphaned()  # last chance before the rename makes the shard visible
 
     write_atomic(out / task.name, write)
     record = {
@@ -138,15 +187,3 @@ def write_shard(task: ShardTask, out_dir: str, on_bad_image: str, verify: str) -
     }
     write_json_atomic(record_path(out, task.name), record)
     return record
-
-
-def clean_partial_files(out_dir: Path) -> int:
-    """Delete the temp files of shards/records whose writer was killed; returns how many."""
-    removed = 0
-    for folder in (out_dir, out_dir / PARTS_DIRNAME):
-        if folder.is_dir():
-            for stale in folder.glob(".*.tmp"):
-                stale.unlink(missing_ok=True)
-                removed += 1
-    return removed
-
