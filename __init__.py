@@ -8,7 +8,7 @@ import os
 
 os.environ.setdefault("NO_ALBUMENTATIONS_UPDATE", "1")  # no network check when albumentations is imported
 
-from litvision.launch.resolvers import register_resolvers  # noqa: E402
+from litvision.launch.resolvers import register_resolvers
 
 # ``${lv.mul:...}`` & co. in conf/ must exist before any config using them is resolved,
 # also in a user's own Hydra app that composes our config groups.

@@ -24,10 +24,10 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from lightning.pytorch.plugins.io import TorchCheckpointIO  # noqa: E402
+from lightning.pytorch.plugins.io import TorchCheckpointIO
 
-from litvision.plugins.atomic_checkpoint import AtomicCheckpointIO  # noqa: E402
-from litvision.lightning_modules.backbones import build_backbone  # noqa: E402
+from litvision.lightning_modules.backbones import build_backbone
+from litvision.plugins.atomic_checkpoint import AtomicCheckpointIO
 
 
 def make_checkpoint() -> dict:
@@ -56,8 +56,10 @@ def main() -> None:
                 if repeat:
                     times[name].append(elapsed)
         size_mb = (Path(folder) / "atomic.ckpt").stat().st_size / 1e6
-    print(f"machine: {os.cpu_count()} CPUs, torch {torch.__version__}; checkpoint {size_mb:.0f} MB, "
-          f"folder on the filesystem of {os.getcwd()}")
+    print(
+        f"machine: {os.cpu_count()} CPUs, torch {torch.__version__}; checkpoint {size_mb:.0f} MB, "
+        f"folder on the filesystem of {os.getcwd()}"
+    )
     for name, values in times.items():
         print(f"{name}: median {statistics.median(values):.3f}s  all {[round(v, 3) for v in values]}")
     ratio = statistics.median(times["atomic"]) / statistics.median(times["lightning"])

@@ -44,7 +44,7 @@ def synthetic(real: np.ndarray, n: int, rng: np.random.Generator) -> np.ndarray:
         image = real[rng.integers(len(real))].astype(np.float32)
         size = int(rng.integers(20, 32))
         y, x = rng.integers(0, 33 - size, 2)
-        image = cv2.resize(image[y:y + size, x:x + size], (32, 32), interpolation=cv2.INTER_LINEAR)
+        image = cv2.resize(image[y : y + size, x : x + size], (32, 32), interpolation=cv2.INTER_LINEAR)
         if rng.random() < 0.5:
             image = image[:, ::-1]
         image = image * rng.uniform(0.7, 1.3) + rng.normal(0, 6, image.shape)
@@ -66,7 +66,13 @@ def timed_search(search, base: np.ndarray, queries: np.ndarray) -> dict:
     q, b, d = search.search(base, queries)
     total = since(start)
     verify = (max(0.0, total[0] - build[0] - query[0]), max(0.0, total[1] - build[1] - query[1]))
-    return {"build": build, "query": query, "verify": verify, "total": total, "pairs": set(zip(q.tolist(), b.tolist()))}
+    return {
+        "build": build,
+        "query": query,
+        "verify": verify,
+        "total": total,
+        "pairs": set(zip(q.tolist(), b.tolist(), strict=True)),
+    }
 
 
 def main() -> None:
@@ -102,11 +108,17 @@ def main() -> None:
     results = {}
     for name, search in (("flat (baseline)", flat), ("hnsw (audit)", hnsw)):
         r = results[name] = timed_search(search, base, queries)
-        print(f"  {name:16s} build {r['build'][0]:6.2f}  queries {r['query'][0]:6.2f}  verify {r['verify'][0]:6.2f}  "
-              f"total {r['total'][0]:6.2f} ({r['total'][1]:.1f} wall)  pairs {len(r['pairs'])}")
+        print(
+            f"  {name:16s} build {r['build'][0]:6.2f}  queries {r['query'][0]:6.2f}  verify {r['verify'][0]:6.2f}  "
+            f"total {r['total'][0]:6.2f} ({r['total'][1]:.1f} wall)  pairs {len(r['pairs'])}"
+        )
     subset_total = results["hnsw (audit)"]["total"][0] + scan_cpu
-    recall = len(results["hnsw (audit)"]["pairs"] & results["flat (baseline)"]["pairs"]) / max(1, len(results["flat (baseline)"]["pairs"]))
-    print(f"  scan (hash + thumbnail) of 5,506 arrays: {scan_cpu:.2f}; hnsw finds {recall:.3f} of the exact index's pairs")
+    recall = len(results["hnsw (audit)"]["pairs"] & results["flat (baseline)"]["pairs"]) / max(
+        1, len(results["flat (baseline)"]["pairs"])
+    )
+    print(
+        f"  scan (hash + thumbnail) of 5,506 arrays: {scan_cpu:.2f}; hnsw finds {recall:.3f} of the exact index's pairs"
+    )
 
     print("\n2. scaling (synthetic thumbnails from the real ones; queries = base / 5)")
     rng = np.random.default_rng(0)
@@ -114,13 +126,15 @@ def main() -> None:
     pool = synthetic(np.concatenate([base, queries]), max(sizes) + max(sizes) // 5, rng)
     per_add, per_query, per_verify, flat_ratio = {}, {}, {}, {}
     for n in sizes:
-        b, q = pool[:n], pool[n:n + n // 5]
+        b, q = pool[:n], pool[n : n + n // 5]
         r = timed_search(hnsw, b, q)
         per_add[n] = r["build"][0] / n
         per_query[n] = r["query"][0] / (len(q) * len(hnsw.offsets))
         per_verify[n] = r["verify"][0] / len(q)
-        line = (f"  N={n:6d}: hnsw build {r['build'][0]:7.2f}  queries {r['query'][0]:7.2f}  verify {r['verify'][0]:6.2f}"
-                f"  total {r['total'][0]:7.2f} ({r['total'][1]:.0f} wall)")
+        line = (
+            f"  N={n:6d}: hnsw build {r['build'][0]:7.2f}  queries {r['query'][0]:7.2f}  verify {r['verify'][0]:6.2f}"
+            f"  total {r['total'][0]:7.2f} ({r['total'][1]:.0f} wall)"
+        )
         if n <= 20000:
             f = timed_search(flat, b, q)
             flat_ratio[n] = f["total"][0] / r["total"][0]
@@ -140,7 +154,8 @@ def main() -> None:
 
     # ImageNet projection: HNSW costs grow ~ log N; extrapolate linearly in log N from the measured sizes
     def at(costs: dict[int, float], n: int) -> float:
-        xs = np.log([*costs]); ys = np.array([*costs.values()])
+        xs = np.log([*costs])
+        ys = np.array([*costs.values()])
         slope, intercept = np.polyfit(xs, ys, 1) if len(xs) > 1 else (0.0, ys[0])
         return max(float(slope * np.log(n) + intercept), float(ys.max()))
 
@@ -157,13 +172,17 @@ def main() -> None:
     for k, v in imagenet.items():
         print(f"  ImageNet {k:32s} {v:10.0f} s")
     total = sum(imagenet.values())
-    print(f"  ImageNet total {total:.0f} CPU s = {total / 3600:.1f} core-hours; {total / 16 / 60:.0f} min on 16 cores "
-          f"(scan {scan_per_jpeg * 1000:.1f} ms per JPEG); memory ~{(n_train + n_val) * (32 * 32 + 14 * 14 * 4 + 64 * 4) / 2**30:.1f} GiB "
-          "(thumbnails + features + HNSW links)")
+    print(
+        f"  ImageNet total {total:.0f} CPU s = {total / 3600:.1f} core-hours; {total / 16 / 60:.0f} min on 16 cores "
+        f"(scan {scan_per_jpeg * 1000:.1f} ms per JPEG); memory ~{(n_train + n_val) * (32 * 32 + 14 * 14 * 4 + 64 * 4) / 2**30:.1f} GiB "
+        "(thumbnails + features + HNSW links)"
+    )
     ratios = ", ".join(f"{n}: {r:.2f}x" for n, r in flat_ratio.items())
     print(f"load average at end: {os.getloadavg()}")
-    print(f"audit_duplicates: subset {subset_total:.1f} CPU s; full CIFAR-10 {full_cifar if sizes and max(sizes) == 50000 else float('nan'):.0f} CPU s; "
-          f"ImageNet {total / 3600:.1f} core-hours projected; flat/hnsw time {ratios}; hnsw recall vs flat {recall:.3f}")
+    print(
+        f"audit_duplicates: subset {subset_total:.1f} CPU s; full CIFAR-10 {full_cifar if sizes and max(sizes) == 50000 else float('nan'):.0f} CPU s; "
+        f"ImageNet {total / 3600:.1f} core-hours projected; flat/hnsw time {ratios}; hnsw recall vs flat {recall:.3f}"
+    )
 
 
 if __name__ == "__main__":

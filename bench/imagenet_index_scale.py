@@ -74,7 +74,7 @@ def build_tree(root: Path) -> tuple[int, float]:
     wnids = sorted(shipped_class_names())
     per_class = [TRAIN_IMAGES // len(wnids) + (c < TRAIN_IMAGES % len(wnids)) for c in range(len(wnids))]
     flags = os.O_CREAT | os.O_WRONLY | os.O_EXCL
-    for wnid, n in zip(wnids, per_class):
+    for wnid, n in zip(wnids, per_class, strict=True):
         folder = root / "train" / wnid
         folder.mkdir(parents=True)
         for k in range(n):
@@ -119,8 +119,9 @@ def bare_listing(root: Path) -> Timer:
 
 
 def datamodule(root: Path, cache: Path) -> ImageNetDataModule:
-    return ImageNetDataModule(str(root), val_split="val", test_split="val", index_cache_dir=str(cache), progress=False,
-                              num_workers=0)
+    return ImageNetDataModule(
+        str(root), val_split="val", test_split="val", index_cache_dir=str(cache), progress=False, num_workers=0
+    )
 
 
 def sampler_epoch_seconds(sampler, epochs: int) -> Timer:
@@ -153,8 +154,10 @@ def main() -> int:
     if stat.f_favail < 1.5 * (TRAIN_IMAGES + VAL_IMAGES) or usage.free < 2e9:
         print("not enough inodes/space for the synthetic tree; pass --dir elsewhere", file=sys.stderr)
         return 2
-    print(f"# machine: {platform.machine()} {platform.processor() or ''}, {os.cpu_count()} cores, python "
-          f"{platform.python_version()}, torch {torch.__version__}, load {os.getloadavg()[0]:.2f}")
+    print(
+        f"# machine: {platform.machine()} {platform.processor() or ''}, {os.cpu_count()} cores, python "
+        f"{platform.python_version()}, torch {torch.__version__}, load {os.getloadavg()[0]:.2f}"
+    )
     work = Path(tempfile.mkdtemp(prefix="litvision-index-scale-", dir=args.dir))
     try:
         cache = work / "index-cache"
@@ -195,10 +198,15 @@ def main() -> int:
         tracemalloc.stop()
 
         timings = {
-            "class_balanced": sampler_epoch_seconds(ClassBalancedSampler(targets, num_replicas=RANKS, rank=0, seed=0), args.epochs),
-            "class_aware": sampler_epoch_seconds(ClassAwareSampler(targets, num_replicas=RANKS, rank=0, seed=0), args.epochs),
+            "class_balanced": sampler_epoch_seconds(
+                ClassBalancedSampler(targets, num_replicas=RANKS, rank=0, seed=0), args.epochs
+            ),
+            "class_aware": sampler_epoch_seconds(
+                ClassAwareSampler(targets, num_replicas=RANKS, rank=0, seed=0), args.epochs
+            ),
             "shuffle (torch DistributedSampler)": sampler_epoch_seconds(
-                DistributedSampler(targets, num_replicas=RANKS, rank=0, shuffle=True, seed=0), args.epochs),
+                DistributedSampler(targets, num_replicas=RANKS, rank=0, shuffle=True, seed=0), args.epochs
+            ),
         }
     finally:
         if args.keep or args.tree:
@@ -210,24 +218,36 @@ def main() -> int:
             print(f"deleted the tree in {time.perf_counter() - started:.1f} s")
 
     sampler = max(timings["class_balanced"], timings["class_aware"], key=lambda t: t.cpu)
-    figures = {"first_scan_s": first_scan.cpu, "cached_startup_s": cached_load.cpu, "index_mb": index_mb,
-               "sampler_s_per_epoch_rank": sampler.cpu}
+    figures = {
+        "first_scan_s": first_scan.cpu,
+        "cached_startup_s": cached_load.cpu,
+        "index_mb": index_mb,
+        "sampler_s_per_epoch_rank": sampler.cpu,
+    }
     print()
     print("| figure | CPU time | wall | reference (issue 11) | CPU / reference | beside it, in this run |")
     print("|---|---:|---:|---:|---:|---|")
-    print(f"| first scan (s) | {first_scan.cpu:.2f} | {first_scan.wall:.2f} | {REFERENCE['first_scan_s']} | "
-          f"{first_scan.cpu / REFERENCE['first_scan_s']:.2f} | bare os.scandir of the same folders: {listing.cpu:.2f} s CPU "
-          f"({first_scan.cpu / listing.cpu:.1f}x) |")
-    print(f"| cached start-up: prepare_data (s) | {cached_load.cpu:.3f} | {cached_load.wall:.3f} | "
-          f"{REFERENCE['cached_startup_s']} | {cached_load.cpu / REFERENCE['cached_startup_s']:.2f} | median of 3 (CPU "
-          f"{', '.join(f'{t.cpu:.3f}' for t in loads)}); then setup (splits, datasets): {cached_setup.cpu:.3f} s CPU |")
-    print(f"| index memory (MB) | {index_mb:.1f} | | {REFERENCE['index_mb']} | {index_mb / REFERENCE['index_mb']:.2f} "
-          f"| bytes of the index arrays; Python allocation peak of a cached start-up: {peak_mb:.1f} MB |")
+    print(
+        f"| first scan (s) | {first_scan.cpu:.2f} | {first_scan.wall:.2f} | {REFERENCE['first_scan_s']} | "
+        f"{first_scan.cpu / REFERENCE['first_scan_s']:.2f} | bare os.scandir of the same folders: {listing.cpu:.2f} s CPU "
+        f"({first_scan.cpu / listing.cpu:.1f}x) |"
+    )
+    print(
+        f"| cached start-up: prepare_data (s) | {cached_load.cpu:.3f} | {cached_load.wall:.3f} | "
+        f"{REFERENCE['cached_startup_s']} | {cached_load.cpu / REFERENCE['cached_startup_s']:.2f} | median of 3 (CPU "
+        f"{', '.join(f'{t.cpu:.3f}' for t in loads)}); then setup (splits, datasets): {cached_setup.cpu:.3f} s CPU |"
+    )
+    print(
+        f"| index memory (MB) | {index_mb:.1f} | | {REFERENCE['index_mb']} | {index_mb / REFERENCE['index_mb']:.2f} "
+        f"| bytes of the index arrays; Python allocation peak of a cached start-up: {peak_mb:.1f} MB |"
+    )
     for name, timer in timings.items():
         reference = REFERENCE["sampler_s_per_epoch_rank"] if "DistributedSampler" not in name else None
         ratio = f"{timer.cpu / reference:.2f}" if reference else ""
-        print(f"| sampler {name}, s/epoch, rank 0 of {RANKS} | {timer.cpu:.3f} | {timer.wall:.3f} | {reference or ''} | "
-              f"{ratio} | {len(targets):,} labels, {-(-len(targets) // RANKS):,} indices per rank |")
+        print(
+            f"| sampler {name}, s/epoch, rank 0 of {RANKS} | {timer.cpu:.3f} | {timer.wall:.3f} | {reference or ''} | "
+            f"{ratio} | {len(targets):,} labels, {-(-len(targets) // RANKS):,} indices per rank |"
+        )
     print(f"# load at the end: {os.getloadavg()[0]:.2f}")
 
     limits = {k: REFERENCE[k] * (args.memory_tolerance if k == "index_mb" else args.tolerance) for k in REFERENCE}

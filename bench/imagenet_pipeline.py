@@ -51,8 +51,8 @@ from omegaconf import OmegaConf  # noqa: E402
 from PIL import Image  # noqa: E402
 from torch.utils.data import DataLoader, Dataset  # noqa: E402
 
-from litvision.datamodules.readers.decode import decode_image  # noqa: E402
 from litvision.datamodules.datasets.file_dataset import FileListDataset  # noqa: E402
+from litvision.datamodules.readers.decode import decode_image  # noqa: E402
 from litvision.launch.resolvers import register_resolvers  # noqa: E402
 
 MEAN = torch.tensor([0.485, 0.456, 0.406]).view(3, 1, 1)
@@ -74,7 +74,9 @@ class DecodeOnly(Dataset):
         return torch.tensor(image.shape)
 
 
-def torchvision_rrc_params(width: int, height: int, scale=(0.08, 1.0), ratio=(3 / 4, 4 / 3)) -> tuple[int, int, int, int]:
+def torchvision_rrc_params(
+    width: int, height: int, scale=(0.08, 1.0), ratio=(3 / 4, 4 / 3)
+) -> tuple[int, int, int, int]:
     """torchvision.transforms.RandomResizedCrop.get_params, with the same draws (torch RNG)."""
     area = height * width
     log_ratio = torch.log(torch.tensor(ratio))
@@ -128,8 +130,13 @@ def our_dataset(files: list[Path], split: str) -> FileListDataset:
 
 def loader(dataset: Dataset, workers: int, batch_size: int) -> DataLoader:
     return DataLoader(
-        dataset, batch_size=batch_size, shuffle=True, num_workers=workers, persistent_workers=workers > 0,
-        collate_fn=getattr(dataset, "collate_fn", None), prefetch_factor=4 if workers else None,
+        dataset,
+        batch_size=batch_size,
+        shuffle=True,
+        num_workers=workers,
+        persistent_workers=workers > 0,
+        collate_fn=getattr(dataset, "collate_fn", None),
+        prefetch_factor=4 if workers else None,
     )
 
 
@@ -199,14 +206,18 @@ def main() -> None:
         for p, dl in parallel.items():
             best_all[p] = max(best_all[p], epoch_rate(dl))
 
-    print(f"# {len(files)} JPEGs from {args.images}; {platform.processor() or platform.machine()}, "
-          f"{len(os.sched_getaffinity(0))} cores, load average {os.getloadavg()[0]:.1f}; opencv {cv2.__version__}, "
-          f"torch {torch.__version__}; {args.repeats} epochs per configuration, batch {args.batch_size}")
+    print(
+        f"# {len(files)} JPEGs from {args.images}; {platform.processor() or platform.machine()}, "
+        f"{len(os.sched_getaffinity(0))} cores, load average {os.getloadavg()[0]:.1f}; opencv {cv2.__version__}, "
+        f"torch {torch.__version__}; {args.repeats} epochs per configuration, batch {args.batch_size}"
+    )
     print(f"{'images/s':<12} {'single, CPU time':>17} {'single, wall':>13} {f'all ({args.workers} workers), wall':>24}")
     for p in pipelines:
         print(f"{p:<12} {rates[p][0]:>17.1f} {rates[p][1]:>13.1f} {best_all[p]:>24.1f}")
-    print(f"# all workers, wall: train/pil={best_all['(c) train'] / best_all['(b) pil']:.3f} "
-          f"train/decode={best_all['(c) train'] / best_all['(a) decode']:.3f}")
+    print(
+        f"# all workers, wall: train/pil={best_all['(c) train'] / best_all['(b) pil']:.3f} "
+        f"train/decode={best_all['(c) train'] / best_all['(a) decode']:.3f}"
+    )
     c, b, a = (rates[p][0] for p in ("(c) train", "(b) pil", "(a) decode"))
     print(f"train_vs_pil={c / b:.3f} train_vs_decode={c / a:.3f}")
 

@@ -26,14 +26,24 @@ import sys
 
 os.environ.setdefault("NO_ALBUMENTATIONS_UPDATE", "1")
 
-import lightning as L  # noqa: E402
-import numpy as np  # noqa: E402
-import torch  # noqa: E402
-from hydra.utils import instantiate  # noqa: E402
-from seeded_grid import (add_grid_arguments, by_arm, compose_cfg, cpu_model, grid_overrides, load_range,  # noqa: E402
-                         load_results, mean_std, prepare_out, run_grid)
+import lightning as L
+import numpy as np
+import torch
+from hydra.utils import instantiate
+from seeded_grid import (
+    add_grid_arguments,
+    by_arm,
+    compose_cfg,
+    cpu_model,
+    grid_overrides,
+    load_range,
+    load_results,
+    mean_std,
+    prepare_out,
+    run_grid,
+)
 
-from litvision.lightning_modules.metrics.collections import unique_metric_names  # noqa: E402
+from litvision.lightning_modules.metrics.collections import unique_metric_names
 
 # method -> Hydra overrides on top of the common recipe
 METHODS: dict[str, list[str]] = {
@@ -69,17 +79,30 @@ def run_all(args: argparse.Namespace, results_path) -> None:
     datamodule = instantiate(compose_cfg([*base, f"paths.output_dir={args.out / 'probe'}"]).dataset)
     datamodule.setup("fit")
     counts = datamodule.train_class_counts
-    print(f"train counts (LT, IF={args.imbalance_factor}): {counts.tolist()}  test: "
-          f"{np.bincount(datamodule.splits.test.targets).tolist()}", flush=True)
-    run_grid({m: METHODS[m] for m in args.arms}, args.seeds, base, args.out, results_path,
-             lambda metrics: {"rare3_recall": rare_recall(metrics, datamodule.class_names, counts),
-                              "train_counts": counts.tolist()})
+    print(
+        f"train counts (LT, IF={args.imbalance_factor}): {counts.tolist()}  test: "
+        f"{np.bincount(datamodule.splits.test.targets).tolist()}",
+        flush=True,
+    )
+    run_grid(
+        {m: METHODS[m] for m in args.arms},
+        args.seeds,
+        base,
+        args.out,
+        results_path,
+        lambda metrics: {
+            "rare3_recall": rare_recall(metrics, datamodule.class_names, counts),
+            "train_counts": counts.tolist(),
+        },
+    )
 
 
 def print_table(rows: list[dict], args: argparse.Namespace) -> None:
     grouped = by_arm(rows)
-    print(f"\n{len(rows)} runs, IF={args.imbalance_factor}, {args.epochs} epochs; {cpu_model()}, {os.cpu_count()} "
-          f"CPUs, torch {torch.__version__}, lightning {L.__version__}; load avg during runs {load_range(rows)}")
+    print(
+        f"\n{len(rows)} runs, IF={args.imbalance_factor}, {args.epochs} epochs; {cpu_model()}, {os.cpu_count()} "
+        f"CPUs, torch {torch.__version__}, lightning {L.__version__}; load avg during runs {load_range(rows)}"
+    )
     print("\n| method | seeds | test top-1 (%) | balanced acc (%) | recall, 3 rarest classes (%) | min/run |")
     print("|---|---|---|---|---|---|")
     for method in [m for m in METHODS if m in grouped]:
@@ -87,10 +110,11 @@ def print_table(rows: list[dict], args: argparse.Namespace) -> None:
         cells = [mean_std([r[key] for r in group]) for key in ("acc_top1", "balanced_acc", "rare3_recall")]
         minutes = statistics.mean(r["seconds"] for r in group) / 60
         print(f"| {LABELS[method]} | {len(group)} | {' | '.join(cells)} | {minutes:.1f} |")
-    print("| *published, NOT measured here*: CIFAR-10-LT IF=100, ResNet-32, 200 epochs, full data — CE "
-          "| | | *~70-72* | | |")
-    print("| *published, NOT measured here*: same setting, logit adjustment (Menon et al. 2021) "
-          "| | | *~78* | | |")
+    print(
+        "| *published, NOT measured here*: CIFAR-10-LT IF=100, ResNet-32, 200 epochs, full data — CE "
+        "| | | *~70-72* | | |"
+    )
+    print("| *published, NOT measured here*: same setting, logit adjustment (Menon et al. 2021) | | | *~78* | | |")
     if "ce" not in grouped or len(grouped) < 2:
         print("balanced_acc_gain_vs_ce=nan")
         return

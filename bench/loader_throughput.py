@@ -33,13 +33,13 @@ from pathlib import Path
 
 os.environ.setdefault("NO_ALBUMENTATIONS_UPDATE", "1")
 
-import torch  # noqa: E402
-from hydra import compose, initialize_config_dir  # noqa: E402
-from hydra.utils import instantiate  # noqa: E402
+import torch
+from hydra import compose, initialize_config_dir
+from hydra.utils import instantiate
 
-from litvision.datamodules.transforms.batch_augment import BatchAugment  # noqa: E402
-from litvision.datamodules.cifar10 import CIFAR10DataModule  # noqa: E402
-from litvision.datamodules.device_resident import DeviceCIFAR10DataModule  # noqa: E402
+from litvision.datamodules.cifar10 import CIFAR10DataModule
+from litvision.datamodules.device_resident import DeviceCIFAR10DataModule
+from litvision.datamodules.transforms.batch_augment import BatchAugment
 
 REPO = Path(__file__).resolve().parents[1]
 NORMALIZE = {"mean": [0.4914, 0.4822, 0.4465], "std": [0.2470, 0.2435, 0.2616]}
@@ -57,7 +57,11 @@ def epoch_rate(datamodule, loader, device: torch.device) -> float:
     count = 0
     start = time.perf_counter()
     for batch in loader:
-        batch = batch._replace(indices=batch.indices.to(device)) if hasattr(batch, "_replace") else [t.to(device) for t in batch]
+        batch = (
+            batch._replace(indices=batch.indices.to(device))
+            if hasattr(batch, "_replace")
+            else [t.to(device) for t in batch]
+        )
         images, targets = datamodule.on_after_batch_transfer(batch, 0)
         images = images.contiguous(memory_format=torch.channels_last)  # what the classifier's forward does first
         count += len(targets)
@@ -78,7 +82,13 @@ def main() -> None:
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     device = torch.device(args.device)
-    common = dict(data_dir=args.data, download=False, batch_size=args.batch_size, normalize=NORMALIZE, seed=0)
+    common = {
+        "data_dir": args.data,
+        "download": False,
+        "batch_size": args.batch_size,
+        "normalize": NORMALIZE,
+        "seed": 0,
+    }
 
     loader_dm = CIFAR10DataModule(train_transform=albumentations_train_pipeline(), num_workers=0, **common)
     batched_dm = DeviceCIFAR10DataModule(batch_augment=BatchAugment(translate=4, flip="random"), **common)
@@ -90,22 +100,31 @@ def main() -> None:
 
     ratios = []
     for epoch in range(args.epochs):
-        for dm, dl in ((loader_dm, loader), (batched_dm, batched)):
+        for dl in (loader, batched):
             dl.sampler.set_epoch(epoch)
         loader_rate = epoch_rate(loader_dm, loader, device)
         batched_rate = epoch_rate(batched_dm, batched, device)
         ratios.append(batched_rate / loader_rate)
-        print(f"epoch {epoch}: loader {loader_rate:,.0f} img/s, batched {batched_rate:,.0f} img/s, ratio {ratios[-1]:.1f}", flush=True)
+        print(
+            f"epoch {epoch}: loader {loader_rate:,.0f} img/s, batched {batched_rate:,.0f} img/s, ratio {ratios[-1]:.1f}",
+            flush=True,
+        )
 
     if args.workers:
-        workers_dm = CIFAR10DataModule(train_transform=albumentations_train_pipeline(), num_workers=args.workers, **common)
+        workers_dm = CIFAR10DataModule(
+            train_transform=albumentations_train_pipeline(), num_workers=args.workers, **common
+        )
         workers_dm.setup("fit")
         workers_loader = workers_dm.train_dataloader()
         rates = [epoch_rate(workers_dm, workers_loader, device) for _ in range(2)]
-        print(f"context: loader with {args.workers} workers, wall clock: {rates[-1]:,.0f} img/s (after a warm-up epoch)")
+        print(
+            f"context: loader with {args.workers} workers, wall clock: {rates[-1]:,.0f} img/s (after a warm-up epoch)"
+        )
 
-    print(f"machine: {os.cpu_count()} CPUs, device {device}, torch {torch.__version__}, {args.threads} torch thread(s), "
-          f"batch {args.batch_size}, {len(batched_dm.splits.train)} images per epoch; per-epoch ratios {[round(r, 1) for r in ratios]}")
+    print(
+        f"machine: {os.cpu_count()} CPUs, device {device}, torch {torch.__version__}, {args.threads} torch thread(s), "
+        f"batch {args.batch_size}, {len(batched_dm.splits.train)} images per epoch; per-epoch ratios {[round(r, 1) for r in ratios]}"
+    )
     print(f"batched_vs_loader={statistics.median(ratios):.1f}")
 
 

@@ -58,7 +58,9 @@ class RawLoop:
         self.train_loader = datamodule.train_dataloader()
         self.val_loader = datamodule.val_dataloader()
         total_steps = min(len(self.train_loader), max_batches or len(self.train_loader)) * epochs
-        self.scheduler = instantiate(cfg.scheduler)(self.optimizer, total_steps=total_steps) if cfg.get("scheduler") else None
+        self.scheduler = (
+            instantiate(cfg.scheduler)(self.optimizer, total_steps=total_steps) if cfg.get("scheduler") else None
+        )
 
     def epoch(self) -> float:
         start = time.perf_counter()
@@ -103,7 +105,10 @@ class Interleave(L.Callback):
     def on_train_epoch_start(self, trainer, pl_module) -> None:
         self._close_lightning_epoch()
         self.raw_times.append(self.raw.epoch())
-        print(f"epoch {trainer.current_epoch}: raw {self.raw_times[-1]:.2f}s (val acc {self.raw.last_val_acc:.3f})", flush=True)
+        print(
+            f"epoch {trainer.current_epoch}: raw {self.raw_times[-1]:.2f}s (val acc {self.raw.last_val_acc:.3f})",
+            flush=True,
+        )
         self._started = time.perf_counter()
 
     def on_fit_end(self, trainer, pl_module) -> None:
@@ -119,9 +124,18 @@ def main() -> None:
     args = parser.parse_args()
     out = Path(tempfile.mkdtemp(prefix="litvision-overhead-"))
     overrides = [
-        "experiment=cifar10_cpu", f"dataset.data_dir={args.data}", f"trainer.max_epochs={args.epochs}",
-        "logger=[wandb,csv]", f"paths.root_dir={REPO}", f"paths.output_dir={out}", "test=false",
-        *([f"+trainer.limit_train_batches={args.max_batches}", f"+trainer.limit_val_batches={args.max_batches}"] if args.max_batches else []),
+        "experiment=cifar10_cpu",
+        f"dataset.data_dir={args.data}",
+        f"trainer.max_epochs={args.epochs}",
+        "logger=[wandb,csv]",
+        f"paths.root_dir={REPO}",
+        f"paths.output_dir={out}",
+        "test=false",
+        *(
+            [f"+trainer.limit_train_batches={args.max_batches}", f"+trainer.limit_val_batches={args.max_batches}"]
+            if args.max_batches
+            else []
+        ),
         *args.overrides,
     ]
     with initialize_config_dir(config_dir=str(REPO / "conf"), version_base="1.3"):
@@ -139,11 +153,13 @@ def main() -> None:
         finish_wandb()
 
     raw_t, lit_t = interleave.raw_times[1:], interleave.lightning_times[1:]
-    for i, (r, lt) in enumerate(zip(interleave.raw_times, interleave.lightning_times)):
+    for i, (r, lt) in enumerate(zip(interleave.raw_times, interleave.lightning_times, strict=True)):
         print(f"epoch {i}: raw {r:.2f}s lightning {lt:.2f}s ratio {lt / r:.3f}")
-    print(f"machine: {os.cpu_count()} CPUs, torch {torch.__version__}, lightning {L.__version__}; "
-          f"per-epoch ratios (warm-up excluded): {[round(lt / r, 3) for r, lt in zip(raw_t, lit_t)]}")
-    ratio = statistics.median(lt / r for r, lt in zip(raw_t, lit_t))
+    print(
+        f"machine: {os.cpu_count()} CPUs, torch {torch.__version__}, lightning {L.__version__}; "
+        f"per-epoch ratios (warm-up excluded): {[round(lt / r, 3) for r, lt in zip(raw_t, lit_t, strict=True)]}"
+    )
+    ratio = statistics.median(lt / r for r, lt in zip(raw_t, lit_t, strict=True))
     print(f"overhead_ratio={ratio:.3f}")
 
 

@@ -63,8 +63,14 @@ class ResNet9(nn.Module):
         super().__init__()
         w = width
         self.features = nn.Sequential(
-            conv_bn(3, w), conv_bn(w, 2 * w, pool=True), Residual(2 * w), conv_bn(2 * w, 4 * w, pool=True),
-            conv_bn(4 * w, 8 * w, pool=True), Residual(8 * w), nn.AdaptiveMaxPool2d(1), nn.Flatten(),
+            conv_bn(3, w),
+            conv_bn(w, 2 * w, pool=True),
+            Residual(2 * w),
+            conv_bn(2 * w, 4 * w, pool=True),
+            conv_bn(4 * w, 8 * w, pool=True),
+            Residual(8 * w),
+            nn.AdaptiveMaxPool2d(1),
+            nn.Flatten(),
         )
         self.fc = nn.Linear(8 * w, num_classes, bias=False)
 
@@ -76,7 +82,7 @@ def augment(x: torch.Tensor) -> torch.Tensor:
     """Reflect-pad 4, a random 32x32 crop per image, a random horizontal flip per image."""
     padded = F.pad(x, (4, 4, 4, 4), mode="reflect")
     offsets = torch.randint(0, 9, (len(x), 2))
-    out = torch.stack([padded[i, :, dy:dy + 32, dx:dx + 32] for i, (dy, dx) in enumerate(offsets.tolist())])
+    out = torch.stack([padded[i, :, dy : dy + 32, dx : dx + 32] for i, (dy, dx) in enumerate(offsets.tolist())])
     flip = torch.rand(len(x)) < 0.5
     out[flip] = out[flip].flip(-1)
     return out
@@ -100,11 +106,16 @@ def main() -> None:
     model = ResNet9(args.width).to(memory_format=torch.channels_last)
     decay = [p for p in model.parameters() if p.ndim > 1]
     no_decay = [p for p in model.parameters() if p.ndim <= 1]
-    optimizer = torch.optim.SGD([{"params": decay, "weight_decay": 5e-4}, {"params": no_decay, "weight_decay": 0.0}],
-                                lr=args.lr, momentum=0.9, nesterov=True)
+    optimizer = torch.optim.SGD(
+        [{"params": decay, "weight_decay": 5e-4}, {"params": no_decay, "weight_decay": 0.0}],
+        lr=args.lr,
+        momentum=0.9,
+        nesterov=True,
+    )
     steps_per_epoch = -(-len(x_train) // args.batch_size)
-    scheduler = torch.optim.lr_scheduler.OneCycleLR(optimizer, max_lr=args.lr, total_steps=args.epochs * steps_per_epoch,
-                                                    pct_start=0.25, anneal_strategy="linear")
+    scheduler = torch.optim.lr_scheduler.OneCycleLR(
+        optimizer, max_lr=args.lr, total_steps=args.epochs * steps_per_epoch, pct_start=0.25, anneal_strategy="linear"
+    )
     criterion = nn.CrossEntropyLoss(label_smoothing=0.1)
     eval_seconds = 0.0
     for epoch in range(args.epochs):
@@ -122,10 +133,13 @@ def main() -> None:
         model.eval()
         correct = 0
         with torch.no_grad(), torch.autocast("cpu", dtype=torch.bfloat16, enabled=args.bf16):
-            for images, labels in zip(x_test.split(500), y_test.split(500)):
+            for images, labels in zip(x_test.split(500), y_test.split(500), strict=True):
                 correct += int((model(images.contiguous(memory_format=torch.channels_last)).argmax(1) == labels).sum())
         eval_seconds += time.time() - train_end
-        print(f"epoch={epoch} train_end={train_end:.3f} eval_s={eval_seconds:.3f} test_acc={correct / len(y_test):.4f}", flush=True)
+        print(
+            f"epoch={epoch} train_end={train_end:.3f} eval_s={eval_seconds:.3f} test_acc={correct / len(y_test):.4f}",
+            flush=True,
+        )
 
 
 if __name__ == "__main__":

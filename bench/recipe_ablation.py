@@ -33,10 +33,19 @@ import sys
 
 os.environ.setdefault("NO_ALBUMENTATIONS_UPDATE", "1")
 
-import lightning as L  # noqa: E402
-import torch  # noqa: E402
-from seeded_grid import (add_grid_arguments, by_arm, cpu_model, grid_overrides, load_range, load_results,  # noqa: E402
-                         mean_std, prepare_out, run_grid)
+import lightning as L
+import torch
+from seeded_grid import (
+    add_grid_arguments,
+    by_arm,
+    cpu_model,
+    grid_overrides,
+    load_range,
+    load_results,
+    mean_std,
+    prepare_out,
+    run_grid,
+)
 
 MIXING = ["mixing=mixup_cutmix"]
 TRIVIALAUGMENT = ["augmentation=cifar_trivialaugment"]
@@ -69,27 +78,34 @@ LABELS = {
 
 
 def common_overrides(args: argparse.Namespace) -> list[str]:
-    return grid_overrides(args, f"model.backbone.width={args.width}", "+callbacks.metrics_summary.print_table=false",
-                          "logger=none")
+    return grid_overrides(
+        args, f"model.backbone.width={args.width}", "+callbacks.metrics_summary.print_table=false", "logger=none"
+    )
 
 
 def print_table(rows: list[dict], args: argparse.Namespace) -> None:
     grouped = by_arm(rows)
-    print(f"\n{len(rows)} runs: ResNet-9 width {args.width}, {args.epochs} epochs, real CIFAR-10 subset "
-          f"(4,194 train / 466 val / 846 test); {cpu_model()}, {os.cpu_count()} CPUs; torch {torch.__version__}, "
-          f"lightning {L.__version__}; {torch.get_num_threads()} torch thread(s); load avg during runs "
-          f"{load_range(rows)}")
+    print(
+        f"\n{len(rows)} runs: ResNet-9 width {args.width}, {args.epochs} epochs, real CIFAR-10 subset "
+        f"(4,194 train / 466 val / 846 test); {cpu_model()}, {os.cpu_count()} CPUs; torch {torch.__version__}, "
+        f"lightning {L.__version__}; {torch.get_num_threads()} torch thread(s); load avg during runs "
+        f"{load_range(rows)}"
+    )
     baseline = [r["balanced_acc"] for r in grouped.get("baseline", [])]
-    print("\n| configuration | seeds | test balanced acc (%) mean ± std (min..max) | test top-1 (%) | "
-          "Δ balanced vs baseline (points) | min/run |")
+    print(
+        "\n| configuration | seeds | test balanced acc (%) mean ± std (min..max) | test top-1 (%) | "
+        "Δ balanced vs baseline (points) | min/run |"
+    )
     print("|---|---|---|---|---|---|")
     for name in [c for c in LABELS if c in grouped]:
         group = grouped[name]
         balanced = [r["balanced_acc"] for r in group]
         delta = f"{100 * (statistics.mean(balanced) - statistics.mean(baseline)):+.1f}" if baseline else "n/a"
         minutes = statistics.mean(r["seconds"] for r in group) / 60
-        print(f"| {LABELS[name]} | {len(group)} | {mean_std(balanced, True)} "
-              f"| {mean_std([r['acc_top1'] for r in group], True)} | {delta} | {minutes:.1f} |")
+        print(
+            f"| {LABELS[name]} | {len(group)} | {mean_std(balanced, True)} "
+            f"| {mean_std([r['acc_top1'] for r in group], True)} | {delta} | {minutes:.1f} |"
+        )
     if baseline and "all" in grouped:
         gain = statistics.mean(r["balanced_acc"] for r in grouped["all"]) - statistics.mean(baseline)
         print(f"all_vs_baseline_balanced_acc={gain:+.4f}")
@@ -103,14 +119,21 @@ def main() -> None:
     parser.add_argument("--epochs", type=int, default=10)
     parser.add_argument("--width", type=int, default=16, help="ResNet-9 width (32 in experiment=cifar10_cpu)")
     parser.add_argument("--ema-decay", type=float, default=0.99, help="per optimizer step (33 steps per epoch here)")
-    parser.add_argument("--threads", type=int, default=1,
-                        help="torch intra-op threads; 1 on a shared machine (2 threads spinning against other "
-                             "processes made a step 4-5x slower here)")
+    parser.add_argument(
+        "--threads",
+        type=int,
+        default=1,
+        help="torch intra-op threads; 1 on a shared machine (2 threads spinning against other "
+        "processes made a step 4-5x slower here)",
+    )
     args = parser.parse_args()
     results_path = prepare_out(parser, args, "recipe-ablation")
     torch.set_num_threads(args.threads)
-    print(f"command: python {shlex.join(sys.argv)}\ndate: {datetime.datetime.now().isoformat(timespec='seconds')}\n"
-          f"load average at start: {os.getloadavg()}\nresults: {results_path}", flush=True)
+    print(
+        f"command: python {shlex.join(sys.argv)}\ndate: {datetime.datetime.now().isoformat(timespec='seconds')}\n"
+        f"load average at start: {os.getloadavg()}\nresults: {results_path}",
+        flush=True,
+    )
     if not args.table_only:
         table = configs(args)
         run_grid({name: table[name] for name in args.arms}, args.seeds, common_overrides(args), args.out, results_path)

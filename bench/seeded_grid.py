@@ -14,8 +14,8 @@ import os
 import platform
 import statistics
 import time
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable
 
 from hydra import compose, initialize_config_dir
 
@@ -66,8 +66,14 @@ def compose_cfg(overrides: list[str]):
         return compose("train", overrides=[f"paths.root_dir={REPO}", *overrides])
 
 
-def run_grid(arms: dict[str, list[str]], seeds: list[int], base: list[str], out: Path, results_path: Path,
-             extra_fields: Callable[[dict], dict] = lambda metrics: {}) -> None:
+def run_grid(
+    arms: dict[str, list[str]],
+    seeds: list[int],
+    base: list[str],
+    out: Path,
+    results_path: Path,
+    extra_fields: Callable[[dict], dict] = lambda metrics: {},
+) -> None:
     """Train every (seed, arm) not yet in ``results_path``; one JSON line per finished run."""
     done = {(r["arm"], r["seed"]) for r in load_results(results_path)}
     for seed in seeds:
@@ -78,10 +84,14 @@ def run_grid(arms: dict[str, list[str]], seeds: list[int], base: list[str], out:
             start = time.perf_counter()
             metrics = train(cfg)
             row = {
-                "arm": arm, "seed": seed,
-                "acc_top1": metrics["test/acc_top1"], "balanced_acc": metrics["test/balanced_acc"],
-                "val_acc_best": metrics.get("val/acc_best"), **extra_fields(metrics),
-                "seconds": time.perf_counter() - start, "loadavg_1min": os.getloadavg()[0],
+                "arm": arm,
+                "seed": seed,
+                "acc_top1": metrics["test/acc_top1"],
+                "balanced_acc": metrics["test/balanced_acc"],
+                "val_acc_best": metrics.get("val/acc_best"),
+                **extra_fields(metrics),
+                "seconds": time.perf_counter() - start,
+                "loadavg_1min": os.getloadavg()[0],
             }
             with open(results_path, "a") as handle:
                 handle.write(json.dumps(row) + "\n")

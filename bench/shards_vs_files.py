@@ -46,10 +46,10 @@ import torch  # noqa: E402
 from hydra.utils import instantiate  # noqa: E402
 from omegaconf import OmegaConf  # noqa: E402
 
-from litvision.launch.resolvers import register_resolvers  # noqa: E402
 from litvision.datamodules.class_folder import ClassFolderDataModule  # noqa: E402
 from litvision.datamodules.shard_datamodule import ShardDataModule  # noqa: E402
 from litvision.datamodules.shards.prepare import prepare  # noqa: E402
+from litvision.launch.resolvers import register_resolvers  # noqa: E402
 
 
 def build_tree(images: Path, root: Path) -> int:
@@ -86,8 +86,11 @@ def resident_fraction(paths: list[Path]) -> float | None:
         return None
     resident = total = 0
     for start in range(0, len(paths), 500):
-        out = subprocess.run(["fincore", "--bytes", "--noheadings", "--raw", "-o", "RES,SIZE",
-                              *map(str, paths[start:start + 500])], capture_output=True, text=True).stdout
+        out = subprocess.run(
+            ["fincore", "--bytes", "--noheadings", "--raw", "-o", "RES,SIZE", *map(str, paths[start : start + 500])],
+            capture_output=True,
+            text=True,
+        ).stdout
         for line in out.splitlines():
             res, size = line.split()
             resident, total = resident + int(res), total + int(size)
@@ -126,8 +129,10 @@ def main() -> int:
     torch.set_num_threads(1)
     augmentation = OmegaConf.load(REPO / "conf" / "augmentation" / "imagenet.yaml")
     train_transform = instantiate(OmegaConf.create({"augmentation": augmentation}).augmentation.train)
-    print(f"# machine: {platform.machine()}, {os.cpu_count()} cores, python {platform.python_version()}, "
-          f"torch {torch.__version__}, OpenCV {cv2.__version__}, load {os.getloadavg()[0]:.2f}; cache eviction: {args.cache}")
+    print(
+        f"# machine: {platform.machine()}, {os.cpu_count()} cores, python {platform.python_version()}, "
+        f"torch {torch.__version__}, OpenCV {cv2.__version__}, load {os.getloadavg()[0]:.2f}; cache eviction: {args.cache}"
+    )
 
     work = Path(tempfile.mkdtemp(prefix="litvision-shards-bench-", dir=args.dir))
     try:
@@ -139,27 +144,50 @@ def main() -> int:
         print(f"tree: {len(tree_files)} JPEGs ({source_mb:.0f} MB) under {root}")
 
         def files_dm() -> ClassFolderDataModule:
-            return ClassFolderDataModule(str(root), val_split="val", test_split="val", progress=False, batch_size=32,
-                                         num_workers=args.loader_workers, train_transform=train_transform,
-                                         persistent_workers=False)
+            return ClassFolderDataModule(
+                str(root),
+                val_split="val",
+                test_split="val",
+                progress=False,
+                batch_size=32,
+                num_workers=args.loader_workers,
+                train_transform=train_transform,
+                persistent_workers=False,
+            )
 
         print("\n## conversion (prepare_shards, whole run incl. start-up of the writer pool, cold cache)\n")
-        print("| verify | writers | images | wall s | images/s | source MB/s | images per CPU second (1 writer: per core) |")
+        print(
+            "| verify | writers | images | wall s | images/s | source MB/s | images per CPU second (1 writer: per core) |"
+        )
         print("|---|---:|---:|---:|---:|---:|---:|")
         for verify in ("decode", "header"):
             for writers in sorted({1, args.writers}):
                 out = work / f"shards-{verify}-{writers}"
                 evict(tree_files, args.cache)
                 cpu = cpu_seconds()
-                stats = prepare(files_dm(), out, samples_per_shard=args.samples_per_shard, workers=writers, verify=verify)
+                stats = prepare(
+                    files_dm(), out, samples_per_shard=args.samples_per_shard, workers=writers, verify=verify
+                )
                 per_cpu = stats["samples"] / (cpu_seconds() - cpu) if writers == 1 else float("nan")
-                print(f"| {verify} | {writers} | {stats['samples']} | {stats['seconds']:.2f} | "
-                      f"{stats['samples'] / stats['seconds']:.0f} | {source_mb / stats['seconds']:.0f} | {per_cpu:.0f} |")
+                print(
+                    f"| {verify} | {writers} | {stats['samples']} | {stats['seconds']:.2f} | "
+                    f"{stats['samples'] / stats['seconds']:.0f} | {source_mb / stats['seconds']:.0f} | {per_cpu:.0f} |"
+                )
         shard_files = sorted((work / "shards-decode-1").glob("train-*.tar"))
 
-        sides = {"files": (files_dm, train_files),
-                 "shards": (lambda: ShardDataModule(str(work / "shards-decode-1"), batch_size=32, num_workers=args.loader_workers,
-                                                    train_transform=train_transform, persistent_workers=False), shard_files)}
+        sides = {
+            "files": (files_dm, train_files),
+            "shards": (
+                lambda: ShardDataModule(
+                    str(work / "shards-decode-1"),
+                    batch_size=32,
+                    num_workers=args.loader_workers,
+                    train_transform=train_transform,
+                    persistent_workers=False,
+                ),
+                shard_files,
+            ),
+        }
         loaders = {}
         for name, (make, _) in sides.items():
             dm = make()
@@ -181,22 +209,30 @@ def main() -> int:
                             residency[name] = resident_fraction(paths)
                     count, wall, cpu = epoch(loaders[name])
                     assert count == n, (name, count)
-                    results.setdefault((cache, name), []).append((count / wall, count / cpu if cpu > 0 else float("nan")))
-        print(f"\n## training pipeline, images/s ({args.rounds} epochs each, {n} images, batch 32, "
-              f"{args.loader_workers} loader workers)\n")
+                    results.setdefault((cache, name), []).append(
+                        (count / wall, count / cpu if cpu > 0 else float("nan"))
+                    )
+        print(
+            f"\n## training pipeline, images/s ({args.rounds} epochs each, {n} images, batch 32, "
+            f"{args.loader_workers} loader workers)\n"
+        )
         print("| cache | read from | wall, median | CPU time, median | resident after eviction |")
         print("|---|---|---:|---:|---:|")
         for (cache, name), rows in results.items():
             res = residency.get(name) if cache == "cold" else None
-            print(f"| {cache} | {name} | {statistics.median(r[0] for r in rows):.1f} | {statistics.median(r[1] for r in rows):.1f} "
-                  f"| {'' if res is None else f'{100 * res:.1f}%'} |")
+            print(
+                f"| {cache} | {name} | {statistics.median(r[0] for r in rows):.1f} | {statistics.median(r[1] for r in rows):.1f} "
+                f"| {'' if res is None else f'{100 * res:.1f}%'} |"
+            )
         ratios = {}
         for cache in ("cold", "warm"):
-            pairs = zip(results[(cache, "shards")], results[(cache, "files")])
-            walls, cpus = zip(*[(s[0] / f[0], s[1] / f[1]) for s, f in pairs])
+            pairs = zip(results[(cache, "shards")], results[(cache, "files")], strict=True)
+            walls, cpus = zip(*[(s[0] / f[0], s[1] / f[1]) for s, f in pairs], strict=True)
             ratios[cache] = statistics.median(walls)
-            print(f"\n{cache} cache, shards/files per round: wall {', '.join(f'{w:.3f}' for w in walls)} "
-                  f"(median {statistics.median(walls):.3f}); CPU time median {statistics.median(cpus):.3f}")
+            print(
+                f"\n{cache} cache, shards/files per round: wall {', '.join(f'{w:.3f}' for w in walls)} "
+                f"(median {statistics.median(walls):.3f}); CPU time median {statistics.median(cpus):.3f}"
+            )
         print(f"# load at the end: {os.getloadavg()[0]:.2f}")
     finally:
         shutil.rmtree(work, ignore_errors=True)

@@ -37,13 +37,20 @@ ENV = {**os.environ, "WANDB_MODE": "offline", "WANDB_SILENT": "true", "NO_ALBUME
 
 
 def load() -> str:
-    return "load average %.2f %.2f %.2f" % os.getloadavg()
+    return "load average {:.2f} {:.2f} {:.2f}".format(*os.getloadavg())
 
 
 def run_preset(experiment: str, data: str, out: Path, overrides: list[str]) -> tuple[float, float]:
     """Wall seconds of a whole ``train.py`` run and its final test top-1."""
-    command = [sys.executable, str(REPO / "train.py"), f"experiment={experiment}", f"dataset.data_dir={data}",
-               "logger=csv", f"hydra.run.dir={out}", *overrides]
+    command = [
+        sys.executable,
+        str(REPO / "train.py"),
+        f"experiment={experiment}",
+        f"dataset.data_dir={data}",
+        "logger=csv",
+        f"hydra.run.dir={out}",
+        *overrides,
+    ]
     start = time.time()
     done = subprocess.run(command, cwd=REPO, env=ENV, capture_output=True, text=True)
     seconds = time.time() - start
@@ -56,13 +63,24 @@ def run_preset(experiment: str, data: str, out: Path, overrides: list[str]) -> t
 def run_plain(data: str, target: float, epochs: int, width: int, bf16: bool) -> tuple[float, float, list[float]]:
     """Seconds from launch to the end of the first epoch at >= target (evaluation excluded), the
     accuracy then, and every epoch's accuracy; inf if the target is never reached."""
-    command = [sys.executable, str(REPO / "bench" / "plain_cifar_resnet.py"), "--data", data,
-               "--epochs", str(epochs), "--width", str(width), *(["--bf16"] if bf16 else [])]
+    command = [
+        sys.executable,
+        str(REPO / "bench" / "plain_cifar_resnet.py"),
+        "--data",
+        data,
+        "--epochs",
+        str(epochs),
+        "--width",
+        str(width),
+        *(["--bf16"] if bf16 else []),
+    ]
     start = time.time()
     done = subprocess.run(command, cwd=REPO, env=ENV, capture_output=True, text=True)
     if done.returncode != 0:
         raise RuntimeError(f"plain script failed:\n{done.stderr[-4000:]}")
-    epochs_seen = [dict(item.split("=") for item in line.split()) for line in done.stdout.splitlines() if line.startswith("epoch=")]
+    epochs_seen = [
+        dict(item.split("=") for item in line.split()) for line in done.stdout.splitlines() if line.startswith("epoch=")
+    ]
     accuracies = [float(e["test_acc"]) for e in epochs_seen]
     for e in epochs_seen:
         if float(e["test_acc"]) >= target:
@@ -101,8 +119,11 @@ def main() -> None:
         if args.cpu_preset:
             print(f"[{repeat}] cifar10_cpu: starting ({load()})", flush=True)
             seconds, acc = run_preset("cifar10_cpu", data, work / f"cpu{repeat}", [])
-            print(f"[{repeat}] cifar10_cpu: whole run {seconds:.1f} s, test top-1 {acc:.4f}; "
-                  f"fast_vs_cpu_preset={results['ours'] / seconds:.3f}", flush=True)
+            print(
+                f"[{repeat}] cifar10_cpu: whole run {seconds:.1f} s, test top-1 {acc:.4f}; "
+                f"fast_vs_cpu_preset={results['ours'] / seconds:.3f}",
+                flush=True,
+            )
         ratios.append(results["ours"] / results["plain"])
         print(f"[{repeat}] ratio ours/plain = {ratios[-1]:.3f} ({load()})", flush=True)
     print(f"machine: {os.cpu_count()} CPUs; target test top-1 >= {args.target}; runs in {work}")

@@ -37,11 +37,11 @@ import torch  # noqa: E402
 from hydra.utils import instantiate  # noqa: E402
 from omegaconf import OmegaConf  # noqa: E402
 
-from litvision.launch.resolvers import register_resolvers  # noqa: E402
 from litvision.datamodules.class_folder import ClassFolderDataModule  # noqa: E402
 from litvision.datamodules.shard_datamodule import ShardDataModule  # noqa: E402
-from litvision.datamodules.shards.read_plan import Piece  # noqa: E402
 from litvision.datamodules.shards.prepare import prepare  # noqa: E402
+from litvision.datamodules.shards.read_plan import Piece  # noqa: E402
+from litvision.launch.resolvers import register_resolvers  # noqa: E402
 
 LEVELS = ("none", "size", "sha256")
 
@@ -93,19 +93,34 @@ def main() -> int:
     torch.set_num_threads(1)
     augmentation = OmegaConf.load(REPO / "conf" / "augmentation" / "imagenet.yaml")
     eval_transform = instantiate(OmegaConf.create({"augmentation": augmentation}).augmentation.eval)
-    print(f"# machine: {platform.machine()}, {os.cpu_count()} cores, python {platform.python_version()}, "
-          f"torch {torch.__version__}, load {os.getloadavg()[0]:.2f}")
+    print(
+        f"# machine: {platform.machine()}, {os.cpu_count()} cores, python {platform.python_version()}, "
+        f"torch {torch.__version__}, load {os.getloadavg()[0]:.2f}"
+    )
     work = Path(tempfile.mkdtemp(prefix="litvision-verify-bench-", dir=args.dir))
     try:
         build_tree(files, work / "tree")
         out = work / "shards"
-        prepare(ClassFolderDataModule(str(work / "tree"), val_split="val", test_split="val", progress=False), out,
-                samples_per_shard=50, workers=1, verify="header")
+        prepare(
+            ClassFolderDataModule(str(work / "tree"), val_split="val", test_split="val", progress=False),
+            out,
+            samples_per_shard=50,
+            workers=1,
+            verify="header",
+        )
         shard_mb = sum(p.stat().st_size for p in out.glob("train-*.tar")) / 1e6
 
         def module(level: str) -> ShardDataModule:
-            dm = ShardDataModule(str(out), batch_size=32, num_workers=0, train_transform=eval_transform,
-                                 eval_transform=eval_transform, verify_shards=level, persistent_workers=False, seed=0)
+            dm = ShardDataModule(
+                str(out),
+                batch_size=32,
+                num_workers=0,
+                train_transform=eval_transform,
+                eval_transform=eval_transform,
+                verify_shards=level,
+                persistent_workers=False,
+                seed=0,
+            )
             dm.setup("fit")
             return dm
 
@@ -119,7 +134,7 @@ def main() -> int:
         read_times: dict[str, list[tuple[float, float]]] = {name: [] for name in (*LEVELS, "webdataset")}
         for r in range(args.rounds):
             order = list(LEVELS) + ["webdataset"]
-            order = order[r % len(order):] + order[: r % len(order)]
+            order = order[r % len(order) :] + order[: r % len(order)]
             for name in order:
                 if name == "webdataset":
                     read_times[name].append(timed(lambda: read_all_webdataset(urls)))
@@ -136,25 +151,31 @@ def main() -> int:
 
         eval_times: dict[str, list[tuple[float, float]]] = {"none": [], "sha256": []}
         for r in range(args.rounds):
-            for level in (("none", "sha256") if r % 2 == 0 else ("sha256", "none")):
+            for level in ("none", "sha256") if r % 2 == 0 else ("sha256", "none"):
                 eval_times[level].append(timed(lambda stream=eval_streams[level]: eval_pass(stream)))
 
         def ratio(times, base, k):  # median over rounds of the per-round ratio; k: 0 wall, 1 CPU
-            return statistics.median(t[k] / b[k] for t, b in zip(times, base))
+            return statistics.median(t[k] / b[k] for t, b in zip(times, base, strict=True))
 
         print(f"\n## read path alone (warm cache, {args.rounds} rounds, {len(files)} samples, {shard_mb:.1f} MB)\n")
-        print("| reader | MB per CPU s, median | samples per CPU s | CPU-time ratio to none | wall-time ratio to none |")
+        print(
+            "| reader | MB per CPU s, median | samples per CPU s | CPU-time ratio to none | wall-time ratio to none |"
+        )
         print("|---|---:|---:|---:|---:|")
         for name, times in read_times.items():
             cpu = statistics.median(t[1] for t in times)
-            print(f"| {name} | {shard_mb / cpu:.0f} | {len(files) / cpu:.0f} | {ratio(times, read_times['none'], 1):.3f} "
-                  f"| {ratio(times, read_times['none'], 0):.3f} |")
+            print(
+                f"| {name} | {shard_mb / cpu:.0f} | {len(files) / cpu:.0f} | {ratio(times, read_times['none'], 1):.3f} "
+                f"| {ratio(times, read_times['none'], 0):.3f} |"
+            )
         print(f"\n## evaluation pass (decode + eval resize/crop 224, batch 32, 0 workers, {args.rounds} rounds)\n")
         print("| verify | images per CPU s, median | CPU-time ratio to none | wall-time ratio to none |")
         print("|---|---:|---:|---:|")
         for level, times in eval_times.items():
-            print(f"| {level} | {len(files) / statistics.median(t[1] for t in times):.0f} "
-                  f"| {ratio(times, eval_times['none'], 1):.3f} | {ratio(times, eval_times['none'], 0):.3f} |")
+            print(
+                f"| {level} | {len(files) / statistics.median(t[1] for t in times):.0f} "
+                f"| {ratio(times, eval_times['none'], 1):.3f} | {ratio(times, eval_times['none'], 0):.3f} |"
+            )
         print(f"\n# load at the end: {os.getloadavg()[0]:.2f}")
         print(f"eval_sha256_vs_none={ratio(eval_times['sha256'], eval_times['none'], 1):.3f}")
         print(f"sha256_vs_none={ratio(read_times['sha256'], read_times['none'], 1):.3f}")

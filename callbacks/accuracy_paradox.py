@@ -44,7 +44,9 @@ def paradox_report(
     worst = sorted(present, key=lambda c: (recall[c], -int(support[c])))[:num_worst]
     pairs = [
         (t, p, int(confmat[t, p]), float(confmat[t, p]) / float(support[t]))
-        for t in present for p in range(len(names)) if p != t and confmat[t, p] > 0
+        for t in present
+        for p in range(len(names))
+        if p != t and confmat[t, p] > 0
     ]
     pairs.sort(key=lambda pair: (-pair[3], -pair[2], pair[0], pair[1]))
     pairs = pairs[:num_pairs]
@@ -83,8 +85,9 @@ class AccuracyParadoxReport(L.Callback):
     :class:`~litvision.callbacks.metrics_summary.MetricsSummary` writes at the same hook.
     """
 
-    def __init__(self, min_top1: float = 0.5, recall_gap: float = 0.3, num_worst_classes: int = 5,
-                 num_confused_pairs: int = 5) -> None:
+    def __init__(
+        self, min_top1: float = 0.5, recall_gap: float = 0.3, num_worst_classes: int = 5, num_confused_pairs: int = 5
+    ) -> None:
         self.min_top1 = min_top1
         self.recall_gap = recall_gap
         self.num_worst_classes = num_worst_classes
@@ -96,8 +99,12 @@ class AccuracyParadoxReport(L.Callback):
         if results is None:
             return
         scalars, worst, pairs = paradox_report(
-            results["confmat"], list(pl_module.class_names), self.min_top1, self.recall_gap,
-            self.num_worst_classes, self.num_confused_pairs,
+            results["confmat"],
+            list(pl_module.class_names),
+            self.min_top1,
+            self.recall_gap,
+            self.num_worst_classes,
+            self.num_confused_pairs,
         )
         self.report = {"scalars": scalars, "worst_classes": worst, "confused_pairs": pairs}
         # every rank: the same numbers (the confusion matrix is synced), so metrics_of() agrees everywhere
@@ -111,8 +118,13 @@ class AccuracyParadoxReport(L.Callback):
             log.warning(
                 "ACCURACY PARADOX: test top-1 is %.3f but %d class(es) have recall <= %.3f (top-1 - %s); worst: %s. "
                 "Report balanced accuracy (test/balanced_acc) and per-class recall, not top-1 alone. "
-                "Most confused: %s", top1, int(scalars["test/paradox/classes_below"]), top1 - self.recall_gap,
-                self.recall_gap, worst_text, pairs_text,
+                "Most confused: %s",
+                top1,
+                int(scalars["test/paradox/classes_below"]),
+                top1 - self.recall_gap,
+                self.recall_gap,
+                worst_text,
+                pairs_text,
             )
         else:
             log.info("test: worst classes by recall: %s; most confused: %s", worst_text, pairs_text or "none")
@@ -128,8 +140,9 @@ class AccuracyParadoxReport(L.Callback):
 
         payload = {
             "test/worst_classes": wandb.Table(columns=["class", "support", "recall"], data=[list(r) for r in worst]),
-            "test/confused_pairs": wandb.Table(columns=["true", "predicted", "count", "share of true class"],
-                                               data=[list(r) for r in pairs]),
+            "test/confused_pairs": wandb.Table(
+                columns=["true", "predicted", "count", "share of true class"], data=[list(r) for r in pairs]
+            ),
         }
         for logger in loggers:
             logger.experiment.log({**payload, "trainer/global_step": trainer.global_step})

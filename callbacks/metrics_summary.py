@@ -39,7 +39,9 @@ class MetricsSummary(L.Callback):
         self.metrics: dict[str, float | None] = {}
         self._pending: dict[str, float | None] | None = None  # a validation whose checkpoints are not saved yet
 
-    def _collect(self, trainer: L.Trainer, prefix: str, into: dict[str, float | None] | None = None) -> dict[str, float | None]:
+    def _collect(
+        self, trainer: L.Trainer, prefix: str, into: dict[str, float | None] | None = None
+    ) -> dict[str, float | None]:
         """Update ``into`` (default: the metrics written so far) with the logged ``prefix*`` values."""
         into = self.metrics if into is None else into
         for key, value in trainer.callback_metrics.items():
@@ -63,7 +65,9 @@ class MetricsSummary(L.Callback):
             self._write()
 
     # the first hooks after the checkpoint callbacks' saves: reached only if those succeeded
-    def on_train_batch_start(self, trainer: L.Trainer, pl_module: L.LightningModule, batch: Any, batch_idx: int) -> None:
+    def on_train_batch_start(
+        self, trainer: L.Trainer, pl_module: L.LightningModule, batch: Any, batch_idx: int
+    ) -> None:
         self._commit()
 
     def on_train_epoch_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:

@@ -106,7 +106,7 @@ class MisclassifiedExamples(L.Callback):
 
         images = [wandb.Image(thumb, caption=f"{true} -> {pred} ({conf:.2f})") for thumb, true, pred, conf in self.rows]
         table = wandb.Table(columns=["image", "true", "predicted", "confidence"])
-        for image, (_, true, pred, conf) in zip(images, self.rows):
+        for image, (_, true, pred, conf) in zip(images, self.rows, strict=True):
             table.add_data(image, true, pred, conf)
         payload = {"test/worst_mistakes": table, "trainer/global_step": trainer.global_step}
         if images:
@@ -125,7 +125,9 @@ class MisclassifiedExamples(L.Callback):
         scale = self.thumbnail_size / max(height, width)
         if scale < 1:
             size = (max(1, round(height * scale)), max(1, round(width * scale)))
-            image = torch.nn.functional.interpolate(image, size=size, mode="bilinear", antialias=True, align_corners=False)
+            image = torch.nn.functional.interpolate(
+                image, size=size, mode="bilinear", antialias=True, align_corners=False
+            )
         thumb = image[0].clamp(0, 255).round().byte().permute(1, 2, 0).contiguous().cpu().numpy()
         return thumb[:, :, 0] if thumb.shape[2] == 1 else thumb
 

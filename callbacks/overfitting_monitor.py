@@ -64,7 +64,11 @@ class OverfittingMonitor(L.Callback):
                 "epoch %d: train/val_gap = %.3f (train top-1 %.3f, val top-1 %.3f) is above %s: the model is "
                 "memorising its training set. Consider more augmentation/regularisation, fewer epochs, or early "
                 "stopping (callbacks=[default,early_stopping]).",
-                trainer.current_epoch, gap, train_acc, float(val_acc), self.max_gap,
+                trainer.current_epoch,
+                gap,
+                train_acc,
+                float(val_acc),
+                self.max_gap,
             )
 
     def _train_accuracy(self, pl_module: L.LightningModule) -> float | None:

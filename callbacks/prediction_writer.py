@@ -40,8 +40,14 @@ class PredictionWriter(L.Callback):
     (:class:`~litvision.datamodules.prediction.PredictionDataModule`) and ``class_names`` from the module.
     """
 
-    def __init__(self, output_dir: str | Path, top_k: int = 5, csv_name: str = "predictions.csv",
-                 probs_name: str = "probabilities.npy", meta_name: str = "predictions.json") -> None:
+    def __init__(
+        self,
+        output_dir: str | Path,
+        top_k: int = 5,
+        csv_name: str = "predictions.csv",
+        probs_name: str = "probabilities.npy",
+        meta_name: str = "predictions.json",
+    ) -> None:
         self.output_dir = Path(output_dir)
         self.top_k = top_k
         self.csv_name, self.probs_name, self.meta_name = csv_name, probs_name, meta_name
@@ -52,7 +58,9 @@ class PredictionWriter(L.Callback):
     def on_predict_epoch_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         self._positions, self._probs = [], []
 
-    def on_predict_batch_end(self, trainer, pl_module, outputs: dict[str, torch.Tensor], batch, batch_idx, dataloader_idx=0) -> None:
+    def on_predict_batch_end(
+        self, trainer, pl_module, outputs: dict[str, torch.Tensor], batch, batch_idx, dataloader_idx=0
+    ) -> None:
         self._positions.append(outputs["positions"].cpu())
         self._probs.append(outputs["probs"].cpu())
 
@@ -74,8 +82,11 @@ class PredictionWriter(L.Callback):
         ids = data.ids
         missing = np.setdiff1d(np.arange(len(ids)), positions)
         if len(missing):
-            log.warning("%d unreadable image(s) got no prediction: %s", len(missing),
-                        ", ".join(escape_name(i) for i in ids[missing][:10]))
+            log.warning(
+                "%d unreadable image(s) got no prediction: %s",
+                len(missing),
+                ", ".join(escape_name(i) for i in ids[missing][:10]),
+            )
         names = np.asarray(class_names, dtype=object)
         written = [escape_name(name) for name in class_names]
         ranked = np.asarray([name.replace(TOP_K_SEPARATOR, TOP_K_SEPARATOR_ESCAPED) for name in written], dtype=object)
@@ -85,8 +96,13 @@ class PredictionWriter(L.Callback):
 
         header = ["id", "pred", f"top{self.top_k}", "prob_top1"] + (["label"] if labels is not None else [])
         rows = (
-            [ids[position], names[top[row, 0]], Escaped(TOP_K_SEPARATOR.join(ranked[top[row]])),
-             f"{probs[row, top[row, 0]]:.6f}"] + ([names[labels[row]]] if labels is not None else [])
+            [
+                ids[position],
+                names[top[row, 0]],
+                Escaped(TOP_K_SEPARATOR.join(ranked[top[row]])),
+                f"{probs[row, top[row, 0]]:.6f}",
+            ]
+            + ([names[labels[row]]] if labels is not None else [])
             for row, position in enumerate(positions)
         )
         text = csv_text(header, rows)

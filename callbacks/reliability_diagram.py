@@ -61,11 +61,25 @@ def reliability_plot(bins: dict[str, Any], split: str, ece: float | None):
     lefts = [i * width for i in range(n_bins)]
     filled = [i for i in range(n_bins) if bins["count"][i] > 0]
     fig, (top, bottom) = plt.subplots(2, 1, figsize=(5, 6), height_ratios=[3, 1], sharex=True)
-    top.bar([lefts[i] for i in filled], [float(bins["accuracy"][i]) for i in filled], width=width, align="edge",
-            edgecolor="black", color="tab:blue", label="accuracy")
-    top.bar([lefts[i] for i in filled], [float(bins["confidence"][i] - bins["accuracy"][i]) for i in filled],
-            bottom=[float(bins["accuracy"][i]) for i in filled], width=width, align="edge", color="tab:red",
-            alpha=0.3, label="gap to confidence")
+    top.bar(
+        [lefts[i] for i in filled],
+        [float(bins["accuracy"][i]) for i in filled],
+        width=width,
+        align="edge",
+        edgecolor="black",
+        color="tab:blue",
+        label="accuracy",
+    )
+    top.bar(
+        [lefts[i] for i in filled],
+        [float(bins["confidence"][i] - bins["accuracy"][i]) for i in filled],
+        bottom=[float(bins["accuracy"][i]) for i in filled],
+        width=width,
+        align="edge",
+        color="tab:red",
+        alpha=0.3,
+        label="gap to confidence",
+    )
     top.plot([0, 1], [0, 1], "k--", label="perfectly calibrated")
     top.set_ylabel("accuracy")
     top.set_xlim(0, 1)

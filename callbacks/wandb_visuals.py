@@ -45,7 +45,7 @@ class WandbVisuals(L.Callback):
         correct = confmat.diag()
         rows = [
             [name, int(n), int(c), (float(c) / float(n)) if n else None]
-            for name, n, c in zip(names, support.tolist(), correct.tolist())
+            for name, n, c in zip(names, support.tolist(), correct.tolist(), strict=True)
         ]
         payload = {f"{split}/per_class": wandb.Table(columns=["class", "support", "correct", "recall"], data=rows)}
         if len(names) <= self.max_classes_for_plot:

@@ -50,22 +50,42 @@ def run_balance(data: AuditData, out_dir: Path, beta: float = 0.999, max_test_im
     }
     counts.update({name: np.bincount(t, minlength=num_classes) for name, t in data.our_targets().items()})
 
-    rows = [[name, c, int(n)] for name, per_class in counts.items() for c, n in zip(data.class_names, per_class)]
+    rows = [
+        [name, c, int(n)]
+        for name, per_class in counts.items()
+        for c, n in zip(data.class_names, per_class, strict=True)
+    ]
     section.files.append(write_csv(out_dir / "balance.csv", ["split", "class", "count"], rows))
 
     summary = []
     for name, per_class in counts.items():
         effective = effective_numbers(per_class, beta)
         ratio = imbalance_ratio(per_class)
-        summary.append([
-            name, int(per_class.sum()), int(per_class.min()), int(per_class.max()), ratio,
-            float(effective.min()), float(effective.max()), effective_classes(per_class),
-        ])
+        summary.append(
+            [
+                name,
+                int(per_class.sum()),
+                int(per_class.min()),
+                int(per_class.max()),
+                ratio,
+                float(effective.min()),
+                float(effective.max()),
+                effective_classes(per_class),
+            ]
+        )
         key = name.replace(" ", "_")
         section.metrics[f"balance/{key}/imbalance_ratio"] = ratio
         section.metrics[f"balance/{key}/effective_classes"] = effective_classes(per_class)
-    columns = ["split", "images", "smallest class", "largest class", "imbalance ratio",
-               f"effective n min (beta={beta})", "effective n max", "effective classes"]
+    columns = [
+        "split",
+        "images",
+        "smallest class",
+        "largest class",
+        "imbalance ratio",
+        f"effective n min (beta={beta})",
+        "effective n max",
+        "effective classes",
+    ]
     section.markdown += [
         f"{num_classes} classes. Source splits are the files the dataset ships; train / val / test are the "
         "splits a run with this config uses (after the val hold-out, long-tail cut and exclude_ids). "
@@ -76,9 +96,13 @@ def run_balance(data: AuditData, out_dir: Path, beta: float = 0.999, max_test_im
         "",
     ]
     section.tables.append(Table("balance_summary", columns, summary))
-    section.tables.append(Table("balance_counts", ["class", *counts], [
-        [name, *(int(per_class[c]) for per_class in counts.values())] for c, name in enumerate(data.class_names)
-    ]))
+    section.tables.append(
+        Table(
+            "balance_counts",
+            ["class", *counts],
+            [[name, *(int(per_class[c]) for per_class in counts.values())] for c, name in enumerate(data.class_names)],
+        )
+    )
 
     test_ratio = imbalance_ratio(counts["test"])
     section.metrics["balance/test_imbalance_warning"] = float(not test_ratio <= max_test_imbalance)

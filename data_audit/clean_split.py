@@ -29,7 +29,10 @@ def exclusion_groups(data: AuditData, pairs: list[Pair], suspects: list[str]) ->
     cross = [p.b for p in pairs if split_of[p.a] != split_of[p.b]]
     within = [p.b for p in pairs if split_of[p.a] == split_of[p.b]]
     groups = [
-        ("copies (exact or near) of an image in an earlier source split: the evaluation-side member of each pair", cross),
+        (
+            "copies (exact or near) of an image in an earlier source split: the evaluation-side member of each pair",
+            cross,
+        ),
         ("later copies of exact duplicates within a source split", within),
         ("suspected label errors (label_issues.csv)", list(suspects)),
     ]

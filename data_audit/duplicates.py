@@ -37,11 +37,11 @@ import torch
 
 from litvision.data_audit.outputs import pyplot, save_figure, write_csv
 from litvision.data_audit.scan import ScanResult
-from litvision.utils.optional import require
 from litvision.data_audit.section import Section, Table, markdown_table
 from litvision.data_audit.sources import AuditData
 from litvision.utils.errors import ConfigError
 from litvision.utils.names import escape_name
+from litvision.utils.optional import require
 
 log = logging.getLogger(__name__)
 
@@ -72,7 +72,9 @@ class NearDuplicateSearch:
 
     def __post_init__(self) -> None:
         if self.index not in ("hnsw", "flat"):
-            raise ConfigError(f"audit.duplicates.index={self.index}: use hnsw (sub-quadratic) or flat (exact, small data)")
+            raise ConfigError(
+                f"audit.duplicates.index={self.index}: use hnsw (sub-quadratic) or flat (exact, small data)"
+            )
         if self.max_shift < 0 or self.neighbors < 1 or self.feature_size < 2:
             raise ConfigError("audit.duplicates: max_shift >= 0, neighbors >= 1 and feature_size >= 2 are required")
 
@@ -88,7 +90,7 @@ class NearDuplicateSearch:
                 f"audit.duplicates.thumbnail_size={size} leaves a {size - 2 * m} px crop, smaller than "
                 f"feature_size={self.feature_size}: raise thumbnail_size or lower feature_size/max_shift"
             )
-        return maps[:, m + dy:size - m + dy, m + dx:size - m + dx]
+        return maps[:, m + dy : size - m + dy, m + dx : size - m + dx]
 
     def features(self, thumbnails: np.ndarray, dy: int = 0, dx: int = 0) -> np.ndarray:
         """Unit-length, zero-mean low-resolution features of the crop moved by (dy, dx)."""
@@ -175,7 +177,7 @@ def exact_pairs(scans: dict[str, ScanResult]) -> list[Pair]:
     first: dict[str, str] = {}
     pairs = []
     for scan in scans.values():
-        for sample_id, digest in zip(scan.ids[scan.readable], scan.pixel_hash[scan.readable]):
+        for sample_id, digest in zip(scan.ids[scan.readable], scan.pixel_hash[scan.readable], strict=True):
             original = first.setdefault(digest, sample_id)
             if original != sample_id:
                 pairs.append(Pair(str(original), str(sample_id), EXACT, 0.0))
@@ -190,9 +192,15 @@ def near_pairs(scans: dict[str, ScanResult], search: NearDuplicateSearch, exact:
         # the larger split is indexed, the smaller one queries it once per shift
         base, queries = (first, second) if len(first.ids) >= len(second.ids) else (second, first)
         base_ok, query_ok = np.flatnonzero(base.readable), np.flatnonzero(queries.readable)
-        log.info("audit: near duplicates between %s (%d, indexed) and %s (%d)", base.split, len(base_ok), queries.split, len(query_ok))
+        log.info(
+            "audit: near duplicates between %s (%d, indexed) and %s (%d)",
+            base.split,
+            len(base_ok),
+            queries.split,
+            len(query_ok),
+        )
         q, b, distance = search.search(base.thumbnails[base_ok], queries.thumbnails[query_ok])
-        for qi, bi, d in zip(q, b, distance):
+        for qi, bi, d in zip(q, b, distance, strict=True):
             base_id, query_id = str(base.ids[base_ok[bi]]), str(queries.ids[query_ok[qi]])
             a_id, b_id = (base_id, query_id) if base is first else (query_id, base_id)
             if (a_id, b_id) not in known:
@@ -205,8 +213,14 @@ def source_split_of(sample_id: str, data: AuditData) -> str:
     return split.name
 
 
-def run_duplicates(data: AuditData, scans: dict[str, ScanResult], out_dir: Path, search: NearDuplicateSearch,
-                   max_rows: int = 64, embedding_check=None) -> tuple[Section, list[Pair]]:
+def run_duplicates(
+    data: AuditData,
+    scans: dict[str, ScanResult],
+    out_dir: Path,
+    search: NearDuplicateSearch,
+    max_rows: int = 64,
+    embedding_check=None,
+) -> tuple[Section, list[Pair]]:
     """The section, and every pair found (exact within/across splits, near across splits)."""
     section = Section("duplicates", "Duplicates and leakage")
     exact = exact_pairs(scans)
@@ -214,42 +228,56 @@ def run_duplicates(data: AuditData, scans: dict[str, ScanResult], out_dir: Path,
     if embedding_check is not None and near:
         near = embedding_check(near)
     pairs = sorted(exact + near, key=lambda p: (p.distance, p.a, p.b))
-    section.files.append(write_csv(out_dir / "duplicates.csv", COLUMNS, [[p.a, p.b, p.kind, f"{p.distance:.6f}"] for p in pairs]))
+    section.files.append(
+        write_csv(out_dir / "duplicates.csv", COLUMNS, [[p.a, p.b, p.kind, f"{p.distance:.6f}"] for p in pairs])
+    )
 
     split_of = {sid: name for name, scan in scans.items() for sid in scan.ids}
     cross = [p for p in pairs if split_of[p.a] != split_of[p.b]]
     within = [p for p in pairs if split_of[p.a] == split_of[p.b]]
     ours = [[p.a, p.b, p.kind, f"{p.distance:.6f}", data.our_split_of(p.a), data.our_split_of(p.b)] for p in pairs]
-    section.files.append(write_csv(out_dir / "duplicates_our_splits.csv", [*COLUMNS, "our_split_a", "our_split_b"], ours))
+    section.files.append(
+        write_csv(out_dir / "duplicates_our_splits.csv", [*COLUMNS, "our_split_a", "our_split_b"], ours)
+    )
 
     combos: dict[tuple[str, str, str], int] = {}
-    for p, row in zip(pairs, ours):
+    for p, row in zip(pairs, ours, strict=True):
         combo = (p.kind, *sorted((row[4], row[5])))
         combos[combo] = combos.get(combo, 0) + 1
     leaks = sum(n for (kind, x, y), n in combos.items() if _is_leak(x, y))
-    section.metrics.update({
-        "duplicates/exact_within_split": float(sum(p.kind == EXACT for p in within)),
-        "duplicates/exact_cross_split": float(sum(p.kind == EXACT for p in cross)),
-        "duplicates/near_cross_split": float(sum(p.kind == NEAR for p in cross)),
-        "duplicates/leaks_into_evaluation": float(leaks),
-    })
+    section.metrics.update(
+        {
+            "duplicates/exact_within_split": float(sum(p.kind == EXACT for p in within)),
+            "duplicates/exact_cross_split": float(sum(p.kind == EXACT for p in cross)),
+            "duplicates/near_cross_split": float(sum(p.kind == NEAR for p in cross)),
+            "duplicates/leaks_into_evaluation": float(leaks),
+        }
+    )
     section.markdown += [
         f"Exact duplicates (identical decoded pixels) within and across the source splits, and near duplicates "
         f"across them (re-encoded, shifted by up to {search.max_shift} thumbnail px, brightness-changed or resized "
         f"copies; distance <= {search.max_distance}, 0 = identical). All pairs: `duplicates.csv` (`a,b,kind,distance`); "
         "with the split of a run each lands in: `duplicates_our_splits.csv`.",
         "",
-        *markdown_table(["", "exact", "near"], [
-            ["within a source split", sum(p.kind == EXACT for p in within), "not searched"],
-            ["across source splits", sum(p.kind == EXACT for p in cross), sum(p.kind == NEAR for p in cross)],
-        ]),
+        *markdown_table(
+            ["", "exact", "near"],
+            [
+                ["within a source split", sum(p.kind == EXACT for p in within), "not searched"],
+                ["across source splits", sum(p.kind == EXACT for p in cross), sum(p.kind == NEAR for p in cross)],
+            ],
+        ),
         "",
         "Where the pairs land in a run with this config (a pair with one image in train and one in val or test "
         "is leakage: the model has seen the evaluation image):",
         "",
-        *(markdown_table(["kind", "split of one", "split of the other", "pairs", "leak"],
-                         [[k, x, y, n, "yes" if _is_leak(x, y) else ""] for (k, x, y), n in sorted(combos.items())])
-          if combos else ["No duplicate pairs."]),
+        *(
+            markdown_table(
+                ["kind", "split of one", "split of the other", "pairs", "leak"],
+                [[k, x, y, n, "yes" if _is_leak(x, y) else ""] for (k, x, y), n in sorted(combos.items())],
+            )
+            if combos
+            else ["No duplicate pairs."]
+        ),
         "",
     ]
     if leaks:
@@ -260,13 +288,23 @@ def run_duplicates(data: AuditData, scans: dict[str, ScanResult], out_dir: Path,
     shown = cross[:max_rows]
     if shown:
         thumbs = [[data.thumbnail(p.a), data.thumbnail(p.b)] for p in shown]
-        section.tables.append(Table("duplicates", [*COLUMNS, "our_split_a", "our_split_b"],
-                                    [[p.a, p.b, p.kind, p.distance, data.our_split_of(p.a), data.our_split_of(p.b)] for p in shown],
-                                    image_columns=["image_a", "image_b"], thumbnails=thumbs))
+        section.tables.append(
+            Table(
+                "duplicates",
+                [*COLUMNS, "our_split_a", "our_split_b"],
+                [[p.a, p.b, p.kind, p.distance, data.our_split_of(p.a), data.our_split_of(p.b)] for p in shown],
+                image_columns=["image_a", "image_b"],
+                thumbnails=thumbs,
+            )
+        )
         section.figures.append(_grid(shown, thumbs, out_dir / "duplicates.png"))
-        section.markdown += [f"The {len(shown)} closest cross-split pairs (a | b):", "",
-                             *markdown_table(COLUMNS, [[p.a, p.b, p.kind, p.distance] for p in shown[:20]]),
-                             "", "![closest cross-split pairs](duplicates.png)"]
+        section.markdown += [
+            f"The {len(shown)} closest cross-split pairs (a | b):",
+            "",
+            *markdown_table(COLUMNS, [[p.a, p.b, p.kind, p.distance] for p in shown[:20]]),
+            "",
+            "![closest cross-split pairs](duplicates.png)",
+        ]
     return section, pairs
 
 
@@ -281,7 +319,7 @@ def _grid(pairs: list[Pair], thumbs: list[list[np.ndarray]], path: Path, per_row
     figure, axes = plt.subplots(rows, 2 * per_row, figsize=(2 * per_row * 1.3, rows * 1.6), squeeze=False)
     for ax in axes.flat:
         ax.axis("off")
-    for k, (pair, (a, b)) in enumerate(zip(pairs, thumbs)):
+    for k, (pair, (a, b)) in enumerate(zip(pairs, thumbs, strict=True)):
         left, right = axes[k // per_row, 2 * (k % per_row)], axes[k // per_row, 2 * (k % per_row) + 1]
         left.imshow(a)
         right.imshow(b)

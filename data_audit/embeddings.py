@@ -42,14 +42,14 @@ class EmbeddingCheck:
         try:
             with torch.no_grad():
                 for start in range(0, len(ids), BATCH):
-                    chunk = ids[start:start + BATCH]
+                    chunk = ids[start : start + BATCH]
                     images = torch.stack([self._tensor(sample_id, dm) for sample_id in chunk])
                     if dm.normalize is not None:
                         images = dm.normalize(images)
                     features.clear()
                     model(images)
                     vectors = torch.nn.functional.normalize(features[-1].float(), dim=1).numpy()
-                    out.update(zip(chunk, vectors))
+                    out.update(zip(chunk, vectors, strict=True))
         finally:
             hook.remove()
         return out
@@ -65,6 +65,11 @@ class EmbeddingCheck:
         near = [p for p in pairs if p.kind == NEAR]
         vectors = self.embeddings(sorted({i for p in near for i in (p.a, p.b)}))
         kept = [p for p in pairs if p.kind != NEAR or 1.0 - float(vectors[p.a] @ vectors[p.b]) <= self.max_distance]
-        log.info("audit: %s confirms %d of %d near-duplicate pairs (embedding cosine distance <= %s)",
-                 self.ckpt_path, sum(p.kind == NEAR for p in kept), len(near), self.max_distance)
+        log.info(
+            "audit: %s confirms %d of %d near-duplicate pairs (embedding cosine distance <= %s)",
+            self.ckpt_path,
+            sum(p.kind == NEAR for p in kept),
+            len(near),
+            self.max_distance,
+        )
         return kept

@@ -22,17 +22,29 @@ def run_health(data: AuditData, scans: dict[str, ScanResult], out_dir: Path, bin
     if not any(split.is_files for split in data.splits.values()):
         section.markdown.append(
             "The images are arrays in the dataset's own files (e.g. CIFAR pickles): no image files to check. "
-            + ", ".join(f"{name}: {len(s.ids)} images of {s.width[0] if len(s.ids) else 0}x{s.height[0] if len(s.ids) else 0}"
-                        for name, s in scans.items())
+            + ", ".join(
+                f"{name}: {len(s.ids)} images of {s.width[0] if len(s.ids) else 0}x{s.height[0] if len(s.ids) else 0}"
+                for name, s in scans.items()
+            )
         )
         return section
 
-    rows = [[sid, name, issue, detail] for name, scan in scans.items()
-            for sid, issues in zip(scan.ids, scan.issues) for issue, detail in issues]
+    rows = [
+        [sid, name, issue, detail]
+        for name, scan in scans.items()
+        for sid, issues in zip(scan.ids, scan.issues, strict=True)
+        for issue, detail in issues
+    ]
     section.files.append(write_csv(out_dir / "health.csv", ["id", "split", "issue", "detail"], rows))
 
-    counts = [[name, len(scan.ids), *(sum(1 for issues in scan.issues if any(i == issue for i, _ in issues))
-                                      for issue in ISSUES)] for name, scan in scans.items()]
+    counts = [
+        [
+            name,
+            len(scan.ids),
+            *(sum(1 for issues in scan.issues if any(i == issue for i, _ in issues)) for issue in ISSUES),
+        ]
+        for name, scan in scans.items()
+    ]
     columns = ["split", "images", *ISSUES]
     section.markdown += [
         "Every file decoded once with the decoder training uses. unreadable / truncated / oversized files "
@@ -49,7 +61,9 @@ def run_health(data: AuditData, scans: dict[str, ScanResult], out_dir: Path, bin
         section.metrics[f"health/{issue}"] = float(len(listed))
         if listed:
             section.markdown += [f"**{issue}** ({len(listed)}):", ""]
-            section.markdown += [f"- `{escape_name(sid)}` ({escape_name(detail)})" for sid, _, _, detail in listed[:LISTED]]
+            section.markdown += [
+                f"- `{escape_name(sid)}` ({escape_name(detail)})" for sid, _, _, detail in listed[:LISTED]
+            ]
             if len(listed) > LISTED:
                 section.markdown.append(f"- ... and {len(listed) - LISTED} more in health.csv")
             section.markdown.append("")
@@ -60,8 +74,15 @@ def run_health(data: AuditData, scans: dict[str, ScanResult], out_dir: Path, bin
         ok = scan.width > 0
         if ok.any():
             w, h = scan.width[ok], scan.height[ok]
-            sizes.append([name, f"{w.min()}x{h[np.argmin(w)]}", f"{int(np.median(w))}x{int(np.median(h))}",
-                          f"{w.max()}x{h[np.argmax(w)]}", float(np.median(w / h))])
+            sizes.append(
+                [
+                    name,
+                    f"{w.min()}x{h[np.argmin(w)]}",
+                    f"{int(np.median(w))}x{int(np.median(h))}",
+                    f"{w.max()}x{h[np.argmax(w)]}",
+                    float(np.median(w / h)),
+                ]
+            )
             section.metrics[f"health/{name}/median_width"] = float(np.median(w))
             section.metrics[f"health/{name}/median_height"] = float(np.median(h))
     section.markdown += markdown_table(["split", "narrowest", "median", "widest", "median aspect (w/h)"], sizes)
@@ -75,10 +96,12 @@ def _histograms(scans: dict[str, ScanResult], path: Path, bins: int) -> Path:
     figure, axes = plt.subplots(1, 3, figsize=(13, 3.5))
     for name, scan in scans.items():
         ok = scan.width > 0
-        for ax, values in zip(axes, (scan.width[ok], scan.height[ok], scan.width[ok] / np.maximum(scan.height[ok], 1))):
+        for ax, values in zip(
+            axes, (scan.width[ok], scan.height[ok], scan.width[ok] / np.maximum(scan.height[ok], 1)), strict=True
+        ):
             if len(values):
                 ax.hist(values, bins=bins, alpha=0.6, label=name)
-    for ax, title in zip(axes, ("width (px)", "height (px)", "aspect ratio (w/h)")):
+    for ax, title in zip(axes, ("width (px)", "height (px)", "aspect ratio (w/h)"), strict=True):
         ax.set_title(title)
         ax.set_ylabel("images")
     axes[0].legend(fontsize=8)

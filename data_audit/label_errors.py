@@ -62,8 +62,9 @@ def mixture_count(labels: np.ndarray, probabilities: np.ndarray, masses: np.ndar
     return int(round(min(1.0, share) * n))
 
 
-def rank_label_issues(labels: np.ndarray, probabilities: np.ndarray, rank_by: str = "self_confidence",
-                      num_issues: str | int = "mixture") -> tuple[np.ndarray, np.ndarray]:
+def rank_label_issues(
+    labels: np.ndarray, probabilities: np.ndarray, rank_by: str = "self_confidence", num_issues: str | int = "mixture"
+) -> tuple[np.ndarray, np.ndarray]:
     """(positions of the suspects, best suspect first; label quality of every sample)."""
     num_label_issues = require("cleanlab.count", "audit", "audit label_errors").num_label_issues
     get_label_quality_scores = require("cleanlab.rank", "audit", "audit label_errors").get_label_quality_scores
@@ -86,8 +87,17 @@ def rank_label_issues(labels: np.ndarray, probabilities: np.ndarray, rank_by: st
     return order[:count], quality
 
 
-def run_label_errors(data: AuditData, ids: np.ndarray, labels: np.ndarray, probabilities: np.ndarray, out_dir: Path,
-                     source: str, rank_by: str, num_issues: str | int, max_rows: int = 64) -> tuple[Section, list[str]]:
+def run_label_errors(
+    data: AuditData,
+    ids: np.ndarray,
+    labels: np.ndarray,
+    probabilities: np.ndarray,
+    out_dir: Path,
+    source: str,
+    rank_by: str,
+    num_issues: str | int,
+    max_rows: int = 64,
+) -> tuple[Section, list[str]]:
     """The section and the suspect ids, best first. Rows with NaN probabilities (unreadable images) are left out."""
     section = Section("label_errors", "Suspected label errors")
     usable = ~np.isnan(probabilities).any(axis=1)
@@ -95,7 +105,10 @@ def run_label_errors(data: AuditData, ids: np.ndarray, labels: np.ndarray, proba
     present = np.unique(labels)
     if len(present) < 2:
         raise ConfigError("label errors need at least 2 classes among the audited images")
-    write_atomic(out_dir / "out_of_sample.npz", lambda handle: np.savez(handle, ids=ids, labels=labels, probabilities=probabilities))
+    write_atomic(
+        out_dir / "out_of_sample.npz",
+        lambda handle: np.savez(handle, ids=ids, labels=labels, probabilities=probabilities),
+    )
     suspects, quality = rank_label_issues(labels, probabilities, rank_by, num_issues)
     names = data.class_names
     suggested = probabilities.argmax(axis=1)
@@ -105,12 +118,14 @@ def run_label_errors(data: AuditData, ids: np.ndarray, labels: np.ndarray, proba
     num_label_issues = require("cleanlab.count", "audit", "audit label_errors").num_label_issues
 
     cleanlab_count = int(num_label_issues(labels, probabilities, estimation_method="off_diagonal"))
-    section.metrics.update({
-        "label_errors/cleanlab_off_diagonal": float(cleanlab_count),
-        "label_errors/num_issues": float(len(suspects)),
-        "label_errors/issue_fraction": len(suspects) / max(1, len(labels)),
-        "label_errors/out_of_sample_accuracy": accuracy,
-    })
+    section.metrics.update(
+        {
+            "label_errors/cleanlab_off_diagonal": float(cleanlab_count),
+            "label_errors/num_issues": float(len(suspects)),
+            "label_errors/issue_fraction": len(suspects) / max(1, len(labels)),
+            "label_errors/out_of_sample_accuracy": accuracy,
+        }
+    )
     section.markdown += [
         f"Out-of-sample probabilities: {source}; top-1 agreement with the given labels {accuracy:.3f} on "
         f"{len(labels)} images. Ranked by cleanlab's `{rank_by}` label quality (low = suspect); cut at "
@@ -144,8 +159,11 @@ def _grid(rows: list[list], thumbs: list[list[np.ndarray]], path: Path, per_row:
     figure, axes = plt.subplots(lines, per_row, figsize=(per_row * 1.4, lines * 1.7), squeeze=False)
     for ax in axes.flat:
         ax.axis("off")
-    for k, (row, (thumb,)) in enumerate(zip(rows, thumbs)):
+    for k, (row, (thumb,)) in enumerate(zip(rows, thumbs, strict=True)):
         ax = axes[k // per_row, k % per_row]
         ax.imshow(thumb)
-        ax.set_title(f"{escape_name(row[0])}\n{escape_name(row[1])} -> {escape_name(row[2])}\nq={float(row[3]):.3f}", fontsize=5.5)
+        ax.set_title(
+            f"{escape_name(row[0])}\n{escape_name(row[1])} -> {escape_name(row[2])}\nq={float(row[3]):.3f}",
+            fontsize=5.5,
+        )
     return save_figure(figure, path)

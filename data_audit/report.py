@@ -30,9 +30,13 @@ def write_report(path: Path, data: AuditData, sections: list[Section], exclusion
         if section.files:
             lines += ["Files: " + ", ".join(f"`{f.name}`" for f in section.files), ""]
     if exclusions is not None:
-        lines += ["## Clean split", "",
-                  f"`{exclusions.name}` lists the ids to drop; train and evaluate without them with "
-                  f"`dataset.exclude_ids={exclusions}`.", ""]
+        lines += [
+            "## Clean split",
+            "",
+            f"`{exclusions.name}` lists the ids to drop; train and evaluate without them with "
+            f"`dataset.exclude_ids={exclusions}`.",
+            "",
+        ]
     # ids and names are escaped where the sections write them; this keeps any other text a file name
     # brought in (an error message with a path) from failing the whole report
     write_text_atomic(path, escape_surrogates("\n".join(lines)))

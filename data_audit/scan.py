@@ -35,13 +35,25 @@ CHUNK = 256  # files per task sent to a worker process
 # problems a file can have (health section); a file may have several. oversized: the header claims
 # more than dataset.max_image_pixels or sides over 100:1 (a decompression bomb): a run skips it too.
 UNREADABLE, TRUNCATED, OVERSIZED, GRAYSCALE, CMYK, PNG_NAMED_JPEG, WRONG_EXTENSION = (
-    "unreadable", "truncated", "oversized", "grayscale", "cmyk", "png_named_jpeg", "wrong_extension",
+    "unreadable",
+    "truncated",
+    "oversized",
+    "grayscale",
+    "cmyk",
+    "png_named_jpeg",
+    "wrong_extension",
 )
 ISSUES = (UNREADABLE, TRUNCATED, OVERSIZED, GRAYSCALE, CMYK, PNG_NAMED_JPEG, WRONG_EXTENSION)
 
 _EXTENSION_FORMATS = {
-    ".jpg": "jpeg", ".jpeg": "jpeg", ".png": "png", ".gif": "gif", ".bmp": "bmp",
-    ".webp": "webp", ".tif": "tiff", ".tiff": "tiff",
+    ".jpg": "jpeg",
+    ".jpeg": "jpeg",
+    ".png": "png",
+    ".gif": "gif",
+    ".bmp": "bmp",
+    ".webp": "webp",
+    ".tif": "tiff",
+    ".tiff": "tiff",
 }
 
 
@@ -141,7 +153,7 @@ def _chunks(split: SourceSplit, thumbnail_size: int) -> Iterator[tuple[bytes, li
     paths = split.dataset.paths
     max_pixels = getattr(split.dataset, "max_image_pixels", DEFAULT_MAX_IMAGE_PIXELS)
     for start in range(0, len(paths), CHUNK):
-        yield split.dataset.root, [bytes(p) for p in paths[start:start + CHUNK]], thumbnail_size, max_pixels
+        yield split.dataset.root, [bytes(p) for p in paths[start : start + CHUNK]], thumbnail_size, max_pixels
 
 
 def scan_split(split: SourceSplit, thumbnail_size: int = 32, num_workers: int = 0) -> ScanResult:
@@ -160,11 +172,14 @@ def scan_split(split: SourceSplit, thumbnail_size: int = 32, num_workers: int = 
         for chunk in _chunks(split, thumbnail_size):
             records += _inspect_chunk(chunk)
             _progress(split.name, len(records), n)
-    width, height, file_format, issues, digest, thumbs = zip(*records) if records else ([],) * 6
+    width, height, file_format, issues, digest, thumbs = zip(*records, strict=True) if records else ([],) * 6
     return ScanResult(
-        split=split.name, ids=split.ids,
-        width=np.asarray(width, np.int32), height=np.asarray(height, np.int32),
-        file_format=np.asarray(file_format, dtype=str), issues=list(issues),
+        split=split.name,
+        ids=split.ids,
+        width=np.asarray(width, np.int32),
+        height=np.asarray(height, np.int32),
+        file_format=np.asarray(file_format, dtype=str),
+        issues=list(issues),
         pixel_hash=np.asarray(digest, dtype=str),
         thumbnails=np.stack(thumbs) if thumbs else np.zeros((0, thumbnail_size, thumbnail_size), np.uint8),
     )
@@ -182,10 +197,14 @@ def _scan_arrays(split: SourceSplit, thumbnail_size: int) -> ScanResult:
     n = len(images)
     height, width = images.shape[1:3]
     return ScanResult(
-        split=split.name, ids=split.ids,
-        width=np.full(n, width, np.int32), height=np.full(n, height, np.int32),
-        file_format=np.full(n, "array"), issues=[[] for _ in range(n)],
+        split=split.name,
+        ids=split.ids,
+        width=np.full(n, width, np.int32),
+        height=np.full(n, height, np.int32),
+        file_format=np.full(n, "array"),
+        issues=[[] for _ in range(n)],
         pixel_hash=np.asarray([pixel_digest(image) for image in images], dtype=str),
         thumbnails=np.stack([gray_thumbnail(image, thumbnail_size) for image in images])
-        if n else np.zeros((0, thumbnail_size, thumbnail_size), np.uint8),
+        if n
+        else np.zeros((0, thumbnail_size, thumbnail_size), np.uint8),
     )

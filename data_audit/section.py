@@ -38,6 +38,7 @@ class Section:
 
 def markdown_table(columns: list[str], rows: list[list[Any]]) -> list[str]:
     """A GitHub Markdown table (ids and names escaped as everywhere, :mod:`litvision.utils.names`; ``|`` too)."""
+
     def cell(value: Any) -> str:
         if isinstance(value, float):
             value = f"{value:.4g}"

@@ -16,8 +16,8 @@ import cv2
 import numpy as np
 
 from litvision.datamodules.class_folder import ClassFolderDataModule
-from litvision.datamodules.readers.decode import decode_image
 from litvision.datamodules.imagenet import ImageNetDataModule
+from litvision.datamodules.readers.decode import decode_image
 from litvision.utils.errors import ConfigError
 
 # where a source sample ends up in a run: our train / val / test split, or none (e.g. cut by the long tail)
@@ -141,8 +141,10 @@ def our_splits(datamodule: Any) -> dict[str, str]:
     """Sample id -> the split(s) of a run it belongs to (``val+test`` when val and test are one set)."""
     datamodule.setup("fit")
     datamodule.splits.require(
-        "ids", f"{type(datamodule).__name__} keeps no sample ids, so the audit cannot say where a finding lands: audit "
-        "the same files with the plain dataset option (e.g. dataset=cifar10 for dataset=cifar10_device)")
+        "ids",
+        f"{type(datamodule).__name__} keeps no sample ids, so the audit cannot say where a finding lands: audit "
+        "the same files with the plain dataset option (e.g. dataset=cifar10 for dataset=cifar10_device)",
+    )
     found: dict[str, list[str]] = {}
     for name, split in datamodule.splits.named():
         for sample_id in np.asarray(split.ids, dtype=str):

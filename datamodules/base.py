@@ -111,11 +111,15 @@ class ClassificationDataModule(L.LightningDataModule):
     ) -> None:
         super().__init__()
         if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
-            raise ConfigError(f"dataset.batch_size={batch_size}: must be an integer >= 1 (the global batch), e.g. dataset.batch_size=128")
+            raise ConfigError(
+                f"dataset.batch_size={batch_size}: must be an integer >= 1 (the global batch), e.g. dataset.batch_size=128"
+            )
         if num_workers not in ("auto", None) and (
             isinstance(num_workers, bool) or not isinstance(num_workers, int) or num_workers < 0
         ):
-            raise ConfigError(f"dataset.num_workers={num_workers}: must be an integer >= 0 or auto, e.g. dataset.num_workers=2")
+            raise ConfigError(
+                f"dataset.num_workers={num_workers}: must be an integer >= 0 or auto, e.g. dataset.num_workers=2"
+            )
         if not 0.0 <= val_fraction < 1.0:
             raise ConfigError(f"dataset.val_fraction={val_fraction}: must be in [0, 1), e.g. dataset.val_fraction=0.1")
         self.data_dir = str(data_dir)
@@ -205,7 +209,11 @@ class ClassificationDataModule(L.LightningDataModule):
         self.splits = splits
         log.info(
             "%s: %d train / %d val / %d test images, %d classes",
-            type(self).__name__, len(splits.train), len(splits.val), len(splits.test), self.num_classes,
+            type(self).__name__,
+            len(splits.train),
+            len(splits.val),
+            len(splits.test),
+            self.num_classes,
         )
         self.check_split_sizes(stage)
 
@@ -269,8 +277,13 @@ class ClassificationDataModule(L.LightningDataModule):
             from litvision.datamodules.sampling.repeated_augmentation import RepeatedAugmentationSampler
 
             sampler = RepeatedAugmentationSampler(
-                self.splits.train.targets, batch_size=self.batch_size, repeats=self.repeated_augmentation,
-                num_replicas=world_size, rank=rank, seed=self.seed, base=self.sampler,
+                self.splits.train.targets,
+                batch_size=self.batch_size,
+                repeats=self.repeated_augmentation,
+                num_replicas=world_size,
+                rank=rank,
+                seed=self.seed,
+                base=self.sampler,
             )
         elif self.sampler is not None:
             # Our samplers are distributed-aware (disjoint shares of one global stream
@@ -283,7 +296,11 @@ class ClassificationDataModule(L.LightningDataModule):
             # set_epoch), so a run resumed from a checkpoint sees the same batches as one
             # never interrupted; a RandomSampler's generator state is not in the checkpoint.
             sampler = DistributedSampler(
-                self.splits.train, num_replicas=world_size, rank=rank, shuffle=True, seed=self.seed,
+                self.splits.train,
+                num_replicas=world_size,
+                rank=rank,
+                shuffle=True,
+                seed=self.seed,
                 drop_last=self.drop_last,
             )
         return self._loader(self.splits.train, sampler=sampler, drop_last=self.drop_last)

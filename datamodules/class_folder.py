@@ -9,9 +9,22 @@ from pathlib import Path
 from typing import Any
 
 from litvision.datamodules.base import ClassificationDataModule, Splits
-from litvision.datamodules.readers.decode import DEFAULT_MAX_IMAGE_PIXELS, POLICIES, BadImageLog, BadImagePolicy, check_pixel_budget
 from litvision.datamodules.datasets.file_dataset import FileListDataset
-from litvision.datamodules.readers.file_index import IMAGE_EXTENSIONS, FileIndex, IndexCache, cached_index, digest, scan_class_folders
+from litvision.datamodules.readers.decode import (
+    DEFAULT_MAX_IMAGE_PIXELS,
+    POLICIES,
+    BadImageLog,
+    BadImagePolicy,
+    check_pixel_budget,
+)
+from litvision.datamodules.readers.file_index import (
+    IMAGE_EXTENSIONS,
+    FileIndex,
+    IndexCache,
+    cached_index,
+    digest,
+    scan_class_folders,
+)
 from litvision.datamodules.sampling.splits import stratified_split
 
 log = logging.getLogger(__name__)
@@ -145,8 +158,12 @@ class ClassFolderDataModule(ClassificationDataModule):
         if split not in self._pools:
             index = self.index(split)
             pool = FileListDataset(
-                index.root, index.paths, index.labels, bad_images=BadImageLog(len(index), self.on_bad_image, split),
-                id_prefix=relative_id_prefix(index.root, self.data_dir), max_image_pixels=self.max_image_pixels,
+                index.root,
+                index.paths,
+                index.labels,
+                bad_images=BadImageLog(len(index), self.on_bad_image, split),
+                id_prefix=relative_id_prefix(index.root, self.data_dir),
+                max_image_pixels=self.max_image_pixels,
             )
             self._pools[split] = self.without_excluded(pool, split)
         return self._pools[split]
@@ -171,7 +188,8 @@ class ClassFolderDataModule(ClassificationDataModule):
         if self.test_split == self.val_split:
             log.warning(
                 "val_split and test_split are both %r: checkpoint selection sees the test images, so "
-                "test metrics are not an independent estimate (the usual ImageNet convention).", self.val_split,
+                "test metrics are not an independent estimate (the usual ImageNet convention).",
+                self.val_split,
             )
         return Splits(train=train, val=val, test=test)
 

@@ -34,8 +34,8 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
-from litvision.datamodules.transforms.batch_augment import BatchAugment, PaddedSplit
 from litvision.datamodules.cifar10 import CIFAR10DataModule
+from litvision.datamodules.transforms.batch_augment import BatchAugment, PaddedSplit
 from litvision.utils.errors import ConfigError
 
 log = logging.getLogger(__name__)
@@ -59,7 +59,9 @@ class ResidentSplit(Dataset):
             raise ValueError(f"{len(images)} images but {len(targets)} labels in split {name!r}")
         images = torch.as_tensor(np.ascontiguousarray(images)) if isinstance(images, np.ndarray) else images
         if images.dtype != torch.uint8 or images.ndim != 4:
-            raise ValueError(f"split {name!r}: expected uint8 images (N, H, W, C), got {images.dtype} {tuple(images.shape)}")
+            raise ValueError(
+                f"split {name!r}: expected uint8 images (N, H, W, C), got {images.dtype} {tuple(images.shape)}"
+            )
         self.name = name
         self.images = images
         self.targets = np.asarray(targets, dtype=np.int64)
@@ -95,7 +97,9 @@ class DeviceResidentMixin:
             and the Albumentations ``train_transform``/``eval_transform`` must be None.
     """
 
-    def __init__(self, *args: Any, batch_augment: BatchAugment | Mapping[str, Any] | None = None, **kwargs: Any) -> None:
+    def __init__(
+        self, *args: Any, batch_augment: BatchAugment | Mapping[str, Any] | None = None, **kwargs: Any
+    ) -> None:
         kwargs.setdefault("num_workers", 0)
         kwargs.setdefault("persistent_workers", False)
         for key in ("train_transform", "eval_transform"):
@@ -123,8 +127,11 @@ class DeviceResidentMixin:
         if self.splits is not None:
             return
         super().setup(stage)
-        self.splits.require("images", f"{type(self).__name__} holds in-memory image arrays on the device "
-                                      "(e.g. dataset=cifar10_device), not files")
+        self.splits.require(
+            "images",
+            f"{type(self).__name__} holds in-memory image arrays on the device "
+            "(e.g. dataset=cifar10_device), not files",
+        )
         for name, split in self.splits.named():
             setattr(self.splits, name, ResidentSplit(name, split.images, split.targets))
 

@@ -100,8 +100,11 @@ class ImageNetDataModule(ClassFolderDataModule):
 
         # the label files and everything that maps their labels are part of the cache key
         return cached_index(
-            self.index_cache(), f"imagenet_val:{layout}:{val_dir.resolve()}", build,
-            extra=digest(classes) + f"|{self.extensions}", label_files=files,
+            self.index_cache(),
+            f"imagenet_val:{layout}:{val_dir.resolve()}",
+            build,
+            extra=digest(classes) + f"|{self.extensions}",
+            label_files=files,
         )
 
     def load_class_names(self) -> list[str]:

@@ -18,8 +18,13 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader, Dataset
 
-from litvision.datamodules.readers.decode import DEFAULT_MAX_IMAGE_PIXELS, BadImageError, check_image_size, check_pixel_budget
 from litvision.datamodules.datasets.file_dataset import FileListDataset, stack_images
+from litvision.datamodules.readers.decode import (
+    DEFAULT_MAX_IMAGE_PIXELS,
+    BadImageError,
+    check_image_size,
+    check_pixel_budget,
+)
 from litvision.datamodules.transforms.pipeline import BatchNormalize
 from litvision.utils.errors import ConfigError, DataError, MissingDataError
 
@@ -72,7 +77,9 @@ def scan_images(folder: str | os.PathLike) -> list[str]:
     for dirpath, dirnames, filenames in os.walk(root):
         dirnames[:] = sorted(d for d in dirnames if not d.startswith("."))
         rel = Path(dirpath).relative_to(root)
-        found += [(rel / f).as_posix() for f in filenames if not f.startswith(".") and f.lower().endswith(IMAGE_SUFFIXES)]
+        found += [
+            (rel / f).as_posix() for f in filenames if not f.startswith(".") and f.lower().endswith(IMAGE_SUFFIXES)
+        ]
     if not found:
         raise DataError(f"images={root}: no .jpg/.jpeg/.png files in it or below it")
     return sorted(found)
@@ -179,14 +186,18 @@ class PredictionDataModule(L.LightningDataModule):
         if self.eval_transform is None:
             require_one_size(root, paths, self.max_image_pixels)
         return FileListDataset(
-            root, paths, np.zeros(len(paths), np.int64), transform=self.eval_transform, replace_bad=False,
+            root,
+            paths,
+            np.zeros(len(paths), np.int64),
+            transform=self.eval_transform,
+            replace_bad=False,
             max_image_pixels=self.max_image_pixels,
         )
 
     def _split_dataset(self) -> Any:
         source = self.source
         if self.split.startswith(SOURCE_PREFIX):
-            dataset = source.source_split(self.split[len(SOURCE_PREFIX):])
+            dataset = source.source_split(self.split[len(SOURCE_PREFIX) :])
         else:
             source.setup("predict")
             dataset = getattr(source.splits, self.split)
@@ -218,8 +229,13 @@ class PredictionDataModule(L.LightningDataModule):
             num_workers = default_num_workers(self.trainer.num_devices if self.trainer else 1)
         positioned = PositionedDataset(self.dataset)
         return DataLoader(
-            positioned, batch_size=max(1, self.batch_size // world_size), sampler=sampler, shuffle=False,
-            num_workers=num_workers, collate_fn=positioned.collate, pin_memory=torch.cuda.is_available(),
+            positioned,
+            batch_size=max(1, self.batch_size // world_size),
+            sampler=sampler,
+            shuffle=False,
+            num_workers=num_workers,
+            collate_fn=positioned.collate,
+            pin_memory=torch.cuda.is_available(),
         )
 
     def on_after_batch_transfer(self, batch: Any, dataloader_idx: int) -> Any:

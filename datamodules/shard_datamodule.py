@@ -36,12 +36,11 @@ import numpy as np
 from torch.utils.data import DataLoader
 
 from litvision.datamodules.base import ClassificationDataModule, Splits, default_num_workers
-from litvision.datamodules.readers.decode import POLICIES, BadImagePolicy
 from litvision.datamodules.datasets.file_dataset import collate_skipping_bad
+from litvision.datamodules.readers.decode import DEFAULT_MAX_IMAGE_PIXELS, POLICIES, BadImagePolicy, check_pixel_budget
 from litvision.datamodules.shards.manifest import REWRITE, is_remote
 from litvision.utils.errors import ConfigError, DataError, MissingDataError
 from litvision.utils.names import unescape_name
-from litvision.datamodules.readers.decode import DEFAULT_MAX_IMAGE_PIXELS, check_pixel_budget
 from litvision.utils.optional import require
 
 log = logging.getLogger(__name__)
@@ -163,35 +162,43 @@ class ShardDataModule(ClassificationDataModule):
         return "size" if training else "sha256"
 
     def stream(self, split: str, training: bool) -> Any:
+        from litvision.datamodules.shards.manifest import shard_url, split_entries
         from litvision.datamodules.shards.reader import read_shard
         from litvision.datamodules.shards.stream import ShardStream
-        from litvision.datamodules.shards.manifest import shard_url, split_entries
 
         if split not in self.manifest["splits"]:
-            raise DataError(f"the shard set {self.shards} has no {split!r} split (it has {sorted(self.manifest['splits'])}); "
-                            "re-run prepare_shards.py to write it")
+            raise DataError(
+                f"the shard set {self.shards} has no {split!r} split (it has {sorted(self.manifest['splits'])}); "
+                "re-run prepare_shards.py to write it"
+            )
         verify = self.verify_level(training)
         entries = split_entries(self.manifest, split, self.shards)
         urls = [shard_url(self.shards, e.name) for e in entries]
         if verify != "none":
             self._check_local_sizes(urls, entries)
-        for url, entry in zip(urls, entries):
+        for url, entry in zip(urls, entries, strict=True):
             if entry.count == 0:  # no stream reads an empty shard: check here that it is one
                 for _ in read_shard(url, entry, self.num_classes, verify=verify):
                     pass
         return ShardStream(
-            [u for u, e in zip(urls, entries) if e.count > 0], [e for e in entries if e.count > 0],
-            num_classes=self.num_classes, verify=verify,
-            transform=self.train_transform if training else self.eval_transform, training=training,
-            seed=self.seed if self.seed is not None else 0, shuffle_buffer=self.shuffle_buffer,
-            on_bad_image=self.on_bad_image, name=split, max_image_pixels=self.max_image_pixels,
+            [u for u, e in zip(urls, entries, strict=True) if e.count > 0],
+            [e for e in entries if e.count > 0],
+            num_classes=self.num_classes,
+            verify=verify,
+            transform=self.train_transform if training else self.eval_transform,
+            training=training,
+            seed=self.seed if self.seed is not None else 0,
+            shuffle_buffer=self.shuffle_buffer,
+            on_bad_image=self.on_bad_image,
+            name=split,
+            max_image_pixels=self.max_image_pixels,
         )
 
     def _check_local_sizes(self, urls: list[str], entries: list[Any]) -> None:
         """Local shards: the size of every file against the manifest, before any process forks (a stat each)."""
         if is_remote(self.shards):
             return  # counted as the shards stream
-        for url, entry in zip(urls, entries):
+        for url, entry in zip(urls, entries, strict=True):
             try:
                 size = os.stat(url).st_size
             except FileNotFoundError as e:
@@ -220,15 +227,21 @@ class ShardDataModule(ClassificationDataModule):
             log.warning("val_split and test_split are both %r: test metrics are not an independent estimate", val)
         val_stream = self.stream(val, training=False)
         self.splits = Splits(
-            train=self.stream("train", training=True), val=val_stream,
+            train=self.stream("train", training=True),
+            val=val_stream,
             test=val_stream if test == val else self.stream(test, training=False),
         )
         left_out = {s: len(i.get("bad_files", [])) for s, i in self.manifest["splits"].items() if i.get("bad_files")}
         if left_out:
             log.info("unreadable files left out when the shards were written (listed in the manifest): %s", left_out)
         log.info(
-            "%s: %d train / %d val / %d test images in shards at %s, %d classes", type(self).__name__,
-            self.splits.train.total, self.splits.val.total, self.splits.test.total, self.shards, self.num_classes,
+            "%s: %d train / %d val / %d test images in shards at %s, %d classes",
+            type(self).__name__,
+            self.splits.train.total,
+            self.splits.val.total,
+            self.splits.test.total,
+            self.shards,
+            self.num_classes,
         )
 
     @property
@@ -239,14 +252,18 @@ class ShardDataModule(ClassificationDataModule):
         """Images that failed to decode while reading, per split (the epoch log reports these)."""
         if self.splits is None:
             return {}
-        return {stream.name: stream.bad_images.count() for stream in (self.splits.train, self.splits.val, self.splits.test)}
+        return {
+            stream.name: stream.bad_images.count() for stream in (self.splits.train, self.splits.val, self.splits.test)
+        }
 
     def train_dataloader(self) -> DataLoader:
         from litvision.datamodules.shards.stream import ResumableShardLoader
 
         self._require_setup()
         stream = self._configured(self.splits.train, drop_last=self.drop_last)
-        loader = ResumableShardLoader(stream, batches_done_fn=self._batches_done, epoch_fn=self._epoch_fn(), **self._loader_args())
+        loader = ResumableShardLoader(
+            stream, batches_done_fn=self._batches_done, epoch_fn=self._epoch_fn(), **self._loader_args()
+        )
         if self._resume_position is not None:  # the first train loader after a resume starts where the run stopped
             loader.load_state_dict(self._resume_position)
             self._resume_position = None
@@ -264,7 +281,9 @@ class ShardDataModule(ClassificationDataModule):
 
     def load_state_dict(self, state_dict: dict[str, Any]) -> None:
         position = state_dict.get("resume_position")
-        self._resume_position = {"epoch": int(position["epoch"]), "batches": int(position["batches"])} if position else None
+        self._resume_position = (
+            {"epoch": int(position["epoch"]), "batches": int(position["batches"])} if position else None
+        )
 
     def val_dataloader(self) -> DataLoader:
         return self._eval_loader(self.splits.val)
@@ -286,12 +305,13 @@ class ShardDataModule(ClassificationDataModule):
     def _loader_args(self) -> dict[str, Any]:
         import torch
 
-        return dict(
-            batch_size=self.per_device_batch_size(), num_workers=self.num_workers,
-            pin_memory=self.pin_memory and torch.cuda.is_available(),
-            persistent_workers=self.persistent_workers and self.num_workers > 0,
-            collate_fn=collate_skipping_bad,
-        )
+        return {
+            "batch_size": self.per_device_batch_size(),
+            "num_workers": self.num_workers,
+            "pin_memory": self.pin_memory and torch.cuda.is_available(),
+            "persistent_workers": self.persistent_workers and self.num_workers > 0,
+            "collate_fn": collate_skipping_bad,
+        }
 
     def _epoch_fn(self):
         """The trainer's epoch counter; without a trainer (plain Python) the loader counts its passes."""

@@ -33,8 +33,17 @@ log = logging.getLogger(__name__)
 # Hydra overrides that describe the sweep/launch rather than the job: a child rank must not
 # inherit them (it would sweep again, or write elsewhere). Everything else is passed on.
 _SWEEP_ONLY_HYDRA_KEYS = (
-    "hydra.mode", "hydra.run", "hydra.sweep", "hydra/sweeper", "hydra.sweeper", "hydra/launcher",
-    "hydra.launcher", "hydra.job.name", "hydra.output_subdir", "hydra.job.num", "hydra.job.id",
+    "hydra.mode",
+    "hydra.run",
+    "hydra.sweep",
+    "hydra/sweeper",
+    "hydra.sweeper",
+    "hydra/launcher",
+    "hydra.launcher",
+    "hydra.job.name",
+    "hydra.output_subdir",
+    "hydra.job.num",
+    "hydra.job.id",
 )
 
 

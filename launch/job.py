@@ -18,9 +18,9 @@ from litvision.launch.process import (
     isolated_ddp_job,
     quiet_non_zero_ranks,
 )
+from litvision.launch.sweep_objective import metric_direction, optimized_value
 from litvision.launch.user_errors import user_errors_as_one_line
 from litvision.loggers.wandb_logger import finish_wandb
-from litvision.launch.sweep_objective import metric_direction, optimized_value
 
 
 def hydra_settings() -> DictConfig | None:

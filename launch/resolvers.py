@@ -28,9 +28,12 @@ def _round(value: float) -> int:
 
 
 RESOLVERS = {
-    "lv.mul": _mul, "lv.div": _div, "lv.round": _round,
+    "lv.mul": _mul,
+    "lv.div": _div,
+    "lv.round": _round,
     # the SLURM request that matches the trainer (conf/hydra/launcher/slurm.yaml)
-    "lv.slurm_tasks_per_node": slurm_tasks_per_node, "lv.slurm_gpus_per_node": slurm_gpus_per_node,
+    "lv.slurm_tasks_per_node": slurm_tasks_per_node,
+    "lv.slurm_gpus_per_node": slurm_gpus_per_node,
 }
 
 

@@ -45,6 +45,8 @@ def optimized_value(metrics: dict[str, Any], name: str | None, direction: str = 
         raise KeyError(f"optimized_metric={name!r} not among the final metrics: {sorted(metrics)}")
     value = metrics[name]
     if value is None or not math.isfinite(value):
-        log.warning("optimized_metric %s is %s (diverged run): reporting %s to the sweeper", name, value, worst_value(direction))
+        log.warning(
+            "optimized_metric %s is %s (diverged run): reporting %s to the sweeper", name, value, worst_value(direction)
+        )
         return worst_value(direction)
     return float(value)

@@ -70,9 +70,14 @@ def _read_record(path: Path) -> tuple[dict[str, Any] | None, str | None]:
 def _unreadable_row(job_dir: Path, error: str) -> dict[str, Any]:
     log.warning("sweep summary: %s", error)
     return {
-        "job_num": int(job_dir.name) if job_dir.name.isdigit() else None, "status": "UNREADABLE",
-        "overrides": [], "optimized_metric": None, "error": error, "output_dir": str(job_dir),
-        "value": None, "metrics": {},
+        "job_num": int(job_dir.name) if job_dir.name.isdigit() else None,
+        "status": "UNREADABLE",
+        "overrides": [],
+        "optimized_metric": None,
+        "error": error,
+        "output_dir": str(job_dir),
+        "value": None,
+        "metrics": {},
     }
 
 
@@ -144,11 +149,20 @@ def render(rows: list[dict[str, Any]], direction: str) -> tuple[str, str]:
     writer.writerow([csv_cell(cell) for cell in [*head, *metric_keys, "error", "overrides", "output_dir"]])
     for rank, row in enumerate(rows, 1):
         job = dict(_split_override(o) for o in row.get("overrides", []))
-        writer.writerow(csv_cell(cell) for cell in [
-            rank, _fmt(row.get("job_num")), row["status"], *(job.get(p, "") for p in params), _fmt(row["value"]),
-            *(_fmt(row["metrics"].get(k)) for k in metric_keys), row.get("error") or "",
-            " ".join(row.get("overrides", [])), row.get("output_dir", ""),
-        ])
+        writer.writerow(
+            csv_cell(cell)
+            for cell in [
+                rank,
+                _fmt(row.get("job_num")),
+                row["status"],
+                *(job.get(p, "") for p in params),
+                _fmt(row["value"]),
+                *(_fmt(row["metrics"].get(k)) for k in metric_keys),
+                row.get("error") or "",
+                " ".join(row.get("overrides", [])),
+                row.get("output_dir", ""),
+            ]
+        )
 
     shown = [k for k in KEY_METRICS if k != metric and any(k in r["metrics"] for r in rows)]
     md_head = [*head, *shown, "error"]
@@ -162,8 +176,13 @@ def render(rows: list[dict[str, Any]], direction: str) -> tuple[str, str]:
         job = dict(_split_override(o) for o in row.get("overrides", []))
         error = (row.get("error") or "").replace("|", "\\|").replace("\n", " ")[:200]
         cells = [
-            str(rank), _fmt(row.get("job_num")), row["status"], *(f"`{job.get(p, '')}`" for p in params),
-            _fmt(row["value"]), *(_fmt(row["metrics"].get(k)) for k in shown), error,
+            str(rank),
+            _fmt(row.get("job_num")),
+            row["status"],
+            *(f"`{job.get(p, '')}`" for p in params),
+            _fmt(row["value"]),
+            *(_fmt(row["metrics"].get(k)) for k in shown),
+            error,
         ]
         lines.append("| " + " | ".join(cells) + " |")
     return buffer.getvalue(), "\n".join(lines) + "\n"
@@ -223,6 +242,9 @@ class SweepSummary(Callback):
         failed = sum(row["status"] == "FAILED" for row in rows)
         diverged = sum(row["status"] == "DIVERGED" for row in rows)
         log.info(
-            "sweep summary: %d jobs (%d failed, %d diverged) -> %s", len(rows), failed, diverged,
+            "sweep summary: %d jobs (%d failed, %d diverged) -> %s",
+            len(rows),
+            failed,
+            diverged,
             sweep_dir / "summary.md",
         )

@@ -41,7 +41,7 @@ def one_line(error: UserError) -> str:
     # litvision.utils.errors.DataError: <message>"): keep the original message only
     marker = f"{type(error).__name__}: "
     if text.startswith(f"Caught {type(error).__name__} in DataLoader worker") and marker in text:
-        text = text[text.rfind(marker) + len(marker):]
+        text = text[text.rfind(marker) + len(marker) :]
     message = " ".join(line.strip() for line in text.splitlines() if line.strip())
     return escape_surrogates(f"{type(error).__name__}: {message}")  # a file name's undecodable bytes as \xNN
 

@@ -31,8 +31,8 @@ from typing import Any
 
 import torch
 
-from litvision.lightning_modules.training import losses, optimizers, schedulers
 from litvision.lightning_modules.backbones import BACKBONES, build_backbone
+from litvision.lightning_modules.training import losses, optimizers, schedulers
 from litvision.utils.errors import ConfigError, DataError
 
 FACTORY_KEYS = ("backbone", "optimizer", "scheduler", "loss")
@@ -77,10 +77,14 @@ def builtin_targets() -> dict[str, frozenset[str]]:
     return {
         "backbone": frozenset(_backbone_targets()),
         "optimizer": frozenset(_torch_optimizers() | {dotted_name(optimizers.sgd_scaled_vectors)}),
-        "scheduler": frozenset(dotted_name(f) for f in (
-            schedulers.warmup_cosine, schedulers.one_cycle, schedulers.multistep, schedulers.triangular)),
-        "loss": frozenset(dotted_name(f) for f in (
-            losses.cross_entropy, losses.class_balanced, losses.focal, losses.logit_adjusted, losses.drw)),
+        "scheduler": frozenset(
+            dotted_name(f)
+            for f in (schedulers.warmup_cosine, schedulers.one_cycle, schedulers.multistep, schedulers.triangular)
+        ),
+        "loss": frozenset(
+            dotted_name(f)
+            for f in (losses.cross_entropy, losses.class_balanced, losses.focal, losses.logit_adjusted, losses.drw)
+        ),
     }
 
 
@@ -108,7 +112,9 @@ class CheckpointTrust:
         return cls(everything=trust_checkpoint, targets=frozenset(targets))
 
 
-def check_checkpoint_targets(hparams: Mapping[str, Any], source: str, trust: CheckpointTrust = CheckpointTrust()) -> None:
+def check_checkpoint_targets(
+    hparams: Mapping[str, Any], source: str, trust: CheckpointTrust = CheckpointTrust()
+) -> None:
     """Refuse (DataError, one line) hyper-parameters that would build anything but the allowlist's targets."""
     if trust.everything:
         return
@@ -120,7 +126,9 @@ def check_checkpoint_targets(hparams: Mapping[str, Any], source: str, trust: Che
             _check_arguments(key, value, key in INSTANTIATED_KEYS, source, trust)
 
 
-def _check_factory(key: str, config: Mapping[str, Any], allowed: frozenset[str], source: str, trust: CheckpointTrust) -> None:
+def _check_factory(
+    key: str, config: Mapping[str, Any], allowed: frozenset[str], source: str, trust: CheckpointTrust
+) -> None:
     target = config["_target_"]
     if not isinstance(target, str) or (target not in allowed and target not in trust.targets):
         raise DataError(

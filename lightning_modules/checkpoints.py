@@ -50,13 +50,15 @@ def load_checkpoint(path: str | Path, map_location: Any = "cpu") -> dict[str, An
             raise DataError(f"ckpt_path={path} is not a readable checkpoint ({_what_it_is(path)})") from err
         raise DataError(
             f"ckpt_path={path} holds pickled Python objects ({_unsafe_global(err)}), so loading it could run code: "
-            f"refused. If you trust where it came from, convert it once: python -c \"from "
+            f'refused. If you trust where it came from, convert it once: python -c "from '
             f"litvision.lightning_modules.checkpoints import convert_trusted_checkpoint as c; "
             f"c('{path}', '{converted_name(path)}')\" and use the new file"
         ) from err
     except (RuntimeError, EOFError, OSError) as err:
-        raise DataError(f"ckpt_path={path} is not a readable checkpoint ({_what_it_is(path)}): {_first_line(err)}") from err
-    except Exception as err:  # noqa: BLE001 - torch's unpickler on arbitrary bytes: KeyError, IndexError, ...
+        raise DataError(
+            f"ckpt_path={path} is not a readable checkpoint ({_what_it_is(path)}): {_first_line(err)}"
+        ) from err
+    except Exception as err:
         raise DataError(f"ckpt_path={path} is not a readable checkpoint ({_what_it_is(path)})") from err
     if not isinstance(checkpoint, dict):
         raise DataError(f"ckpt_path={path} holds a {type(checkpoint).__name__}, not a Lightning checkpoint")
@@ -201,7 +203,9 @@ def _load_without_code(source: Path) -> dict[str, Any]:
         found = UNPICKLER_ERROR.search(str(err))
         raise DataError(f"{source} cannot be converted: {found.group(1) if found else _first_line(err)}") from err
     except (RuntimeError, EOFError, OSError) as err:
-        raise DataError(f"{source} is not a readable checkpoint (truncated or not a torch file): {_first_line(err)}") from err
+        raise DataError(
+            f"{source} is not a readable checkpoint (truncated or not a torch file): {_first_line(err)}"
+        ) from err
     if not isinstance(checkpoint, dict):
         raise DataError(f"{source} holds a {type(checkpoint).__name__}, not a Lightning checkpoint")
     return checkpoint
@@ -256,7 +260,7 @@ def _unsafe_global(err: BaseException) -> str:
 
 
 def _what_it_is(path: Path) -> str:
-    """"a text file starting 'epoch: 3'" for a file that is text; else "truncated or not a torch file"."""
+    """ "a text file starting 'epoch: 3'" for a file that is text; else "truncated or not a torch file"."""
     try:
         with open(path, "rb") as handle:
             head = handle.read(256)

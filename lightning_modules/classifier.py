@@ -17,11 +17,16 @@ from torch import nn
 from torchmetrics import MaxMetric, MeanMetric
 
 from litvision.lightning_modules.metrics.collections import eval_metrics, flatten_results, train_metrics
-from litvision.lightning_modules.training.mixing import BatchMixer, require_soft_target_loss
 from litvision.lightning_modules.plain_config import build_factory, factory_config, is_plain
 from litvision.lightning_modules.resume_check import (
-    PLAN_KEY, check_resume_classes, check_resume_steps, class_difference, plan_record, short,
+    PLAN_KEY,
+    check_resume_classes,
+    check_resume_steps,
+    class_difference,
+    plan_record,
+    short,
 )
+from litvision.lightning_modules.training.mixing import BatchMixer, require_soft_target_loss
 from litvision.utils.errors import ConfigError
 
 log = logging.getLogger(__name__)
@@ -61,7 +66,7 @@ def check_backbone(factory: Any, config: Mapping[str, Any]) -> None:
     except TypeError as err:  # e.g. an argument the factory does not take
         settings = {key: value for key, value in config.items() if not key.startswith("_")}
         raise ConfigError(f"model.backbone ({config['_target_']}, {settings}) is invalid: {err}") from err
-    except Exception:  # noqa: BLE001 - a factory that cannot run on "meta" is checked when it is really built
+    except Exception:
         log.debug("backbone dry run on the meta device skipped", exc_info=True)
 
 
@@ -179,8 +184,13 @@ class ImageClassifier(L.LightningModule):
                 "you trust with litvision.lightning_modules.checkpoints.convert_trusted_checkpoint"
             )
         model = load_classifier(
-            checkpoint_path, map_location or "cpu", model_class=cls, trust_checkpoint=trust_checkpoint,
-            trust_checkpoint_targets=trust_checkpoint_targets, overrides=kwargs, strict=True if strict is None else strict,
+            checkpoint_path,
+            map_location or "cpu",
+            model_class=cls,
+            trust_checkpoint=trust_checkpoint,
+            trust_checkpoint_targets=trust_checkpoint_targets,
+            overrides=kwargs,
+            strict=True if strict is None else strict,
         )
         # as Lightning does: the model on the device the weights were mapped to
         return model.to(map_location) if isinstance(map_location, (str, torch.device)) else model
@@ -235,7 +245,9 @@ class ImageClassifier(L.LightningModule):
         # val/test loss as torchmetrics (sum of losses, count), summed across ranks at epoch end:
         # exact with unequal DDP shards, where Lightning's sync_dist mean truncates the integer
         # sample count (fabric/utilities/distributed.py::_sync_ddp). NaN kept: it means divergence.
-        self.eval_loss = nn.ModuleDict({"val": MeanMetric(nan_strategy="disable"), "test": MeanMetric(nan_strategy="disable")})
+        self.eval_loss = nn.ModuleDict(
+            {"val": MeanMetric(nan_strategy="disable"), "test": MeanMetric(nan_strategy="disable")}
+        )
         # Last computed per-split results (incl. confusion matrix) for callbacks to visualise.
         self.epoch_results: dict[str, dict[str, Any]] = {}
 
@@ -373,4 +385,3 @@ class ImageClassifier(L.LightningModule):
             if param.requires_grad:
                 (no_decay if param.ndim <= 1 else decay).append(param)
         return [{"params": decay}, {"params": no_decay, "weight_decay": 0.0}]
-

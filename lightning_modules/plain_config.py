@@ -68,7 +68,7 @@ def _partial_config(factory: functools.partial, name: str) -> dict[str, Any]:
     path = f"{getattr(func, '__module__', '')}.{getattr(func, '__qualname__', '')}"
     try:
         importable = "<" not in path and get_object(path) is func
-    except Exception:  # noqa: BLE001 - any import/lookup failure means "not importable"
+    except Exception:
         importable = False
     if not importable:
         raise ConfigError(_refusal(factory, name))

@@ -29,14 +29,21 @@ from litvision.utils.errors import ConfigError, DataError
 PLAN_KEY = "litvision_plan"
 
 
-def check_resume_config(path: Any, checkpoint: Mapping[str, Any], model_hparams: Mapping[str, Any], trainer: Any) -> None:
+def check_resume_config(
+    path: Any, checkpoint: Mapping[str, Any], model_hparams: Mapping[str, Any], trainer: Any
+) -> None:
     """Architecture, optimizer and schedule of the checkpoint against this run's model and trainer."""
     hparams = checkpoint.get("hyper_parameters")
     if not isinstance(hparams, Mapping) or "backbone" not in hparams:
-        raise DataError(f"ckpt_path={path} is not a litvision model checkpoint (no hyper-parameters): it cannot be resumed")
+        raise DataError(
+            f"ckpt_path={path} is not a litvision model checkpoint (no hyper-parameters): it cannot be resumed"
+        )
     if "backbone" in model_hparams and hparams["backbone"] != model_hparams["backbone"]:
-        _refuse(path, f"it holds a {describe_factory(hparams['backbone'])} model, the config asks for "
-                      f"{describe_factory(model_hparams['backbone'])} (model=...)")
+        _refuse(
+            path,
+            f"it holds a {describe_factory(hparams['backbone'])} model, the config asks for "
+            f"{describe_factory(model_hparams['backbone'])} (model=...)",
+        )
     # the optimizer's settings are restored from the checkpoint (a changed lr would be silently ignored), the
     # scheduler's are re-planned like a larger max_epochs (e.g. warmup_fraction: ${lv.div:5,${trainer.max_epochs}})
     compared = {
@@ -64,7 +71,9 @@ def check_resume_classes(path: Any, checkpoint: Mapping[str, Any], data_names: S
     if names is None or list(names) == list(data_names):
         return
     what = class_difference(list(data_names), list(names))
-    _refuse(path, f"it was trained on other classes than {data_name}'s ({what}; the checkpoint has {short(list(names))})")
+    _refuse(
+        path, f"it was trained on other classes than {data_name}'s ({what}; the checkpoint has {short(list(names))})"
+    )
 
 
 def check_resume_steps(path: Any, plan: Mapping[str, Any] | None, steps_per_epoch: float) -> None:
@@ -73,9 +82,12 @@ def check_resume_steps(path: Any, plan: Mapping[str, Any] | None, steps_per_epoc
     if recorded is None or not math.isfinite(steps_per_epoch):  # unknown (an iterable dataset without a length)
         return
     if int(recorded) != int(steps_per_epoch):
-        _refuse(path, f"its run took {recorded} optimizer steps per epoch, this one takes {int(steps_per_epoch)} "
-                      "(another dataset size, dataset.batch_size, number of devices, limit_train_batches or "
-                      "accumulate_grad_batches)")
+        _refuse(
+            path,
+            f"its run took {recorded} optimizer steps per epoch, this one takes {int(steps_per_epoch)} "
+            "(another dataset size, dataset.batch_size, number of devices, limit_train_batches or "
+            "accumulate_grad_batches)",
+        )
 
 
 def plan_record(trainer: Any) -> dict[str, Any]:
@@ -122,8 +134,10 @@ def class_difference(data_names: list[str], model_names: list[str]) -> str:
         return f"class names unknown to the model: {short(unknown)}"
     if len(data_names) != len(model_names):
         return f"{len(data_names)} classes for a model of {len(model_names)}"
-    first = next(i for i, (a, b) in enumerate(zip(data_names, model_names)) if a != b)
-    return f"the same names in another order (class {first} is {data_names[first]!r}, the model's {model_names[first]!r})"
+    first = next(i for i, (a, b) in enumerate(zip(data_names, model_names, strict=True)) if a != b)
+    return (
+        f"the same names in another order (class {first} is {data_names[first]!r}, the model's {model_names[first]!r})"
+    )
 
 
 def short(names: list[str], limit: int = 5) -> str:

@@ -52,7 +52,9 @@ def audit(cfg: DictConfig) -> dict[str, Any]:
         if name == "balance":
             from litvision.data_audit.balance import run_balance
 
-            results.append(run_balance(data, out_dir, float(options.balance.beta), float(options.balance.max_test_imbalance)))
+            results.append(
+                run_balance(data, out_dir, float(options.balance.beta), float(options.balance.max_test_imbalance))
+            )
         elif name == "health":
             from litvision.data_audit.health import run_health
 
@@ -69,7 +71,9 @@ def audit(cfg: DictConfig) -> dict[str, Any]:
         from litvision.data_audit.clean_split import FILE_NAME, exclusion_groups, write_exclusions
 
         if not {"duplicates", "label_errors"} & set(sections):
-            raise ConfigError("audit.write_exclusions=true needs the duplicates or label_errors section in audit.sections")
+            raise ConfigError(
+                "audit.write_exclusions=true needs the duplicates or label_errors section in audit.sections"
+            )
         exclusions = write_exclusions(out_dir / FILE_NAME, exclusion_groups(data, pairs, suspects))
         log.info("audit: wrote %s (train on the clean split with dataset.exclude_ids=%s)", exclusions, exclusions)
 
@@ -109,7 +113,11 @@ def _check_fold_options(cfg: DictConfig, options: DictConfig) -> None:
     if fold is not None and options.get("ckpt_path"):
         raise ConfigError("audit.fold and audit.ckpt_path exclude each other: a checkpoint needs no cross-fitting")
     multirun = HydraConfig.initialized() and HydraConfig.get().mode == RunMode.MULTIRUN
-    if fold is not None and multirun and Path(str(options.folds_dir)).resolve().is_relative_to(Path(cfg.paths.output_dir).resolve()):
+    if (
+        fold is not None
+        and multirun
+        and Path(str(options.folds_dir)).resolve().is_relative_to(Path(cfg.paths.output_dir).resolve())
+    ):
         raise ConfigError(
             "audit.fold in a multirun: every job has its own run dir, so the folds must go to one shared folder: "
             "add audit.folds_dir=DIR (then merge with: python audit.py audit.folds_dir=DIR ...)"
@@ -128,7 +136,14 @@ def _cross_fit(cfg: DictConfig, data: AuditData):
 
     options = cfg.audit.label_errors
     epochs = options.get("epochs")
-    return CrossFit(cfg, data, cfg.audit.folds_dir, int(options.folds), None if epochs is None else int(epochs), int(options.fold_seed))
+    return CrossFit(
+        cfg,
+        data,
+        cfg.audit.folds_dir,
+        int(options.folds),
+        None if epochs is None else int(epochs),
+        int(options.fold_seed),
+    )
 
 
 def run_single_fold(cfg: DictConfig, data: AuditData, fold: int) -> dict[str, Any]:
@@ -138,33 +153,42 @@ def run_single_fold(cfg: DictConfig, data: AuditData, fold: int) -> dict[str, An
     else:
         crossfit.run_fold(fold)
     missing = crossfit.missing()
-    log.info("audit: fold %d ready; %s", fold,
-             f"folds {missing} still to run" if missing else
-             f"all folds done: merge with python audit.py audit.folds_dir={crossfit.folds_dir} (same dataset and recipe)")
+    log.info(
+        "audit: fold %d ready; %s",
+        fold,
+        f"folds {missing} still to run"
+        if missing
+        else f"all folds done: merge with python audit.py audit.folds_dir={crossfit.folds_dir} (same dataset and recipe)",
+    )
     return {}
 
 
 def run_label_error_section(cfg: DictConfig, data: AuditData, out_dir: Path):
-    from litvision.tasks.audit_cross_fit import checkpoint_probabilities
     from litvision.data_audit.label_errors import run_label_errors
+    from litvision.tasks.audit_cross_fit import checkpoint_probabilities
 
     options = cfg.audit.label_errors
     ckpt_path = cfg.audit.get("ckpt_path")
     if ckpt_path:
         split = str(options.split)
-        ids, labels, probabilities = checkpoint_probabilities(cfg, data, ckpt_path, split, out_dir / "checkpoint_predictions")
+        ids, labels, probabilities = checkpoint_probabilities(
+            cfg, data, ckpt_path, split, out_dir / "checkpoint_predictions"
+        )
         source = f"checkpoint `{ckpt_path}` on split `{split}`"
     else:
         crossfit = _cross_fit(cfg, data)
         crossfit.run()
         ids, labels, probabilities = crossfit.ids, crossfit.targets, crossfit.collect()
         epochs = crossfit.epochs if crossfit.epochs is not None else cfg.trainer.get("max_epochs")
-        source = (f"{crossfit.folds}-fold cross-fitting of source split `{crossfit.split.name}` ({epochs} epochs per fold, "
-                  f"folds in `{crossfit.folds_dir}`)")
+        source = (
+            f"{crossfit.folds}-fold cross-fitting of source split `{crossfit.split.name}` ({epochs} epochs per fold, "
+            f"folds in `{crossfit.folds_dir}`)"
+        )
     num_issues = options.num_issues
     num_issues = num_issues if isinstance(num_issues, str) else int(num_issues)
-    return run_label_errors(data, ids, labels, probabilities, out_dir, source, str(options.rank_by), num_issues,
-                            int(cfg.audit.max_rows))
+    return run_label_errors(
+        data, ids, labels, probabilities, out_dir, source, str(options.rank_by), num_issues, int(cfg.audit.max_rows)
+    )
 
 
 def run_duplicate_section(cfg: DictConfig, data: AuditData, scans: dict, out_dir: Path):
@@ -172,8 +196,11 @@ def run_duplicate_section(cfg: DictConfig, data: AuditData, scans: dict, out_dir
 
     options = cfg.audit.duplicates
     search = NearDuplicateSearch(
-        max_shift=int(options.max_shift), feature_size=int(options.feature_size), neighbors=int(options.neighbors),
-        candidate_distance=float(options.candidate_distance), max_distance=float(options.max_distance),
+        max_shift=int(options.max_shift),
+        feature_size=int(options.feature_size),
+        neighbors=int(options.neighbors),
+        candidate_distance=float(options.candidate_distance),
+        max_distance=float(options.max_distance),
         index=str(options.index),
     )
     check = None

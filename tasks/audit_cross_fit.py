@@ -75,7 +75,9 @@ def single_device(trainer_cfg: DictConfig) -> bool:
 class CrossFit:
     """k-fold cross-fitting of the training source split with the run's own training code."""
 
-    def __init__(self, cfg: DictConfig, data: AuditData, folds_dir: str | Path, folds: int, epochs: int | None, seed: int) -> None:
+    def __init__(
+        self, cfg: DictConfig, data: AuditData, folds_dir: str | Path, folds: int, epochs: int | None, seed: int
+    ) -> None:
         self.cfg = cfg
         self.data = data
         self.split = data.splits[data.train_split]
@@ -116,15 +118,21 @@ class CrossFit:
         out = self.fold_dir(k)
         held = self.ids[self.assignment == k]
         log.info("audit: fold %d/%d: training without its %d images in %s", k + 1, self.folds, len(held), out)
-        left_out = write_id_list(out / "held_out_ids.txt", [*held, *self.user_excluded],
-                                 f"fold {k}: images this fold's model is not trained on")
+        left_out = write_id_list(
+            out / "held_out_ids.txt",
+            [*held, *self.user_excluded],
+            f"fold {k}: images this fold's model is not trained on",
+        )
         metrics = train(self._train_config(out, left_out))
         checkpoint = best_checkpoint(out / "checkpoints")
 
         keep = set(held.tolist())
         others = [sample_id for sample_id in self.ids if sample_id not in keep]
-        only_held = write_id_list(out / "not_held_out_ids.txt", [*others, *self.user_excluded],
-                                  f"fold {k}: every training image but the fold's (the fold is predicted)")
+        only_held = write_id_list(
+            out / "not_held_out_ids.txt",
+            [*others, *self.user_excluded],
+            f"fold {k}: every training image but the fold's (the fold is predicted)",
+        )
         summary = predict(self._predict_config(out, checkpoint, only_held))
         if global_rank() != 0:
             return out / RESULT  # rank zero writes the predictions and the result
@@ -135,11 +143,22 @@ class CrossFit:
         if set(predicted_ids.tolist()) - keep:
             raise DataError(f"fold {k}: predictions for images outside the fold (exclude_ids not applied?)")
         result = out / RESULT
-        write_atomic(result, lambda handle: np.savez(
-            handle, ids=predicted_ids, probabilities=probabilities.astype(np.float32), digest=np.asarray(self.digest),
-            val_accuracy=np.asarray(float(metrics.get("val/acc_best", np.nan))),
-        ))
-        log.info("audit: fold %d done: held-out top-1 %.3f (%d images)", k, summary.get("accuracy_top1") or float("nan"), len(predicted_ids))
+        write_atomic(
+            result,
+            lambda handle: np.savez(
+                handle,
+                ids=predicted_ids,
+                probabilities=probabilities.astype(np.float32),
+                digest=np.asarray(self.digest),
+                val_accuracy=np.asarray(float(metrics.get("val/acc_best", np.nan))),
+            ),
+        )
+        log.info(
+            "audit: fold %d done: held-out top-1 %.3f (%d images)",
+            k,
+            summary.get("accuracy_top1") or float("nan"),
+            len(predicted_ids),
+        )
         return result
 
     def run(self) -> None:
@@ -186,9 +205,12 @@ class CrossFit:
             config.images = None
             config.predict_data.split = config.split
             config.logger = None
-            config.callbacks = {"prediction_writer": {
-                "_target_": "litvision.callbacks.prediction_writer.PredictionWriter", "output_dir": str(out),
-            }}
+            config.callbacks = {
+                "prediction_writer": {
+                    "_target_": "litvision.callbacks.prediction_writer.PredictionWriter",
+                    "output_dir": str(out),
+                }
+            }
         return config
 
 
@@ -197,8 +219,10 @@ def _recipe(cfg: DictConfig, epochs: int | None) -> dict[str, Any]:
     from omegaconf import OmegaConf
 
     keys = ("model", "optimizer", "scheduler", "loss", "sampler", "mixing", "augmentation", "seed")
-    recipe = {key: OmegaConf.to_container(cfg[key], resolve=False) if isinstance(cfg.get(key), DictConfig) else cfg.get(key)
-              for key in keys}
+    recipe = {
+        key: OmegaConf.to_container(cfg[key], resolve=False) if isinstance(cfg.get(key), DictConfig) else cfg.get(key)
+        for key in keys
+    }
     recipe["epochs"] = epochs if epochs is not None else cfg.trainer.get("max_epochs")
     return recipe
 
@@ -231,7 +255,9 @@ def _read_ids(predictions_csv: Path) -> list[str]:
         return [read_csv_cell(row["id"]) for row in csv.DictReader(f)]
 
 
-def checkpoint_probabilities(cfg: DictConfig, data: AuditData, ckpt_path: str, split: str, out: Path) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def checkpoint_probabilities(
+    cfg: DictConfig, data: AuditData, ckpt_path: str, split: str, out: Path
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """(ids, given labels, probabilities) of a trained checkpoint on ``split`` (one it was not trained on)."""
     from litvision.tasks.predict import predict
 
@@ -243,9 +269,12 @@ def checkpoint_probabilities(cfg: DictConfig, data: AuditData, ckpt_path: str, s
         config.images = None
         config.predict_data.split = split
         config.logger = None
-        config.callbacks = {"prediction_writer": {
-            "_target_": "litvision.callbacks.prediction_writer.PredictionWriter", "output_dir": str(out),
-        }}
+        config.callbacks = {
+            "prediction_writer": {
+                "_target_": "litvision.callbacks.prediction_writer.PredictionWriter",
+                "output_dir": str(out),
+            }
+        }
     if not Path(ckpt_path).is_file():
         from litvision.utils.errors import MissingDataError
 

@@ -58,7 +58,9 @@ def _log_wandb(run: Any, sections: list[Section], report: Path, metrics: dict[st
                 cells = [wandb.Image(t) for t in table.thumbnails[k]] if with_images else []
                 wandb_table.add_data(*cells, *row)
                 if with_images:
-                    images.append(wandb.Image(_side_by_side(table.thumbnails[k]), caption=" | ".join(str(v) for v in row[:4])))
+                    images.append(
+                        wandb.Image(_side_by_side(table.thumbnails[k]), caption=" | ".join(str(v) for v in row[:4]))
+                    )
             payload[f"audit/{table.name}"] = wandb_table
             if images:
                 payload[f"audit/{table.name}_images"] = images

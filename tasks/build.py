@@ -82,7 +82,9 @@ def log_config(cfg: DictConfig, loggers: list[Any]) -> None:
 
 
 def setup_run(
-    cfg: DictConfig, model: L.LightningModule | None = None, callbacks: list[L.Callback] | None = None,
+    cfg: DictConfig,
+    model: L.LightningModule | None = None,
+    callbacks: list[L.Callback] | None = None,
     resume_from: str | None = None,
 ):
     """Instantiate datamodule, model (unless given, e.g. from a checkpoint), loggers, callbacks

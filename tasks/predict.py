@@ -31,7 +31,9 @@ def predict(cfg: DictConfig) -> dict[str, Any]:
     callbacks = instantiate_group(cfg.get("callbacks"))
     writers = [cb for cb in callbacks if isinstance(cb, PredictionWriter)]
     if len(writers) != 1:
-        raise ConfigError(f"{len(writers)} PredictionWriter callbacks configured; predict needs exactly one (callbacks=predict)")
+        raise ConfigError(
+            f"{len(writers)} PredictionWriter callbacks configured; predict needs exactly one (callbacks=predict)"
+        )
     trainer = instantiate(cfg.trainer, callbacks=callbacks, logger=loggers or False)
     log_config(cfg, loggers)
     trainer.predict(ProbabilityPredictor(classifier), datamodule=data, return_predictions=False)

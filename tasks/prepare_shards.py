@@ -30,8 +30,8 @@ def resolve_workers(workers: int | str | None) -> int:
 def prepare_shards(cfg: DictConfig) -> dict[str, Any]:
     """Instantiate ``cfg.dataset`` (a file dataset) and write its splits into ``cfg.out``."""
     require("webdataset", "shards", "prepare_shards.py")
-    from litvision.datamodules.shards.prepare import prepare
     from litvision.datamodules.class_folder import ClassFolderDataModule
+    from litvision.datamodules.shards.prepare import prepare
 
     # the images are copied as bytes: no transform, sampler or loader is built
     datamodule = instantiate(cfg.dataset, train_transform=None, eval_transform=None, normalize=None, sampler=None)
@@ -41,6 +41,10 @@ def prepare_shards(cfg: DictConfig) -> dict[str, Any]:
             "is not one"
         )
     return prepare(
-        datamodule, cfg.out, samples_per_shard=cfg.samples_per_shard, workers=resolve_workers(cfg.workers),
-        verify=cfg.verify, shuffle_seed=cfg.shuffle_seed,
+        datamodule,
+        cfg.out,
+        samples_per_shard=cfg.samples_per_shard,
+        workers=resolve_workers(cfg.workers),
+        verify=cfg.verify,
+        shuffle_seed=cfg.shuffle_seed,
     )

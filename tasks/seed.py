@@ -39,8 +39,12 @@ def seed_run(cfg: DictConfig, saved_config: Path | None = None) -> int:
             cfg.seed = seed  # ${seed} interpolations (dataset.seed) now resolve to it
         if saved_config is not None and saved_config.is_file():
             record_seed(saved_config, seed)
-        log.info("seed=null: drew seed=%d (in %s; rerun with seed=%d to reproduce this run)",
-                 seed, saved_config or "the logged config", seed)
+        log.info(
+            "seed=null: drew seed=%d (in %s; rerun with seed=%d to reproduce this run)",
+            seed,
+            saved_config or "the logged config",
+            seed,
+        )
     if isinstance(seed, bool) or not isinstance(seed, int) or not 0 <= seed <= MAX_SEED:
         raise ConfigError(f"seed={seed!r} must be an integer in [0, {MAX_SEED}] or null (drawn at random)")
     L.seed_everything(seed, workers=True)

@@ -12,7 +12,7 @@ os.environ.setdefault("WANDB_SILENT", "true")
 # Tests must never reach W&B servers, whatever credentials the machine has.
 os.environ["WANDB_MODE"] = "offline"
 
-from litvision.launch.resolvers import register_resolvers  # noqa: E402
+from litvision.launch.resolvers import register_resolvers
 
 register_resolvers()  # conf/ uses ${lv.*} arithmetic; train.py/eval.py register them at import
 

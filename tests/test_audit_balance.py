@@ -51,7 +51,10 @@ def test_counts_per_source_and_run_split_and_the_imbalanced_test_warning(tmp_pat
         expected = np.bincount(getattr(dm.splits, split).targets, minlength=10).tolist()
         assert [counts[split][n] for n in names] == expected
     ours = np.bincount(dm.splits.train.targets, minlength=10)
-    assert section.metrics["balance/train/imbalance_ratio"] == pytest.approx(ours.max() / ours.min()) and ours.max() / ours.min() > 3
+    assert (
+        section.metrics["balance/train/imbalance_ratio"] == pytest.approx(ours.max() / ours.min())
+        and ours.max() / ours.min() > 3
+    )
     assert section.metrics["balance/source_train/imbalance_ratio"] == pytest.approx(1.0)
     assert section.metrics["balance/test/imbalance_ratio"] == pytest.approx(6.0)
     assert section.metrics["balance/test_imbalance_warning"] == 1.0

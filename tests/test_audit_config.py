@@ -26,8 +26,12 @@ def test_audit_has_every_group_train_has() -> None:
 @pytest.mark.parametrize("experiment", sorted(p.stem for p in (CONF / "experiment").glob("*.yaml")))
 def test_every_experiment_composes_into_the_audit_like_into_train(experiment: str) -> None:
     with initialize_config_dir(config_dir=str(CONF), version_base="1.3"):
-        train = compose("train", overrides=["paths.root_dir=/tmp", "paths.output_dir=/tmp/out", f"experiment={experiment}"])
-        audit = compose("audit", overrides=["paths.root_dir=/tmp", "paths.output_dir=/tmp/out", f"experiment={experiment}"])
+        train = compose(
+            "train", overrides=["paths.root_dir=/tmp", "paths.output_dir=/tmp/out", f"experiment={experiment}"]
+        )
+        audit = compose(
+            "audit", overrides=["paths.root_dir=/tmp", "paths.output_dir=/tmp/out", f"experiment={experiment}"]
+        )
     for key in ("dataset", "model", "optimizer", "scheduler", "loss", "trainer", "augmentation", "callbacks"):
         assert OmegaConf.to_container(audit[key]) == OmegaConf.to_container(train[key]), key
 

@@ -18,7 +18,12 @@ from tests.helpers.run_helpers import run_script
 
 # Near duplicates already in the real subset (test image, training image), found by the audit and
 # checked by eye (the same photograph; 402 has a white frame around it, 180 a new background):
-GENUINE_SUBSET_PAIRS = {("train/4102", "test/402"), ("train/1988", "test/180"), ("train/2904", "test/149"), ("train/2168", "test/104")}
+GENUINE_SUBSET_PAIRS = {
+    ("train/4102", "test/402"),
+    ("train/1988", "test/180"),
+    ("train/2904", "test/149"),
+    ("train/2168", "test/104"),
+}
 
 
 def read_pairs(run_dir: Path) -> list[dict[str, str]]:
@@ -34,15 +39,23 @@ def test_planted_copies_in_the_real_subset_are_found_with_few_unexplained_pairs(
     shifts, +10% brightness, resized, JPEG + shift) -> >= 95% found, <= 5% of cross-split pairs unexplained."""
     planted = plant_test_copies(cifar_subset_root, tmp_path / "data", seed=7)
     run_dir = tmp_path / "run"
-    run_script("audit.py", f"dataset.data_dir={tmp_path / 'data'}", "audit.sections=[duplicates]", "logger=none",
-               f"hydra.run.dir={run_dir}", "audit.num_workers=0")
+    run_script(
+        "audit.py",
+        f"dataset.data_dir={tmp_path / 'data'}",
+        "audit.sections=[duplicates]",
+        "logger=none",
+        f"hydra.run.dir={run_dir}",
+        "audit.num_workers=0",
+    )
     rows = read_pairs(run_dir)
     cross = {(r["a"], r["b"]): r for r in rows if r["a"].split("/")[0] != r["b"].split("/")[0]}
     expected = {(train_id, test_id): kind for train_id, test_id, kind in planted}
     found = [pair for pair in expected if pair in cross]
     missed = {pair: expected[pair] for pair in expected if pair not in cross}
     unexplained = [pair for pair in cross if pair not in expected and pair not in GENUINE_SUBSET_PAIRS]
-    print(f"planted {len(expected)}, found {len(found)}, missed {missed}; cross-split pairs {len(cross)}, unexplained {unexplained}")
+    print(
+        f"planted {len(expected)}, found {len(found)}, missed {missed}; cross-split pairs {len(cross)}, unexplained {unexplained}"
+    )
     assert len(found) >= 0.95 * len(expected), missed
     assert len(unexplained) <= 0.05 * len(cross), unexplained
     for pair, kind in expected.items():
@@ -62,20 +75,30 @@ def test_every_kind_of_copy_is_matched_and_distinct_images_are_not(cifar_subset_
     for n, kind in enumerate(sorted(set(PLANT_MIX) - {"exact"})):
         copies = np.stack([gray_thumbnail(altered(image, kind, n + k), 32) for k, image in enumerate(originals)])
         q, b, distance = search.search(thumbs, copies)
-        matched = {int(i) for i, j in zip(q, b) if i == j}
+        matched = {int(i) for i, j in zip(q, b, strict=True) if i == j}
         assert len(matched) >= 0.95 * len(originals), (kind, len(matched))
-        assert all(i == j for i, j in zip(q, b)), f"{kind}: a copy matched another image"
+        assert all(i == j for i, j in zip(q, b, strict=True)), f"{kind}: a copy matched another image"
 
 
 def test_exact_pairs_within_and_across_splits() -> None:
     def scan(split: str, hashes: list[str]) -> ScanResult:
         n = len(hashes)
-        return ScanResult(split, np.array([f"{split}/{i}" for i in range(n)]), np.ones(n, np.int32), np.ones(n, np.int32),
-                          np.full(n, "array"), [[] for _ in range(n)], np.array(hashes), np.zeros((n, 32, 32), np.uint8))
+        return ScanResult(
+            split,
+            np.array([f"{split}/{i}" for i in range(n)]),
+            np.ones(n, np.int32),
+            np.ones(n, np.int32),
+            np.full(n, "array"),
+            [[] for _ in range(n)],
+            np.array(hashes),
+            np.zeros((n, 32, 32), np.uint8),
+        )
 
     pairs = exact_pairs({"train": scan("train", ["x", "y", "x", ""]), "test": scan("test", ["z", "y", "", "x"])})
     assert {(p.a, p.b, p.kind, p.distance) for p in pairs} == {
-        ("train/0", "train/2", "exact", 0.0), ("train/1", "test/1", "exact", 0.0), ("train/0", "test/3", "exact", 0.0),
+        ("train/0", "train/2", "exact", 0.0),
+        ("train/1", "test/1", "exact", 0.0),
+        ("train/0", "test/3", "exact", 0.0),
     }  # unreadable images ("" hash) are never duplicates of each other
 
 
@@ -101,14 +124,21 @@ def test_leaks_are_mapped_to_our_splits_and_written_as_exclusions(tmp_path) -> N
     import pickle
 
     from tests.helpers.fake_cifar import write_batch
+
     test_path = tmp_path / "data" / CIFAR10_DIRNAME / "test_batch"
     with open(cifar / "test_batch", "rb") as f:
         labels = pickle.load(f, encoding="latin1")["labels"]
     write_batch(test_path, test_images, labels)
 
     run_dir = tmp_path / "run"
-    run_script("audit.py", f"dataset.data_dir={tmp_path / 'data'}", "audit.sections=[duplicates]", "logger=none",
-               "audit.write_exclusions=true", f"hydra.run.dir={run_dir}")
+    run_script(
+        "audit.py",
+        f"dataset.data_dir={tmp_path / 'data'}",
+        "audit.sections=[duplicates]",
+        "logger=none",
+        "audit.write_exclusions=true",
+        f"hydra.run.dir={run_dir}",
+    )
     pairs = {(r["a"], r["b"], r["kind"]) for r in read_pairs(run_dir)}
     assert ("train/5", "train/90", "exact") in pairs
     assert ("train/30", "test/4", "near") in pairs
@@ -126,7 +156,9 @@ def test_leaks_are_mapped_to_our_splits_and_written_as_exclusions(tmp_path) -> N
 
     exclusion_file = run_dir / "audit" / "exclude_ids.txt"
     assert set(read_exclusion_file(exclusion_file)) == {"test/4", "train/90"}
-    clean = CIFAR10DataModule(data_dir=str(tmp_path / "data"), download=False, num_workers=0, exclude_ids=str(exclusion_file))
+    clean = CIFAR10DataModule(
+        data_dir=str(tmp_path / "data"), download=False, num_workers=0, exclude_ids=str(exclusion_file)
+    )
     clean.setup("fit")
     kept = {i for name in ("train", "val", "test") for i in getattr(clean.splits, name).ids}
     assert "test/4" not in kept and "train/90" not in kept and "train/5" in kept and "train/30" in kept
@@ -151,8 +183,16 @@ def test_file_dataset_copies_across_split_folders_use_relative_paths(tmp_path) -
         path.parent.mkdir(parents=True, exist_ok=True)
         cv2.imwrite(str(path), cv2.cvtColor(image, cv2.COLOR_RGB2BGR), [cv2.IMWRITE_JPEG_QUALITY, 80])
     run_dir = tmp_path / "run"
-    run_script("audit.py", "dataset=class_folder", f"dataset.data_dir={tmp_path / 'tree'}", "augmentation=imagenet",
-               "augmentation.resolution=64", "audit.sections=[duplicates]", "logger=none", f"hydra.run.dir={run_dir}")
+    run_script(
+        "audit.py",
+        "dataset=class_folder",
+        f"dataset.data_dir={tmp_path / 'tree'}",
+        "augmentation=imagenet",
+        "augmentation.resolution=64",
+        "audit.sections=[duplicates]",
+        "logger=none",
+        f"hydra.run.dir={run_dir}",
+    )
     pairs = {(r["a"], r["b"], r["kind"]) for r in read_pairs(run_dir)}
     assert ("train/a/original.png", "val/b/same.png", "exact") in pairs
     assert ("train/a/original.png", "val/a/copy.jpg", "near") in pairs

@@ -9,15 +9,21 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from tests.helpers.imagenet_trees import bad_image_bytes, build_train, build_val, generated_samples, real_samples
 from litvision.data_audit.health import run_health
 from litvision.data_audit.scan import inspect_file, scan_split, sniff_format
 from litvision.data_audit.sources import load_audit_data
 from litvision.datamodules.class_folder import ClassFolderDataModule
+from tests.helpers.imagenet_trees import bad_image_bytes, build_train, build_val, generated_samples, real_samples
 from tests.helpers.run_helpers import run_script
 
 # what each planted file of imagenet_trees.bad_image_bytes() must be reported as
-PLANTED_ISSUE = {"cmyk": "cmyk", "grayscale": "grayscale", "png": "png_named_jpeg", "truncated": "truncated", "empty": "unreadable"}
+PLANTED_ISSUE = {
+    "cmyk": "cmyk",
+    "grayscale": "grayscale",
+    "png": "png_named_jpeg",
+    "truncated": "truncated",
+    "empty": "unreadable",
+}
 
 
 def plant_bad_files(root: Path, wnids: list[str], splits=("train", "val")) -> dict[str, str]:
@@ -61,7 +67,9 @@ def test_generated_tree_lists_every_awkward_file(tmp_path) -> None:
     build_train(root, samples)
     build_val(root, samples, "folders")
     planted = plant_bad_files(root, sorted({w for w, _ in samples}))
-    data = load_audit_data(ClassFolderDataModule(str(root), val_split="val", test_split="val", num_workers=0, progress=False))
+    data = load_audit_data(
+        ClassFolderDataModule(str(root), val_split="val", test_split="val", num_workers=0, progress=False)
+    )
     scans = {name: scan_split(split, 32, num_workers=0) for name, split in data.splits.items()}
     section = run_health(data, scans, tmp_path / "out")
     found: dict[str, set[str]] = {}
@@ -79,7 +87,7 @@ def test_generated_tree_lists_every_awkward_file(tmp_path) -> None:
     # sizes come from the decoded images
     scan = scans["train"]
     ok = scan.width > 0
-    assert set(zip(scan.width[ok], scan.height[ok])) == {(160, 120), (400, 300)}
+    assert set(zip(scan.width[ok], scan.height[ok], strict=True)) == {(160, 120), (400, 300)}
 
 
 def test_unreadable_file_records_the_reason(tmp_path) -> None:
@@ -100,13 +108,21 @@ def test_imagenet_samples_tree_lists_grayscale_images_and_every_planted_bad_file
     build_val(root, samples[:40], "folders")
     planted = plant_bad_files(root, [w for w, _ in samples[:5]])
     run_dir = tmp_path / "run"
-    run_script("audit.py", "dataset=imagenet", f"dataset.data_dir={root}", "dataset.progress=false",
-               "audit.sections=[health]", "logger=none", f"hydra.run.dir={run_dir}")
+    run_script(
+        "audit.py",
+        "dataset=imagenet",
+        f"dataset.data_dir={root}",
+        "dataset.progress=false",
+        "audit.sections=[health]",
+        "logger=none",
+        f"hydra.run.dir={run_dir}",
+    )
     found = read_health(run_dir)
     for sample_id, issue in planted.items():
         assert sample_id in found.get(issue, set()), (sample_id, issue)
-    gray = {str(p.relative_to(root)) for p in root.glob("*/*/*.JPEG")
-            if p.name[:-5] not in PLANTED_ISSUE and looks_gray(p)}
+    gray = {
+        str(p.relative_to(root)) for p in root.glob("*/*/*.JPEG") if p.name[:-5] not in PLANTED_ISSUE and looks_gray(p)
+    }
     assert len({g for g in gray if g.startswith("train/")}) >= 23  # the README's count of grayscale JPEGs
     assert found["grayscale"] == gray | {i for i, issue in planted.items() if issue == "grayscale"}
     report = (run_dir / "audit" / "report.md").read_text()

@@ -10,9 +10,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from litvision.tasks.audit_cross_fit import fold_assignment
 from litvision.data_audit.label_errors import mixture_count, rank_label_issues
 from litvision.tasks.audit import chosen_sections
+from litvision.tasks.audit_cross_fit import fold_assignment
 from litvision.utils.errors import ConfigError
 from tests.helpers.audit_planting import flip_labels
 from tests.helpers.run_helpers import TINY_MODEL, run_script
@@ -27,7 +27,9 @@ def read_issues(run_dir: Path) -> list[dict[str, str]]:
         return list(reader)
 
 
-def confident_probabilities(labels: np.ndarray, num_classes: int, rng: np.random.Generator, strength: float = 6.0) -> np.ndarray:
+def confident_probabilities(
+    labels: np.ndarray, num_classes: int, rng: np.random.Generator, strength: float = 6.0
+) -> np.ndarray:
     logits = rng.normal(0, 1, (len(labels), num_classes))
     logits[np.arange(len(labels)), labels] += strength
     e = np.exp(logits - logits.max(axis=1, keepdims=True))
@@ -44,7 +46,7 @@ def test_ranking_puts_contradicted_labels_first_and_estimates_their_number() -> 
     suspects, quality = rank_label_issues(given, probabilities, num_issues="off_diagonal")  # a strong model
     order = np.argsort(quality, kind="stable")
     assert set(order[:20].tolist()) == set(flipped.tolist())  # the flipped labels have the lowest quality
-    assert suspects.tolist() == order[:len(suspects)].tolist()
+    assert suspects.tolist() == order[: len(suspects)].tolist()
     assert abs(len(suspects) - 20) <= 4  # cleanlab's estimate of the number of issues
     assert abs(len(rank_label_issues(given, probabilities)[0]) - 20) <= 10  # the mixture estimate (default)
     assert np.all(np.diff(quality[suspects]) >= 0)  # best suspects (lowest quality) first
@@ -96,11 +98,19 @@ def test_cross_fit_folds_as_a_multirun_then_merged(fake_cifar_root: Path, tmp_pa
     fold's real training loop) and predicts exactly them; the folds run as multirun jobs into one
     folds_dir and a later run merges them without training again."""
     folds_dir = tmp_path / "folds"
-    recorder = ["+callbacks.id_recorder._target_=tests.helpers.id_recorder.IdRecorder",
-                "+callbacks.id_recorder.out_dir=${paths.output_dir}/ids"]
-    common = [f"dataset.data_dir={fake_cifar_root}", "audit.sections=[label_errors]", *TINY_FOLDS,
-              f"audit.folds_dir={folds_dir}"]
-    run_script("audit.py", "-m", "audit.fold=0,1", *common, *recorder, f"hydra.sweep.dir={tmp_path / 'sweep'}", timeout=600)
+    recorder = [
+        "+callbacks.id_recorder._target_=tests.helpers.id_recorder.IdRecorder",
+        "+callbacks.id_recorder.out_dir=${paths.output_dir}/ids",
+    ]
+    common = [
+        f"dataset.data_dir={fake_cifar_root}",
+        "audit.sections=[label_errors]",
+        *TINY_FOLDS,
+        f"audit.folds_dir={folds_dir}",
+    ]
+    run_script(
+        "audit.py", "-m", "audit.fold=0,1", *common, *recorder, f"hydra.sweep.dir={tmp_path / 'sweep'}", timeout=600
+    )
     all_ids = {f"train/{i}" for i in range(200)}
     held = {}
     for k in (0, 1):
@@ -126,12 +136,27 @@ def test_cross_fit_folds_as_a_multirun_then_merged(fake_cifar_root: Path, tmp_pa
 
 @pytest.mark.slow
 def test_checkpoint_mode_ranks_a_split_the_model_was_not_trained_on(fake_cifar_root: Path, tmp_path: Path) -> None:
-    run_script("train.py", f"dataset.data_dir={fake_cifar_root}", *TINY_MODEL, "trainer.max_epochs=2", "logger=none",
-               "test=false", f"hydra.run.dir={tmp_path / 'train'}")
+    run_script(
+        "train.py",
+        f"dataset.data_dir={fake_cifar_root}",
+        *TINY_MODEL,
+        "trainer.max_epochs=2",
+        "logger=none",
+        "test=false",
+        f"hydra.run.dir={tmp_path / 'train'}",
+    )
     (checkpoint,) = (tmp_path / "train" / "checkpoints").glob("best_*.ckpt")
-    run_script("audit.py", f"dataset.data_dir={fake_cifar_root}", *TINY_MODEL, "logger=none", "audit.sections=[label_errors]",
-               f"audit.ckpt_path={checkpoint}", "audit.label_errors.split=source_test", "audit.label_errors.num_issues=5",
-               f"hydra.run.dir={tmp_path / 'audit'}")
+    run_script(
+        "audit.py",
+        f"dataset.data_dir={fake_cifar_root}",
+        *TINY_MODEL,
+        "logger=none",
+        "audit.sections=[label_errors]",
+        f"audit.ckpt_path={checkpoint}",
+        "audit.label_errors.split=source_test",
+        "audit.label_errors.num_issues=5",
+        f"hydra.run.dir={tmp_path / 'audit'}",
+    )
     issues = read_issues(tmp_path / "audit")
     assert len(issues) == 5 and all(row["id"].startswith("test/") for row in issues)
     stored = np.load(tmp_path / "audit" / "audit" / "out_of_sample.npz")
@@ -148,23 +173,45 @@ def test_checkpoint_mode_ranks_a_split_the_model_was_not_trained_on(fake_cifar_r
     images[0] = altered(test_images[5], "shift", 0)
     copy_tree(fake_cifar_root, tmp_path / "planted", images, labels)
     for max_distance, kept in (("0.1", 1), ("-1", 0)):
-        proc = run_script("audit.py", f"dataset.data_dir={tmp_path / 'planted'}", *TINY_MODEL, "logger=none",
-                          "audit.sections=[duplicates]", f"audit.ckpt_path={checkpoint}",
-                          f"audit.duplicates.embedding_max_distance={max_distance}", f"hydra.run.dir={tmp_path / max_distance}")
+        proc = run_script(
+            "audit.py",
+            f"dataset.data_dir={tmp_path / 'planted'}",
+            *TINY_MODEL,
+            "logger=none",
+            "audit.sections=[duplicates]",
+            f"audit.ckpt_path={checkpoint}",
+            f"audit.duplicates.embedding_max_distance={max_distance}",
+            f"hydra.run.dir={tmp_path / max_distance}",
+        )
         assert f"confirms {kept} of 1 near-duplicate pairs" in proc.stdout + proc.stderr
         with open(tmp_path / max_distance / "audit" / "duplicates.csv", newline="") as f:
             assert [(r["a"], r["b"]) for r in csv.DictReader(f)] == [("train/0", "test/5")] * kept
 
 
 def test_fold_options_are_checked(fake_cifar_root: Path, tmp_path: Path) -> None:
-    proc = run_script("audit.py", f"dataset.data_dir={fake_cifar_root}", "trainer=ddp_sim", "logger=none",
-                      "audit.sections=[label_errors]", f"hydra.run.dir={tmp_path / 'a'}", check=False)
+    proc = run_script(
+        "audit.py",
+        f"dataset.data_dir={fake_cifar_root}",
+        "trainer=ddp_sim",
+        "logger=none",
+        "audit.sections=[label_errors]",
+        f"hydra.run.dir={tmp_path / 'a'}",
+        check=False,
+    )
     assert proc.returncode == 1 and "audit.fold=0,1,2" in proc.stderr
     with pytest.raises(ConfigError, match="typo"):
         chosen_sections(["balance", "typo"])
     assert chosen_sections(["duplicates", "balance", "duplicates"]) == ["duplicates", "balance"]
-    proc = run_script("audit.py", "-m", f"dataset.data_dir={fake_cifar_root}", "audit.fold=0", "logger=none",
-                      "audit.sections=[label_errors]", f"hydra.sweep.dir={tmp_path / 'c'}", check=False)
+    proc = run_script(
+        "audit.py",
+        "-m",
+        f"dataset.data_dir={fake_cifar_root}",
+        "audit.fold=0",
+        "logger=none",
+        "audit.sections=[label_errors]",
+        f"hydra.sweep.dir={tmp_path / 'c'}",
+        check=False,
+    )
     assert "audit.folds_dir=DIR" in proc.stdout + proc.stderr
 
 
@@ -175,14 +222,26 @@ def test_flipped_labels_in_the_real_subset_are_found(cifar_subset_root: Path, tm
     the command of the issue (experiment=cifar10_cpu). Prints the precision/recall curve over the ranking."""
     flipped = set(flip_labels(cifar_subset_root, tmp_path / "data", fraction=0.05, seed=0))
     run_dir = tmp_path / "run"
-    run_script("audit.py", "experiment=cifar10_cpu", f"dataset.data_dir={tmp_path / 'data'}", "audit.sections=[label_errors]",
-               "logger=none", f"hydra.run.dir={run_dir}", timeout=7200)
+    run_script(
+        "audit.py",
+        "experiment=cifar10_cpu",
+        f"dataset.data_dir={tmp_path / 'data'}",
+        "audit.sections=[label_errors]",
+        "logger=none",
+        f"hydra.run.dir={run_dir}",
+        timeout=7200,
+    )
     issues = [row["id"] for row in read_issues(run_dir)]
     hits = np.cumsum([sample_id in flipped for sample_id in issues])
     precision, recall = hits[-1] / len(issues), hits[-1] / len(flipped)
     print(f"flipped {len(flipped)}, reported {len(issues)}: precision {precision:.3f}, recall {recall:.3f}")
     stored = np.load(run_dir / "audit" / "out_of_sample.npz")
-    ranking = [str(i) for i in stored["ids"][np.argsort(stored["probabilities"][np.arange(len(stored["ids"])), stored["labels"]], kind="stable")]]
+    ranking = [
+        str(i)
+        for i in stored["ids"][
+            np.argsort(stored["probabilities"][np.arange(len(stored["ids"])), stored["labels"]], kind="stable")
+        ]
+    ]
     curve = np.cumsum([sample_id in flipped for sample_id in ranking])
     for k in (50, 100, 150, 200, 233, 300, 400, 500, 700, 1000):
         print(f"  top {k:5d}: precision {curve[k - 1] / k:.3f} recall {curve[k - 1] / len(flipped):.3f}")

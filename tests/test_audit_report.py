@@ -31,8 +31,16 @@ def test_all_sections_report_csvs_wandb_and_exclusions(tmp_path: Path) -> None:
     copy_tree(source, root, train_images, train_labels)
 
     run_dir = tmp_path / "run"
-    run_script("audit.py", f"dataset.data_dir={root}", *TINY_MODEL, "audit.label_errors.folds=2",
-               "audit.label_errors.epochs=1", "audit.write_exclusions=true", f"hydra.run.dir={run_dir}", timeout=900)
+    run_script(
+        "audit.py",
+        f"dataset.data_dir={root}",
+        *TINY_MODEL,
+        "audit.label_errors.folds=2",
+        "audit.label_errors.epochs=1",
+        "audit.write_exclusions=true",
+        f"hydra.run.dir={run_dir}",
+        timeout=900,
+    )
     out = run_dir / "audit"
 
     report = (out / "report.md").read_text()
@@ -44,7 +52,9 @@ def test_all_sections_report_csvs_wandb_and_exclusions(tmp_path: Path) -> None:
 
     with open(out / "duplicates.csv", newline="") as f:
         assert {(r["a"], r["b"], r["kind"]) for r in csv.DictReader(f)} == {
-            ("train/11", "train/12", "exact"), ("train/20", "test/3", "exact")}
+            ("train/11", "train/12", "exact"),
+            ("train/20", "test/3", "exact"),
+        }
     with open(out / "label_issues.csv", newline="") as f:
         issues = list(csv.DictReader(f))
     assert issues and list(issues[0]) == ["id", "given_label", "suggested_label", "quality"]

@@ -50,8 +50,8 @@ def test_presets_build_change_images_and_reproduce_from_a_seed(preset: str) -> N
 
     first, again, other = run(7), run(7), run(8)
     assert all(out.shape == (size, size, 3) and out.dtype == np.uint8 for out in first)
-    assert all(np.array_equal(a, b) for a, b in zip(first, again)), "same seed must give the same images"
-    assert sum(not np.array_equal(a, b) for a, b in zip(first, other)) >= 20
+    assert all(np.array_equal(a, b) for a, b in zip(first, again, strict=True)), "same seed must give the same images"
+    assert sum(not np.array_equal(a, b) for a, b in zip(first, other, strict=True)) >= 20
 
     # the policy itself changes (nearly) every image: only Identity, or a no-op draw, keeps one
     policy = policy_of(pipeline)
@@ -100,13 +100,17 @@ def test_ops_follow_the_torchvision_definitions() -> None:
     # translation in pixels (and in image widths), uncovered pixels get the fill
     moved = apply_op(img, "TranslateX", 3.0, fill=7)
     assert np.array_equal(moved[:, 3:], img[:, :-3]) and (moved[:, :3] == 7).all()
-    assert np.array_equal(apply_op(img, "TranslateY", -2 / 9, translate_unit="fraction"), np.concatenate(
-        [img[2:], np.zeros((2, 9, 3), np.uint8)]))
+    assert np.array_equal(
+        apply_op(img, "TranslateY", -2 / 9, translate_unit="fraction"),
+        np.concatenate([img[2:], np.zeros((2, 9, 3), np.uint8)]),
+    )
     # shear about the top-left corner: output (x, y) takes input (x + v*y, y)
     sheared = apply_op(img, "ShearX", 1.0)
     for y in range(9):
         assert np.array_equal(sheared[y, : 9 - y], img[y, y:])
-    assert np.array_equal(apply_op(img, "Brightness", 0.5), np.clip(np.floor(img * 1.5), 0, 255).astype(np.uint8))  # truncated, as torchvision
+    assert np.array_equal(
+        apply_op(img, "Brightness", 0.5), np.clip(np.floor(img * 1.5), 0, 255).astype(np.uint8)
+    )  # truncated, as torchvision
     assert np.array_equal(apply_op(img, "Posterize", 3.0), img & 0b11111000)  # keep 8 - 3 = 5 bits
     assert np.array_equal(apply_op(img, "Solarize", 55.0), np.where(img >= 200, 255 - img, img))
     assert np.array_equal(apply_op(img, "Identity", 0.0), img)

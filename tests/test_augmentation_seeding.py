@@ -20,9 +20,9 @@ from torch.utils.data import DataLoader
 from litvision.datamodules.cifar10 import CIFAR10DataModule
 from litvision.datamodules.class_folder import ClassFolderDataModule
 from litvision.datamodules.datasets.file_dataset import FileListDataset
+from litvision.datamodules.readers.cifar_pickle import CIFAR10_DIRNAME, META_FILE, TEST_FILES, TRAIN_FILES
 from tests.helpers.fake_cifar import CIFAR10_CLASSES, write_batch, write_meta
 from tests.helpers.run_helpers import run_ddp_sim
-from litvision.datamodules.readers.cifar_pickle import CIFAR10_DIRNAME, META_FILE, TEST_FILES, TRAIN_FILES
 
 FLIP = A.Compose([A.HorizontalFlip(p=0.5)])
 
@@ -53,7 +53,7 @@ def write_constant_cifar(root: Path, n_per_class: int = 8) -> None:
     picture = np.random.default_rng(0).integers(0, 256, (1, 32, 32, 3), dtype=np.uint8)
     folder = root / CIFAR10_DIRNAME
     labels = np.arange(10 * n_per_class) % 10
-    for name, part in zip(TRAIN_FILES, np.array_split(labels, len(TRAIN_FILES))):
+    for name, part in zip(TRAIN_FILES, np.array_split(labels, len(TRAIN_FILES)), strict=True):
         write_batch(folder / name, np.repeat(picture, len(part), axis=0), part)
     write_batch(folder / TEST_FILES[0], np.repeat(picture, 10, axis=0), np.arange(10))
     write_meta(folder / META_FILE, CIFAR10_CLASSES)
@@ -91,17 +91,26 @@ def test_datamodule_loaders_of_different_ranks_draw_different_augmentations(tmp_
     if kind == "cifar":
         folder = tmp_path / CIFAR10_DIRNAME
         labels = np.arange(80) % 10
-        for name, part in zip(TRAIN_FILES, np.array_split(labels, len(TRAIN_FILES))):
+        for name, part in zip(TRAIN_FILES, np.array_split(labels, len(TRAIN_FILES)), strict=True):
             write_batch(folder / name, np.repeat(half_white(32)[None], len(part), axis=0), part)
         write_batch(folder / TEST_FILES[0], np.repeat(half_white(32)[None], 10, axis=0), np.arange(10))
         write_meta(folder / META_FILE, CIFAR10_CLASSES)
-        datamodule = CIFAR10DataModule(str(tmp_path), download=False, batch_size=8, num_workers=1,
-                                       persistent_workers=False, train_transform=FLIP)
+        datamodule = CIFAR10DataModule(
+            str(tmp_path), download=False, batch_size=8, num_workers=1, persistent_workers=False, train_transform=FLIP
+        )
     else:
         write_one_image_tree(tmp_path)
-        datamodule = ClassFolderDataModule(str(tmp_path), val_split="val", test_split="val", batch_size=8,
-                                           num_workers=1, persistent_workers=False, progress=False,
-                                           train_transform=FLIP, eval_transform=None)
+        datamodule = ClassFolderDataModule(
+            str(tmp_path),
+            val_split="val",
+            test_split="val",
+            batch_size=8,
+            num_workers=1,
+            persistent_workers=False,
+            progress=False,
+            train_transform=FLIP,
+            eval_transform=None,
+        )
     datamodule.setup("fit")
     rank0, rank1 = rank_flips(datamodule, 0, seed=3), rank_flips(datamodule, 1, seed=3)
     assert len(rank0) == len(rank1) >= 32
@@ -113,10 +122,18 @@ def ddp_run(tmp_path: Path, data: Path, name: str, seed: int) -> dict[int, list[
     record = tmp_path / name
     run_ddp_sim(
         tmp_path / (name + "_run"),
-        "trainer.max_epochs=1", f"seed={seed}", "test=false",
-        f"dataset.data_dir={data}", "dataset.download=false", "dataset.num_workers=1",
-        "dataset.batch_size=16", "augmentation=cifar_standard",
-        "model=small_cnn", "model.backbone.width=8", "logger=none", "~callbacks.rich_progress_bar",
+        "trainer.max_epochs=1",
+        f"seed={seed}",
+        "test=false",
+        f"dataset.data_dir={data}",
+        "dataset.download=false",
+        "dataset.num_workers=1",
+        "dataset.batch_size=16",
+        "augmentation=cifar_standard",
+        "model=small_cnn",
+        "model.backbone.width=8",
+        "logger=none",
+        "~callbacks.rich_progress_bar",
         "+callbacks.batch_hashes._target_=tests.helpers.batch_hash_recorder.BatchHashRecorder",
         f"+callbacks.batch_hashes.out_dir={record}",
     )

@@ -73,7 +73,9 @@ def test_flipped_views_of_a_split_prepared_without_flips_are_refused() -> None:
 def _all_views(image: np.ndarray, pad: int) -> list[np.ndarray]:
     return [
         _albumentations_view(image, dy, dx, flip, pad)
-        for dy in range(-pad, pad + 1) for dx in range(-pad, pad + 1) for flip in (False, True)
+        for dy in range(-pad, pad + 1)
+        for dx in range(-pad, pad + 1)
+        for flip in (False, True)
     ]
 
 

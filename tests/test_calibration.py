@@ -40,7 +40,10 @@ def test_ece_equals_the_hand_computation() -> None:
     assert float(metric.compute()) == pytest.approx(ECE_BY_HAND, abs=1e-6)
     bins = metric.reliability
     assert bins["count"].sum() == 6
-    filled = {i: (float(bins["accuracy"][i]), float(bins["confidence"][i])) for i in torch.nonzero(bins["count"]).flatten().tolist()}
+    filled = {
+        i: (float(bins["accuracy"][i]), float(bins["confidence"][i]))
+        for i in torch.nonzero(bins["count"]).flatten().tolist()
+    }
     assert filled == {14: (0.5, pytest.approx(0.95)), 8: (1.0, pytest.approx(0.55)), 3: (0.0, pytest.approx(0.25))}
 
 
@@ -75,7 +78,11 @@ def _shard_ece(rank: int, world_size: int) -> dict:
     for chunk in indices.split(5):
         metric.update(logits[chunk], labels[chunk])
     value = float(metric.compute())
-    return {"ece": value, "count": metric.reliability["count"].tolist(), "accuracy": metric.reliability["accuracy"].tolist()}
+    return {
+        "ece": value,
+        "count": metric.reliability["count"].tolist(),
+        "accuracy": metric.reliability["accuracy"].tolist(),
+    }
 
 
 @pytest.mark.slow  # ~10-35 s of process start-up; tests/test_ddp.py checks test/ece under ddp_sim by default
@@ -98,8 +105,14 @@ def confmat(rows) -> torch.Tensor:
 
 def test_paradox_fires_on_a_collapsed_rare_class() -> None:
     # 3 classes: two big ones learned, the rare one always taken for class 0: top-1 0.9
-    scalars, worst, pairs = paradox_report(confmat([[45, 0, 0], [0, 45, 0], [10, 0, 0]]), ["cat", "dog", "rare"],
-                                           min_top1=0.5, recall_gap=0.3, num_worst=2, num_pairs=3)
+    scalars, worst, pairs = paradox_report(
+        confmat([[45, 0, 0], [0, 45, 0], [10, 0, 0]]),
+        ["cat", "dog", "rare"],
+        min_top1=0.5,
+        recall_gap=0.3,
+        num_worst=2,
+        num_pairs=3,
+    )
     assert scalars["test/paradox/warning"] == 1.0 and scalars["test/paradox/classes_below"] == 1.0
     assert scalars["test/paradox/recall_gap"] == pytest.approx(0.9)
     assert worst[0] == ("rare", 10, 0.0)

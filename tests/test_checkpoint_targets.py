@@ -52,32 +52,56 @@ def _nested_payload(marker: Path) -> dict:
 
 def _interpolated_payload(marker: Path) -> str:
     """The same, made by OmegaConf when hydra resolves the string (it builds the new node's target)."""
-    return "${oc.create:{_target_: litvision.datamodules.shards.manifest.read_manifest, _args_: ['pipe:touch " + f"{marker};']}}}}"
+    return (
+        "${oc.create:{_target_: litvision.datamodules.shards.manifest.read_manifest, _args_: ['pipe:touch "
+        + f"{marker};']}}}}"
+    )
 
 
 def _payloads(marker: Path) -> dict[str, tuple[dict, str, str]]:
     """name -> (hyper-parameters, the key the refusal names, the target it names)."""
     return {
         "nested in a backbone argument": (
-            {"backbone": {**SMALL_CNN, "options": _nested_payload(marker)}}, "backbone.options",
-            "litvision.datamodules.shards.manifest.read_manifest"),
+            {"backbone": {**SMALL_CNN, "options": _nested_payload(marker)}},
+            "backbone.options",
+            "litvision.datamodules.shards.manifest.read_manifest",
+        ),
         "nested in a list argument": (
-            {"scheduler": {"_target_": "litvision.lightning_modules.training.schedulers.multistep", "_partial_": True,
-                           "milestones": [0.5, _nested_payload(marker)]}}, "scheduler.milestones[1]",
-            "litvision.datamodules.shards.manifest.read_manifest"),
+            {
+                "scheduler": {
+                    "_target_": "litvision.lightning_modules.training.schedulers.multistep",
+                    "_partial_": True,
+                    "milestones": [0.5, _nested_payload(marker)],
+                }
+            },
+            "scheduler.milestones[1]",
+            "litvision.datamodules.shards.manifest.read_manifest",
+        ),
         "os.system as the backbone": (
             {"backbone": {"_target_": "os.system", "_args_": [f"touch {marker}"], "_partial_": True}},
-            "backbone._target_", "os.system"),
+            "backbone._target_",
+            "os.system",
+        ),
         "builtins.exec as the optimizer": (
             {"optimizer": {"_target_": "builtins.exec", "_args_": [f"open({str(marker)!r}, 'w')"], "_partial_": True}},
-            "optimizer._target_", "builtins.exec"),
+            "optimizer._target_",
+            "builtins.exec",
+        ),
         "subprocess.call as the loss": (
             {"loss": {"_target_": "subprocess.call", "_args_": [["touch", str(marker)]], "_partial_": True}},
-            "loss._target_", "subprocess.call"),
+            "loss._target_",
+            "subprocess.call",
+        ),
         "a target in another hyper-parameter": (
-            {"mixing": _nested_payload(marker)}, "mixing", "litvision.datamodules.shards.manifest.read_manifest"),
+            {"mixing": _nested_payload(marker)},
+            "mixing",
+            "litvision.datamodules.shards.manifest.read_manifest",
+        ),
         "an interpolation that creates a target": (
-            {"backbone": {**SMALL_CNN, "options": _interpolated_payload(marker)}}, "backbone.options", "interpolation"),
+            {"backbone": {**SMALL_CNN, "options": _interpolated_payload(marker)}},
+            "backbone.options",
+            "interpolation",
+        ),
     }
 
 
@@ -99,7 +123,9 @@ def test_a_refused_target_is_not_even_imported(tmp_path: Path, monkeypatch: pyte
     marker = tmp_path / "imported"
     (tmp_path / "lv_payload_module.py").write_text(f"open({str(marker)!r}, 'w').close()\ndef factory(**kw): pass\n")
     monkeypatch.syspath_prepend(str(tmp_path))
-    path = _write(tmp_path / "evil.ckpt", _small_model(), backbone={"_target_": "lv_payload_module.factory", "_partial_": True})
+    path = _write(
+        tmp_path / "evil.ckpt", _small_model(), backbone={"_target_": "lv_payload_module.factory", "_partial_": True}
+    )
     with pytest.raises(DataError, match=r"backbone\._target_='lv_payload_module\.factory'.*nothing was imported"):
         load_classifier(path)
     assert not marker.exists() and "lv_payload_module" not in sys.modules
@@ -136,11 +162,22 @@ def test_torch_optimizers_are_allowed_under_both_names_and_nothing_near_them() -
     def check(target: str) -> None:
         check_checkpoint_targets({"optimizer": {"_target_": target, "lr": 0.1}}, "ckpt_path=x.ckpt")
 
-    for target in ("torch.optim.SGD", "torch.optim.sgd.SGD", "torch.optim.AdamW", "torch.optim.adamw.AdamW",
-                   "litvision.lightning_modules.training.optimizers.sgd_scaled_vectors"):
+    for target in (
+        "torch.optim.SGD",
+        "torch.optim.sgd.SGD",
+        "torch.optim.AdamW",
+        "torch.optim.adamw.AdamW",
+        "litvision.lightning_modules.training.optimizers.sgd_scaled_vectors",
+    ):
         check(target)
-    for target in ("torch.optim.Optimizer", "torch.optim.lr_scheduler.LambdaLR", "torch.optim.SGD ", "torch.load",
-                   "lightning_modules.optimizers.sgd_scaled_vectors", BUILD_BACKBONE):
+    for target in (
+        "torch.optim.Optimizer",
+        "torch.optim.lr_scheduler.LambdaLR",
+        "torch.optim.SGD ",
+        "torch.load",
+        "lightning_modules.optimizers.sgd_scaled_vectors",
+        BUILD_BACKBONE,
+    ):
         with pytest.raises(DataError, match="optimizer._target_"):
             check(target)
 
@@ -153,13 +190,20 @@ def test_timm_create_model_is_allowed_only_when_timm_is_installed_and_without_fi
         check_checkpoint_targets({"backbone": backbone}, "ckpt_path=x.ckpt")
 
     real_find_spec = importlib.util.find_spec
-    monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name == "timm" else real_find_spec(name, *a))
+    monkeypatch.setattr(
+        importlib.util, "find_spec", lambda name, *a: None if name == "timm" else real_find_spec(name, *a)
+    )
     with pytest.raises(DataError, match="backbone._target_='timm.create_model'"):
         check()
-    monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: object() if name == "timm" else real_find_spec(name, *a))
+    monkeypatch.setattr(
+        importlib.util, "find_spec", lambda name, *a: object() if name == "timm" else real_find_spec(name, *a)
+    )
     check(pretrained=False, drop_path_rate=0.1)
-    for arguments in ({"checkpoint_path": "/tmp/evil.pth"}, {"pretrained_cfg_overlay": {"file": "/tmp/evil.pth"}},
-                      {"model_name": "local-dir:/tmp/evil"}):
+    for arguments in (
+        {"checkpoint_path": "/tmp/evil.pth"},
+        {"pretrained_cfg_overlay": {"file": "/tmp/evil.pth"}},
+        {"model_name": "local-dir:/tmp/evil"},
+    ):
         with pytest.raises(DataError, match="read files or hub configs"):
             check(**arguments)
     assert "timm" not in sys.modules or real_find_spec("timm") is not None  # deciding imported nothing
@@ -197,8 +241,11 @@ def test_converted_old_checkpoints_go_through_the_same_check(tmp_path: Path) -> 
     from tests.helpers.timm_like import create_model
 
     model = ImageClassifier(backbone=functools.partial(create_model, "small_cnn", width=4), class_names=CIFAR10_CLASSES)
-    old = {"state_dict": model.state_dict(), "pytorch-lightning_version": lightning.__version__,
-           "hyper_parameters": {**dict(model.hparams), "backbone": functools.partial(create_model, "small_cnn", width=4)}}
+    old = {
+        "state_dict": model.state_dict(),
+        "pytorch-lightning_version": lightning.__version__,
+        "hyper_parameters": {**dict(model.hparams), "backbone": functools.partial(create_model, "small_cnn", width=4)},
+    }
     torch.save(old, tmp_path / "old.ckpt")
     converted = convert_trusted_checkpoint(tmp_path / "old.ckpt")
     with pytest.raises(DataError, match=rf"backbone._target_='{BENIGN_FOREIGN}'"):
@@ -221,17 +268,33 @@ def evil_checkpoint(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Pat
     return _write(folder / "evil.ckpt", model, backbone={**SMALL_CNN, "options": _nested_payload(marker)}), marker
 
 
-@pytest.mark.parametrize("script, ckpt_key, extra", [
-    ("eval.py", "ckpt_path", []),
-    ("predict.py", "ckpt_path", ["split=test"]),
-    ("audit.py", "audit.ckpt_path", ["audit.sections=[label_errors]", "audit.label_errors.split=source_test"]),
-])
+@pytest.mark.parametrize(
+    "script, ckpt_key, extra",
+    [
+        ("eval.py", "ckpt_path", []),
+        ("predict.py", "ckpt_path", ["split=test"]),
+        ("audit.py", "audit.ckpt_path", ["audit.sections=[label_errors]", "audit.label_errors.split=source_test"]),
+    ],
+)
 def test_the_scripts_refuse_the_payload_unrun(
-    script: str, ckpt_key: str, extra: list[str], evil_checkpoint: tuple[Path, Path], fake_cifar_root: Path, tmp_path: Path,
+    script: str,
+    ckpt_key: str,
+    extra: list[str],
+    evil_checkpoint: tuple[Path, Path],
+    fake_cifar_root: Path,
+    tmp_path: Path,
 ) -> None:
     path, marker = evil_checkpoint
-    proc = run_script(script, f"{ckpt_key}={path}", f"dataset.data_dir={fake_cifar_root}", "logger=none",
-                      "dataset.num_workers=0", f"hydra.run.dir={tmp_path / 'run'}", *extra, check=False)
+    proc = run_script(
+        script,
+        f"{ckpt_key}={path}",
+        f"dataset.data_dir={fake_cifar_root}",
+        "logger=none",
+        "dataset.num_workers=0",
+        f"hydra.run.dir={tmp_path / 'run'}",
+        *extra,
+        check=False,
+    )
     lines = proc.stderr.strip().splitlines()
     assert proc.returncode == 1, proc.stderr[-3000:]
     assert lines[-1].startswith("DataError: ckpt_path=") and "backbone.options" in lines[-1], lines[-1]
@@ -241,8 +304,10 @@ def test_the_scripts_refuse_the_payload_unrun(
 
 def test_eval_py_with_a_trusted_target(fake_cifar_root: Path, tmp_path: Path) -> None:
     """The config key reaches the loader (refused without it: test_trusted_targets_load_and_nothing_else_is_let_through)."""
-    model = ImageClassifier(backbone={"_target_": BENIGN_FOREIGN, "_partial_": True, "model_name": "small_cnn", "width": 4},
-                            class_names=CIFAR10_CLASSES)
+    model = ImageClassifier(
+        backbone={"_target_": BENIGN_FOREIGN, "_partial_": True, "model_name": "small_cnn", "width": 4},
+        class_names=CIFAR10_CLASSES,
+    )
     path = _write(tmp_path / "foreign.ckpt", model)
     common = [f"ckpt_path={path}", f"dataset.data_dir={fake_cifar_root}", "logger=none", "dataset.num_workers=0"]
     run_script("eval.py", *common, f"trust_checkpoint_targets=[{BENIGN_FOREIGN}]", f"hydra.run.dir={tmp_path / 'run'}")

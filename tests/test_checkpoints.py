@@ -31,15 +31,24 @@ def _classifier(**kwargs) -> ImageClassifier:
     return ImageClassifier(
         backbone=functools.partial(build_backbone, "small_cnn", width=4),
         optimizer=functools.partial(torch.optim.AdamW, lr=1e-3, betas=(0.9, 0.99)),
-        scheduler=functools.partial(__import__("litvision.lightning_modules.training.schedulers", fromlist=["x"]).one_cycle),
-        class_names=CLASSES, **kwargs,
+        scheduler=functools.partial(
+            __import__("litvision.lightning_modules.training.schedulers", fromlist=["x"]).one_cycle
+        ),
+        class_names=CLASSES,
+        **kwargs,
     )
 
 
 def _fit(model: ImageClassifier, root: Path, ckpt_path: str | None = None, max_steps: int = 2) -> L.Trainer:
     trainer = L.Trainer(
-        max_steps=max_steps, accelerator="cpu", logger=False, enable_progress_bar=False, enable_model_summary=False,
-        default_root_dir=root, limit_val_batches=0, num_sanity_val_steps=0,
+        max_steps=max_steps,
+        accelerator="cpu",
+        logger=False,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+        default_root_dir=root,
+        limit_val_batches=0,
+        num_sanity_val_steps=0,
         plugins=[__import__("litvision.plugins.atomic_checkpoint", fromlist=["x"]).AtomicCheckpointIO()],
     )
     trainer.fit(model, _loader(), ckpt_path=ckpt_path, weights_only=True)
@@ -58,7 +67,9 @@ def test_checkpoint_of_a_plain_python_model_loads_with_weights_only(tmp_path: Pa
     hparams = checkpoint["hyper_parameters"]
     assert is_plain(dict(hparams))
     assert hparams["backbone"] == {
-        "_target_": "litvision.lightning_modules.backbones.build_backbone", "_args_": ["small_cnn"], "width": 4,
+        "_target_": "litvision.lightning_modules.backbones.build_backbone",
+        "_args_": ["small_cnn"],
+        "width": 4,
         "_partial_": True,
     }
     assert hparams["optimizer"]["betas"] == [0.9, 0.99]
@@ -143,7 +154,9 @@ def test_converting_an_old_checkpoint_never_runs_code_it_carries(tmp_path: Path)
     trainer = _fit(model, tmp_path)
     marker = tmp_path / "ran"
     old = _old_style_checkpoint(model, trainer, tmp_path / "old.ckpt", payload=_RunsCodeWhenLoaded(marker))
-    with pytest.raises(DataError, match=r"cannot be converted: it calls (tests\.)?test_checkpoints\._touch while loading") as refused:
+    with pytest.raises(
+        DataError, match=r"cannot be converted: it calls (tests\.)?test_checkpoints\._touch while loading"
+    ) as refused:
         convert_trusted_checkpoint(old)
     assert "\n" not in str(refused.value)
     assert not marker.exists() and not (tmp_path / "old.plain.ckpt").exists()
@@ -208,14 +221,28 @@ def test_compiled_run_resumes_and_evaluates_through_the_scripts(fake_cifar_root:
     from tests.helpers.run_helpers import TINY_MODEL, read_metrics, run_script
 
     run_dir = tmp_path / "run"
-    common = [*TINY_MODEL, "model.compile=true", "logger=csv", "ckpt_path=last", f"dataset.data_dir={fake_cifar_root}",
-              f"hydra.run.dir={run_dir}", "+trainer.limit_train_batches=2", "+trainer.limit_val_batches=1"]
+    common = [
+        *TINY_MODEL,
+        "model.compile=true",
+        "logger=csv",
+        "ckpt_path=last",
+        f"dataset.data_dir={fake_cifar_root}",
+        f"hydra.run.dir={run_dir}",
+        "+trainer.limit_train_batches=2",
+        "+trainer.limit_val_batches=1",
+    ]
     run_script("train.py", *common, "trainer.max_epochs=1", "test=false", timeout=900)
     resumed = run_script("train.py", *common, "trainer.max_epochs=2", timeout=900)
     assert "Restored all states from the checkpoint" in resumed.stdout + resumed.stderr
     last = torch.load(run_dir / "checkpoints" / "last.ckpt", weights_only=True)
     assert last["global_step"] == 4 and not [k for k in last["state_dict"] if "_orig_mod" in k]  # 2 epochs x 2 steps
     eval_dir = tmp_path / "eval"
-    run_script("eval.py", f"ckpt_path={run_dir / 'checkpoints' / 'last.ckpt'}", f"dataset.data_dir={fake_cifar_root}",
-               f"hydra.run.dir={eval_dir}", "dataset.num_workers=0", timeout=600)
+    run_script(
+        "eval.py",
+        f"ckpt_path={run_dir / 'checkpoints' / 'last.ckpt'}",
+        f"dataset.data_dir={fake_cifar_root}",
+        f"hydra.run.dir={eval_dir}",
+        "dataset.num_workers=0",
+        timeout=600,
+    )
     assert "test/acc_top1" in read_metrics(eval_dir)

@@ -39,15 +39,28 @@ def test_preset_composes_the_device_resident_recipe() -> None:
 @pytest.mark.slow  # two training processes + eval.py: ~30 s on a quiet 2-core machine, minutes on a loaded one
 def test_ddp_sim_test_metrics_equal_single_process_eval(odd_cifar_root: Path, tmp_path: Path) -> None:
     run_dir = tmp_path / "ddp"
-    run_ddp_sim(run_dir, "experiment=cifar10_fast", "trainer.max_epochs=2", "logger=csv",
-                f"dataset.data_dir={odd_cifar_root}", *TINY)
+    run_ddp_sim(
+        run_dir,
+        "experiment=cifar10_fast",
+        "trainer.max_epochs=2",
+        "logger=csv",
+        f"dataset.data_dir={odd_cifar_root}",
+        *TINY,
+    )
     ddp = read_metrics(run_dir)
 
     # the same checkpoint through the STANDARD loader path (dataset=cifar10), one process
     best = next((run_dir / "checkpoints").glob("best*.ckpt"))
     eval_dir = tmp_path / "eval"
-    run_script("eval.py", f"ckpt_path={best}", f"dataset.data_dir={odd_cifar_root}", f"hydra.run.dir={eval_dir}",
-               "dataset.num_workers=0", "dataset.batch_size=16", "trainer.precision=bf16-mixed")
+    run_script(
+        "eval.py",
+        f"ckpt_path={best}",
+        f"dataset.data_dir={odd_cifar_root}",
+        f"hydra.run.dir={eval_dir}",
+        "dataset.num_workers=0",
+        "dataset.batch_size=16",
+        "trainer.precision=bf16-mixed",
+    )
     single = read_metrics(eval_dir)
     test_keys = [k for k in single if k.startswith("test/")]
     assert len(test_keys) >= 10 and len([k for k in test_keys if "/recall/" in k]) == len(CLASSES)
@@ -61,8 +74,14 @@ def test_ddp_sim_test_metrics_equal_single_process_eval(odd_cifar_root: Path, tm
 @pytest.mark.slow
 def test_resumed_run_ends_with_the_same_weights(odd_cifar_root: Path, tmp_path: Path) -> None:
     """Augmentation is a function of (seed, epoch): killing after epoch 1 and resuming replays epoch 2."""
-    common = ["experiment=cifar10_fast", f"dataset.data_dir={odd_cifar_root}", "logger=none", "test=false",
-              "trainer.max_epochs=3", *TINY]
+    common = [
+        "experiment=cifar10_fast",
+        f"dataset.data_dir={odd_cifar_root}",
+        "logger=none",
+        "test=false",
+        "trainer.max_epochs=3",
+        *TINY,
+    ]
     run_script("train.py", *common, f"hydra.run.dir={tmp_path / 'straight'}")
     stop = ["+callbacks.stop._target_=tests.helpers.stop_after_epoch.StopAfterEpoch", "+callbacks.stop.epoch=0"]
     run_script("train.py", *common, *stop, f"hydra.run.dir={tmp_path / 'resumed'}")
@@ -90,10 +109,22 @@ def test_ddp_ranks_train_on_disjoint_strides_of_the_class_aware_stream(odd_cifar
 
     record = tmp_path / "labels"
     run_script(
-        "train.py", "experiment=cifar10_fast", "trainer=ddp_sim", "trainer.max_epochs=2", "logger=none", "test=false",
-        "sampler=class_aware", "sampler.num_samples=96", "seed=5", "dataset.drop_last=false",
-        "+callbacks.label_recorder._target_=tests.helpers.label_recorder.LabelRecorder", f"+callbacks.label_recorder.out_dir={record}",
-        f"dataset.data_dir={odd_cifar_root}", f"hydra.run.dir={tmp_path / 'run'}", *TINY, timeout=600,
+        "train.py",
+        "experiment=cifar10_fast",
+        "trainer=ddp_sim",
+        "trainer.max_epochs=2",
+        "logger=none",
+        "test=false",
+        "sampler=class_aware",
+        "sampler.num_samples=96",
+        "seed=5",
+        "dataset.drop_last=false",
+        "+callbacks.label_recorder._target_=tests.helpers.label_recorder.LabelRecorder",
+        f"+callbacks.label_recorder.out_dir={record}",
+        f"dataset.data_dir={odd_cifar_root}",
+        f"hydra.run.dir={tmp_path / 'run'}",
+        *TINY,
+        timeout=600,
     )
     datamodule = DeviceCIFAR10DataModule(data_dir=str(odd_cifar_root), download=False)
     datamodule.setup("fit")

@@ -104,8 +104,9 @@ def test_data_dir_may_be_the_batches_folder_itself(fake_cifar_root) -> None:
     """``dataset.data_dir=.../cifar-10-batches-py``: prepare_data, setup and the names all accept it."""
     outer = make_dm(fake_cifar_root, val_fraction=0.2)
     for download in (False, True):  # True: prepare_data must find it there, not try to download
-        inner = CIFAR10DataModule(str(fake_cifar_root / "cifar-10-batches-py"), download=download,
-                                  val_fraction=0.2, num_workers=0)
+        inner = CIFAR10DataModule(
+            str(fake_cifar_root / "cifar-10-batches-py"), download=download, val_fraction=0.2, num_workers=0
+        )
         inner.prepare_data()
         inner.setup("fit")
         assert inner.class_names == outer.class_names
@@ -117,9 +118,7 @@ def test_real_subset_loads_with_expected_counts(cifar_subset_root) -> None:
     dm = make_dm(cifar_subset_root, val_fraction=0.1)
     assert len(dm.splits.train) + len(dm.splits.val) == 4660
     assert len(dm.splits.test) == 846
-    assert dm.class_names == [
-        "airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck"
-    ]
+    assert dm.class_names == ["airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck"]
     assert np.bincount(dm.splits.test.targets).tolist() == [83, 70, 88, 84, 76, 79, 97, 87, 88, 94]
 
 
@@ -131,7 +130,9 @@ def test_dataloader_workers_draw_independent_augmentations() -> None:
 
     image = np.zeros((1, 8, 8, 3), dtype=np.uint8)
     image[0, :, :4] = 255  # left half white: a flip is visible
-    dataset = ArrayDataset(np.repeat(image, 64, axis=0), np.zeros(64, dtype=np.int64), A.Compose([A.HorizontalFlip(p=0.5)]))
+    dataset = ArrayDataset(
+        np.repeat(image, 64, axis=0), np.zeros(64, dtype=np.int64), A.Compose([A.HorizontalFlip(p=0.5)])
+    )
     loader = DataLoader(dataset, batch_size=1, num_workers=2, shuffle=False)
     flipped = [bool(batch[0][0, 0, 0, 0] == 0) for batch in loader]
     worker0, worker1 = flipped[0::2], flipped[1::2]  # batches alternate between the two workers

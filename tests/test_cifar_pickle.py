@@ -141,9 +141,7 @@ def _payload(kind: str, marker: Path) -> _Exploit:
     ("kind", "global_name"),
     [("system", f"{os.name}.system"), ("exec", "__builtin__.exec"), ("open", "io.open")],
 )
-def test_malicious_batch_is_refused_without_side_effects(
-    tmp_path: Path, kind: str, global_name: str
-) -> None:
+def test_malicious_batch_is_refused_without_side_effects(tmp_path: Path, kind: str, global_name: str) -> None:
     cdir = write_fake_cifar(tmp_path, n_train_per_class=1, n_test_per_class=1)
     marker = tmp_path / "pwned"
     payload = _payload(kind, marker)
@@ -333,7 +331,9 @@ def test_file_problems_are_user_errors_that_keep_their_builtin_types(tmp_path: P
     assert isinstance(exc.value, pickle.UnpicklingError)
     cdir = write_fake_cifar(tmp_path / "evil", n_train_per_class=1, n_test_per_class=1)
     with open(cdir / "data_batch_1", "wb") as f:
-        pickle.dump({b"data": np.zeros((1, 3072), np.uint8), b"labels": [_payload("open", tmp_path / "x")]}, f, protocol=2)
+        pickle.dump(
+            {b"data": np.zeros((1, 3072), np.uint8), b"labels": [_payload("open", tmp_path / "x")]}, f, protocol=2
+        )
     with pytest.raises(DataError) as exc:
         load_batch(cdir / "data_batch_1")
     assert isinstance(exc.value, UnsafePickleError)

@@ -14,12 +14,12 @@ from pathlib import Path
 import pytest
 import torch
 from hydra import compose, initialize_config_dir
-from tests.helpers.imagenet_trees import age_tree, build_train, build_val, real_samples
 from PIL import Image
 
-from litvision.launch.resolvers import register_resolvers
 from litvision.datamodules.datasets.file_dataset import collate_skipping_bad
+from litvision.launch.resolvers import register_resolvers
 from litvision.utils.errors import DataError
+from tests.helpers.imagenet_trees import age_tree, build_train, build_val, real_samples
 from tests.helpers.run_helpers import TINY_MODEL, run_script
 
 CONF = Path(__file__).resolve().parents[1] / "conf"
@@ -63,8 +63,14 @@ def test_train_py_on_a_real_jpeg_tree_of_mixed_sizes_with_the_default_augmentati
     root = real_jpeg_tree(tmp_path)
     run_dir = tmp_path / "run"
     run_script(
-        "train.py", "dataset=class_folder", f"dataset.data_dir={root}", *TINY_MODEL, "dataset.batch_size=4",
-        "dataset.progress=false", "logger=none", "trainer.max_epochs=1",  # the default resolution: 224
+        "train.py",
+        "dataset=class_folder",
+        f"dataset.data_dir={root}",
+        *TINY_MODEL,
+        "dataset.batch_size=4",
+        "dataset.progress=false",
+        "logger=none",
+        "trainer.max_epochs=1",  # the default resolution: 224
         f"hydra.run.dir={run_dir}",
     )
     metrics = json.loads((run_dir / "metrics.json").read_text())
@@ -76,9 +82,18 @@ def test_an_augmentation_that_leaves_mixed_sizes_stops_with_one_line(tmp_path: P
     loader worker process, as one line naming the cause and the fix."""
     root = real_jpeg_tree(tmp_path)
     done = run_script(
-        "train.py", "dataset=class_folder", f"dataset.data_dir={root}", "augmentation=none", *TINY_MODEL,
-        "dataset.num_workers=2", "dataset.batch_size=4", "dataset.progress=false", "logger=none",
-        "trainer.max_epochs=1", f"hydra.run.dir={tmp_path / 'run'}", check=False,
+        "train.py",
+        "dataset=class_folder",
+        f"dataset.data_dir={root}",
+        "augmentation=none",
+        *TINY_MODEL,
+        "dataset.num_workers=2",
+        "dataset.batch_size=4",
+        "dataset.progress=false",
+        "logger=none",
+        "trainer.max_epochs=1",
+        f"hydra.run.dir={tmp_path / 'run'}",
+        check=False,
     )
     assert done.returncode != 0
     last = done.stderr.strip().splitlines()[-1]

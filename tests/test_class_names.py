@@ -20,12 +20,16 @@ from litvision.utils.errors import DataError
 from litvision.utils.names import escape_name, name_bytes
 
 # a folder name: 1..40 bytes, no '/' or NUL, not '.'/'..', not hidden (hidden folders are not classes)
-FOLDER = st.binary(min_size=1, max_size=40).filter(lambda b: b"/" not in b and b"\0" not in b and not b.startswith(b"."))
+FOLDER = st.binary(min_size=1, max_size=40).filter(
+    lambda b: b"/" not in b and b"\0" not in b and not b.startswith(b".")
+)
 
 
 @settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
-@given(st.lists(FOLDER, min_size=1, max_size=5, unique=True), st.binary(min_size=1, max_size=20).filter(
-    lambda b: b"/" not in b and b"\0" not in b and not b.startswith(b".")))
+@given(
+    st.lists(FOLDER, min_size=1, max_size=5, unique=True),
+    st.binary(min_size=1, max_size=20).filter(lambda b: b"/" not in b and b"\0" not in b and not b.startswith(b".")),
+)
 @example([b"caf\xe9", b"=SUM(1+1)", b"tab\there", b"back\\slash", b"#x"], b"new\nline\xff")
 def test_class_folders_of_any_name_index_and_write_back_to_the_same_folders(folders: list[bytes], stem: bytes) -> None:
     with tempfile.TemporaryDirectory() as tmp:
@@ -36,7 +40,7 @@ def test_class_folders_of_any_name_index_and_write_back_to_the_same_folders(fold
                 handle.write(b"not decoded while indexing")
         index, _ = scan_class_folders(os.fsdecode(split), progress=False)
         assert sorted(name_bytes(escape_name(c)) for c in index.classes) == sorted(folders)
-        for path, label in zip(index.names(), index.labels.tolist()):
+        for path, label in zip(index.names(), index.labels.tolist(), strict=True):
             assert os.path.isfile(os.path.join(split, name_bytes(escape_name(path))))
             assert os.fsencode(path).split(b"/")[0] == os.fsencode(index.classes[label])
         keys = unique_metric_names(index.classes)
@@ -55,13 +59,22 @@ def _meta(root: Path, label_names: object) -> Path:
 
 
 LABEL_NAME = st.one_of(
-    st.binary(max_size=12), st.text(st.characters(exclude_categories=()), max_size=12),
-    st.integers(), st.floats(allow_nan=True), st.none(), st.booleans(), st.lists(st.integers(), max_size=2),
+    st.binary(max_size=12),
+    st.text(st.characters(exclude_categories=()), max_size=12),
+    st.integers(),
+    st.floats(allow_nan=True),
+    st.none(),
+    st.booleans(),
+    st.lists(st.integers(), max_size=2),
 )
 
 
 @settings(max_examples=60, deadline=None)
-@given(st.one_of(st.lists(LABEL_NAME, max_size=6), LABEL_NAME, st.dictionaries(st.text(max_size=3), st.integers(), max_size=2)))
+@given(
+    st.one_of(
+        st.lists(LABEL_NAME, max_size=6), LABEL_NAME, st.dictionaries(st.text(max_size=3), st.integers(), max_size=2)
+    )
+)
 @example([b"airplane", "caf\udce9", b"caf\xe9"])
 @example([])
 def test_cifar_label_names_give_class_names_or_one_data_error(label_names: object) -> None:

@@ -32,7 +32,9 @@ def rows_of(path: Path) -> list[dict[str, str]]:
 
 def test_label_issues_csv_guards_ids_and_class_names(tmp_path: Path) -> None:
     root = build_weird_tree(tmp_path / "tree")
-    data = load_audit_data(ClassFolderDataModule(str(root), val_split="val", test_split="val", num_workers=0, progress=False))
+    data = load_audit_data(
+        ClassFolderDataModule(str(root), val_split="val", test_split="val", num_workers=0, progress=False)
+    )
     split = data.splits["train"]
     ids, labels = np.asarray(split.ids, dtype=str), np.asarray(split.targets)
     readable = np.array([not i.endswith("broken\udcfe.png") for i in ids])
@@ -42,8 +44,9 @@ def test_label_issues_csv_guards_ids_and_class_names(tmp_path: Path) -> None:
     probabilities = np.full((len(ids), len(data.class_names)), 0.02, np.float32)
     probabilities[np.arange(len(ids)), np.where(suspect, (labels + 1) % len(data.class_names), labels)] = 0.94
 
-    _, found = run_label_errors(data, ids, labels, probabilities, tmp_path / "out", "test", "self_confidence",
-                                int(suspect.sum()))
+    _, found = run_label_errors(
+        data, ids, labels, probabilities, tmp_path / "out", "test", "self_confidence", int(suspect.sum())
+    )
     assert set(found) == set(ids[suspect].tolist())
     rows = rows_of(tmp_path / "out" / "label_issues.csv")
     assert {read_csv_cell(r["id"]) for r in rows} == set(found)
@@ -72,10 +75,28 @@ def test_predictions_csv_guards_text_keeps_numbers_and_splits_top_k(tmp_path: Pa
 
 
 def test_sweep_summary_guards_overrides_and_keeps_negative_values() -> None:
-    rows = [{"job_num": 0, "status": "COMPLETED", "overrides": ["+trainer.limit=2", "seed=-1"], "optimized_metric": "val/loss",
-             "value": -0.5, "metrics": {"val/loss": -0.5}, "error": "", "output_dir": "/runs/0"},
-            {"job_num": 1, "status": "COMPLETED", "overrides": ["+trainer.limit=3", "seed=1"], "optimized_metric": "val/loss",
-             "value": 0.25, "metrics": {"val/loss": 0.25}, "error": "", "output_dir": "/runs/1"}]
+    rows = [
+        {
+            "job_num": 0,
+            "status": "COMPLETED",
+            "overrides": ["+trainer.limit=2", "seed=-1"],
+            "optimized_metric": "val/loss",
+            "value": -0.5,
+            "metrics": {"val/loss": -0.5},
+            "error": "",
+            "output_dir": "/runs/0",
+        },
+        {
+            "job_num": 1,
+            "status": "COMPLETED",
+            "overrides": ["+trainer.limit=3", "seed=1"],
+            "optimized_metric": "val/loss",
+            "value": 0.25,
+            "metrics": {"val/loss": 0.25},
+            "error": "",
+            "output_dir": "/runs/1",
+        },
+    ]
     text, _ = render(rows, "minimize")
     table = list(csv.DictReader(text.splitlines()))
     assert table[0]["val/loss"] == "-0.5000" and table[0]["seed"] == "-1"  # numbers stay numbers

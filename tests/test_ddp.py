@@ -32,8 +32,15 @@ def odd_cifar_root(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 def test_ddp_sim_test_metrics_equal_single_process_eval(odd_cifar_root: Path, tmp_path: Path) -> None:
     run_dir = tmp_path / "ddp"
-    proc = run_ddp_sim(run_dir, "trainer.max_epochs=2", "logger=wandb", "optimizer.lr=0.02",
-                       f"dataset.data_dir={odd_cifar_root}", *TINY, timeout=420)
+    proc = run_ddp_sim(
+        run_dir,
+        "trainer.max_epochs=2",
+        "logger=wandb",
+        "optimizer.lr=0.02",
+        f"dataset.data_dir={odd_cifar_root}",
+        *TINY,
+        timeout=420,
+    )
     out = proc.stdout + proc.stderr
     ddp = read_metrics(run_dir)
     assert ddp["epoch"] == 1
@@ -46,7 +53,9 @@ def test_ddp_sim_test_metrics_equal_single_process_eval(odd_cifar_root: Path, tm
 
     best = next((run_dir / "checkpoints").glob("best*.ckpt"))
     eval_dir = tmp_path / "eval"
-    run_script("eval.py", f"ckpt_path={best}", f"dataset.data_dir={odd_cifar_root}", f"hydra.run.dir={eval_dir}", *TINY[2:])
+    run_script(
+        "eval.py", f"ckpt_path={best}", f"dataset.data_dir={odd_cifar_root}", f"hydra.run.dir={eval_dir}", *TINY[2:]
+    )
     single = read_metrics(eval_dir)
 
     test_keys = [k for k in single if k.startswith("test/")]

@@ -13,9 +13,9 @@ import numpy as np
 from scipy.stats import chisquare
 
 from litvision.datamodules.cifar10 import CIFAR10DataModule
+from litvision.datamodules.sampling.samplers import ClassBalancedSampler
 from tests.helpers.fake_cifar import write_fake_cifar
 from tests.helpers.run_helpers import run_ddp_sim
-from litvision.datamodules.sampling.samplers import ClassBalancedSampler
 
 NUM_SAMPLES = 1000  # per epoch over both ranks
 SEED = 5
@@ -27,11 +27,19 @@ def test_two_process_ddp_run_trains_on_balanced_disjoint_streams(tmp_path: Path)
     record = tmp_path / "labels"
     run_ddp_sim(
         tmp_path / "run",
-        "trainer.max_epochs=2", "sampler=class_balanced",
-        f"sampler.num_samples={NUM_SAMPLES}", f"seed={SEED}",
-        f"dataset.data_dir={tmp_path / 'data'}", f"dataset.imbalance_factor={IMBALANCE}",
-        "dataset.download=false", "dataset.num_workers=0", "dataset.batch_size=64",
-        "augmentation=none", "model=small_cnn", "model.backbone.width=8", "logger=none",
+        "trainer.max_epochs=2",
+        "sampler=class_balanced",
+        f"sampler.num_samples={NUM_SAMPLES}",
+        f"seed={SEED}",
+        f"dataset.data_dir={tmp_path / 'data'}",
+        f"dataset.imbalance_factor={IMBALANCE}",
+        "dataset.download=false",
+        "dataset.num_workers=0",
+        "dataset.batch_size=64",
+        "augmentation=none",
+        "model=small_cnn",
+        "model.backbone.width=8",
+        "logger=none",
         "~callbacks.rich_progress_bar",
         "+callbacks.label_recorder._target_=tests.helpers.label_recorder.LabelRecorder",
         f"+callbacks.label_recorder.out_dir={record}",

@@ -9,13 +9,19 @@ import albumentations as A
 import numpy as np
 import pytest
 import torch
-from tests.helpers.imagenet_trees import SAMPLES, bad_image_bytes, real_samples
 from PIL import Image
 
-from litvision.datamodules.readers.decode import BadImageError, BadImageLog, decode_image, jpeg_header, largest_reduction
 from litvision.datamodules.datasets.file_dataset import FileListDataset
-from litvision.datamodules.transforms.pipeline import reseed_transform
+from litvision.datamodules.readers.decode import (
+    BadImageError,
+    BadImageLog,
+    decode_image,
+    jpeg_header,
+    largest_reduction,
+)
 from litvision.datamodules.readers.jpeg_pipeline import SamplePipeline
+from litvision.datamodules.transforms.pipeline import reseed_transform
+from tests.helpers.imagenet_trees import SAMPLES, bad_image_bytes, real_samples
 
 
 def jpeg_bytes(height: int, width: int, mode: str = "RGB", progressive: bool = False, seed: int = 0) -> bytes:
@@ -144,7 +150,7 @@ def test_random_resized_crop_plan_keeps_the_crop_at_least_the_output_size(monkey
         assert pipeline(data).shape == (224, 224, 3)
     factors = [f for f, _ in calls]
     assert max(factors) > 1, "large crops of a large JPEG should be decoded at reduced size"
-    for (x0, y0, x1, y1), factor in zip(sampled, factors):
+    for (x0, y0, x1, y1), factor in zip(sampled, factors, strict=True):
         assert (x1 - x0) // factor >= 224 and (y1 - y0) // factor >= 224
 
 
@@ -153,7 +159,11 @@ def pattern_jpeg_bytes(height: int, width: int, period: int) -> bytes:
     that a reduced-size decode matches a resized full decode, yet a crop moved by a few pixels
     changes every output pixel (on a plain gradient an 8 px shift changes the mean by ~1 level)."""
     y, x = np.mgrid[0:height, 0:width].astype(np.float32)
-    channels = [np.sin(2 * np.pi * x / period), np.sin(2 * np.pi * y / period), np.sin(2 * np.pi * (x + y) / (1.5 * period))]
+    channels = [
+        np.sin(2 * np.pi * x / period),
+        np.sin(2 * np.pi * y / period),
+        np.sin(2 * np.pi * (x + y) / (1.5 * period)),
+    ]
     pixels = np.clip(128 + 100 * np.stack(channels, -1), 0, 255).astype(np.uint8)
     buf = io.BytesIO()
     Image.fromarray(pixels).save(buf, "JPEG", quality=92)
@@ -207,7 +217,7 @@ def test_dataset_skips_bad_files_and_logs_each_once(tmp_path, caplog):
         for _ in range(2):  # second epoch: no new warnings, no second decode attempt
             items = [evaluation[i] for i in range(len(names))]
             train_items = [train[i] for i in range(len(names))]
-    kept = [(name, item) for name, item in zip(names, items) if item is not None]
+    kept = [(name, item) for name, item in zip(names, items, strict=True) if item is not None]
     assert sorted(n for n, _ in kept) == ["cmyk.JPEG", "grayscale.JPEG", "png.JPEG"]
     for _, (image, _) in kept:
         assert image.shape == (3, 224, 224)
@@ -234,7 +244,6 @@ def test_bad_image_log_rejects_unknown_policy():
 
 def test_samples_folder_location_is_the_documented_one():
     assert SAMPLES.name == "imagenet-samples" and SAMPLES.parent.name == "data"
-
 
 
 def test_batches_keep_the_decoded_channels_last_layout():

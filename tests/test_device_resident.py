@@ -7,10 +7,10 @@ import numpy as np
 import pytest
 import torch
 
-from litvision.datamodules.transforms.batch_augment import BatchAugment
 from litvision.datamodules.cifar10 import CIFAR10DataModule
 from litvision.datamodules.device_resident import DeviceCIFAR10DataModule, IndexBatch
 from litvision.datamodules.sampling.samplers import ClassAwareSampler
+from litvision.datamodules.transforms.batch_augment import BatchAugment
 from litvision.utils.errors import ConfigError
 
 NORMALIZE = {"mean": [0.4914, 0.4822, 0.4465], "std": [0.2470, 0.2435, 0.2616]}
@@ -51,13 +51,14 @@ def test_loaders_yield_index_batches_without_workers(fake_cifar_root) -> None:
 def test_unaugmented_batches_equal_the_standard_loader(fake_cifar_root, split: str) -> None:
     """Same splits, same sampler order, same normalisation: the same tensors, bit for bit."""
     device_dm = _device_dm(fake_cifar_root)
-    standard = CIFAR10DataModule(data_dir=str(fake_cifar_root), download=False, normalize=NORMALIZE, seed=3,
-                                 batch_size=16, num_workers=0)
+    standard = CIFAR10DataModule(
+        data_dir=str(fake_cifar_root), download=False, normalize=NORMALIZE, seed=3, batch_size=16, num_workers=0
+    )
     standard.setup("fit")
     ours = _batches(device_dm, getattr(device_dm, f"{split}_dataloader")())
     theirs = _batches(standard, getattr(standard, f"{split}_dataloader")())
     assert len(ours) == len(theirs) > 1
-    for (image_a, target_a), (image_b, target_b) in zip(ours, theirs):
+    for (image_a, target_a), (image_b, target_b) in zip(ours, theirs, strict=True):
         assert torch.equal(target_a, target_b)
         assert torch.equal(image_a, image_b)
 
@@ -135,7 +136,10 @@ def test_alternating_flip_bits_are_the_same_on_every_rank(fake_cifar_root) -> No
 
 @pytest.mark.parametrize(
     ("kwargs", "message"),
-    [({"num_workers": 2}, "dataset.num_workers=0"), ({"train_transform": lambda image: {"image": image}}, "augmentation=cifar_batched")],
+    [
+        ({"num_workers": 2}, "dataset.num_workers=0"),
+        ({"train_transform": lambda image: {"image": image}}, "augmentation=cifar_batched"),
+    ],
 )
 def test_per_image_settings_are_refused_with_the_fix(fake_cifar_root, kwargs: dict, message: str) -> None:
     with pytest.raises(ConfigError, match=message):
@@ -161,8 +165,14 @@ def test_a_file_dataset_is_refused_in_one_line(tmp_path) -> None:
 
     samples = generated_samples(tmp_path / "src", num_classes=2, per_class=3)
     build_train(tmp_path / "tree", samples)
-    dm = DeviceFolders(str(tmp_path / "tree"), val_split="holdout", test_split="holdout", val_fraction=0.34,
-                       progress=False, batch_size=2)
+    dm = DeviceFolders(
+        str(tmp_path / "tree"),
+        val_split="holdout",
+        test_split="holdout",
+        val_fraction=0.34,
+        progress=False,
+        batch_size=2,
+    )
     with pytest.raises(ConfigError, match=r"the train split \(\w+\) has no `images`: DeviceFolders holds in-memory"):
         dm.setup("fit")
 
@@ -172,7 +182,9 @@ def test_the_audit_refuses_splits_without_sample_ids(fake_cifar_root) -> None:
     from litvision.data_audit.sources import our_splits
 
     dm = DeviceCIFAR10DataModule(data_dir=str(fake_cifar_root), download=False, normalize=NORMALIZE)
-    with pytest.raises(ConfigError, match=r"has no `ids`: DeviceCIFAR10DataModule keeps no sample ids.*dataset=cifar10 "):
+    with pytest.raises(
+        ConfigError, match=r"has no `ids`: DeviceCIFAR10DataModule keeps no sample ids.*dataset=cifar10 "
+    ):
         our_splits(dm)
     plain = CIFAR10DataModule(data_dir=str(fake_cifar_root), download=False, normalize=NORMALIZE)
     assert set(our_splits(plain).values()) <= {"train", "val", "test", "val+test"}

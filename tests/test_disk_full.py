@@ -26,8 +26,9 @@ from litvision.utils.errors import DiskFullError
 from tests.helpers.disk_full import fill_disk_at
 from tests.helpers.run_helpers import TINY_MODEL, run_script
 
-pytestmark = pytest.mark.skipif(not os.path.exists("/dev/full") or not os.path.isdir("/proc/self/fd"),
-                                reason="needs Linux /dev/full and /proc")
+pytestmark = pytest.mark.skipif(
+    not os.path.exists("/dev/full") or not os.path.isdir("/proc/self/fd"), reason="needs Linux /dev/full and /proc"
+)
 
 
 @pytest.fixture
@@ -93,15 +94,30 @@ class _ValAcc(BoringModel):
 
 
 @pytest.mark.parametrize("every_epoch_end", [True, False], ids=["save_on_train_epoch_end", "save_on_validation_end"])
-def test_metrics_json_claims_no_epoch_beyond_the_last_saved_checkpoint(tmp_path: Path, full_disk,
-                                                                       every_epoch_end: bool) -> None:
+def test_metrics_json_claims_no_epoch_beyond_the_last_saved_checkpoint(
+    tmp_path: Path, full_disk, every_epoch_end: bool
+) -> None:
     """The epoch-1 last.ckpt save fails: metrics.json must still say epoch 0, what last.ckpt holds."""
     summary = MetricsSummary(tmp_path / "metrics.json", print_table=False)
-    last = ModelCheckpoint(dirpath=tmp_path, filename="last", monitor=None, save_top_k=1,
-                           enable_version_counter=False, save_on_train_epoch_end=every_epoch_end)
-    trainer = L.Trainer(max_epochs=3, limit_train_batches=2, limit_val_batches=1, callbacks=[summary, last],
-                        plugins=[AtomicCheckpointIO()], logger=False, enable_progress_bar=False,
-                        enable_model_summary=False, num_sanity_val_steps=0)
+    last = ModelCheckpoint(
+        dirpath=tmp_path,
+        filename="last",
+        monitor=None,
+        save_top_k=1,
+        enable_version_counter=False,
+        save_on_train_epoch_end=every_epoch_end,
+    )
+    trainer = L.Trainer(
+        max_epochs=3,
+        limit_train_batches=2,
+        limit_val_batches=1,
+        callbacks=[summary, last],
+        plugins=[AtomicCheckpointIO()],
+        logger=False,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+        num_sanity_val_steps=0,
+    )
     full_disk("last.ckpt", nth=2)
     with pytest.raises(DiskFullError, match="while writing .*last.ckpt"):
         trainer.fit(_ValAcc())
@@ -119,15 +135,24 @@ def _last_line(stderr: str) -> str:
 def test_train_out_of_disk_at_a_checkpoint_save(fake_cifar_root: Path, tmp_path: Path) -> None:
     run_dir = tmp_path / "run"
     proc = run_script(
-        "train.py", "logger=csv", f"dataset.data_dir={fake_cifar_root}", f"hydra.run.dir={run_dir}", *TINY_MODEL,
-        "trainer.max_epochs=2", "+trainer.limit_train_batches=2",
-        "+callbacks.disk_full._target_=tests.helpers.disk_full.DiskFullAt", "+callbacks.disk_full.name=last.ckpt",
-        "+callbacks.disk_full.nth=2", check=False,
+        "train.py",
+        "logger=csv",
+        f"dataset.data_dir={fake_cifar_root}",
+        f"hydra.run.dir={run_dir}",
+        *TINY_MODEL,
+        "trainer.max_epochs=2",
+        "+trainer.limit_train_batches=2",
+        "+callbacks.disk_full._target_=tests.helpers.disk_full.DiskFullAt",
+        "+callbacks.disk_full.name=last.ckpt",
+        "+callbacks.disk_full.nth=2",
+        check=False,
     )
     assert proc.returncode == 1
     last = run_dir / "checkpoints" / "last.ckpt"
     line = _last_line(proc.stderr)
-    assert line.startswith(f"DiskFullError: no space left on device while writing {last} (its previous version is unchanged)")
+    assert line.startswith(
+        f"DiskFullError: no space left on device while writing {last} (its previous version is unchanged)"
+    )
     assert "ckpt_path=last" in line
     assert line in (run_dir / "train.log").read_text()
     assert torch.load(last, weights_only=True)["epoch"] == 0
@@ -139,9 +164,15 @@ def test_train_out_of_disk_at_a_checkpoint_save(fake_cifar_root: Path, tmp_path:
 def test_train_out_of_disk_writing_metrics_json(fake_cifar_root: Path, tmp_path: Path) -> None:
     run_dir = tmp_path / "run"
     proc = run_script(
-        "train.py", "logger=csv", f"dataset.data_dir={fake_cifar_root}", f"hydra.run.dir={run_dir}", *TINY_MODEL,
-        "debug=fdr", "+callbacks.disk_full._target_=tests.helpers.disk_full.DiskFullAt",
-        "+callbacks.disk_full.name=metrics.json", check=False,
+        "train.py",
+        "logger=csv",
+        f"dataset.data_dir={fake_cifar_root}",
+        f"hydra.run.dir={run_dir}",
+        *TINY_MODEL,
+        "debug=fdr",
+        "+callbacks.disk_full._target_=tests.helpers.disk_full.DiskFullAt",
+        "+callbacks.disk_full.name=metrics.json",
+        check=False,
     )
     assert proc.returncode == 1
     line = _last_line(proc.stderr)

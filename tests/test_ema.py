@@ -19,12 +19,26 @@ CONF_DIR = Path(__file__).resolve().parents[1] / "conf"
 
 def build(data_dir: Path, out_dir: Path, *overrides: str):
     with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
-        cfg = compose("train", overrides=[
-            *TINY_MODEL, "augmentation=none", "logger=none", "callbacks=[default,ema]", "callbacks.ema.decay=0.9",
-            "~callbacks.rich_progress_bar", "+trainer.enable_progress_bar=false", "trainer.max_epochs=3",
-            "scheduler=onecycle", f"dataset.data_dir={data_dir}", f"paths.output_dir={out_dir}",
-            f"paths.data_dir={data_dir}", "paths.root_dir=.", "paths.log_dir=.", *overrides,
-        ])
+        cfg = compose(
+            "train",
+            overrides=[
+                *TINY_MODEL,
+                "augmentation=none",
+                "logger=none",
+                "callbacks=[default,ema]",
+                "callbacks.ema.decay=0.9",
+                "~callbacks.rich_progress_bar",
+                "+trainer.enable_progress_bar=false",
+                "trainer.max_epochs=3",
+                "scheduler=onecycle",
+                f"dataset.data_dir={data_dir}",
+                f"paths.output_dir={out_dir}",
+                f"paths.data_dir={data_dir}",
+                "paths.root_dir=.",
+                "paths.log_dir=.",
+                *overrides,
+            ],
+        )
     return setup_run(cfg)
 
 
@@ -49,8 +63,9 @@ def net_state(state_dict: dict) -> dict:
 
 
 def test_ema_weights_differ_from_raw_and_are_the_ones_tested(fake_cifar_root, tmp_path) -> None:
-    datamodule, model, trainer = build(fake_cifar_root, tmp_path, "trainer.max_epochs=2",
-                                       "callbacks.model_checkpoint.save_top_k=-1")  # keep every epoch's checkpoint
+    datamodule, model, trainer = build(
+        fake_cifar_root, tmp_path, "trainer.max_epochs=2", "callbacks.model_checkpoint.save_top_k=-1"
+    )  # keep every epoch's checkpoint
     trainer.fit(model, datamodule=datamodule)
     best = trainer.checkpoint_callback.best_model_path
     checkpoint = torch.load(best, map_location="cpu", weights_only=True)
@@ -69,7 +84,9 @@ def test_ema_weights_differ_from_raw_and_are_the_ones_tested(fake_cifar_root, tm
     # validating an earlier checkpoint after fit evaluates that checkpoint's average (not the final one)
     (first,) = (tmp_path / "checkpoints").glob("best_epoch000*.ckpt")
     first_average = net_state(torch.load(first, map_location="cpu", weights_only=True)["state_dict"])
-    (validated,) = trainer.validate(model, datamodule=datamodule, ckpt_path=str(first), weights_only=True, verbose=False)
+    (validated,) = trainer.validate(
+        model, datamodule=datamodule, ckpt_path=str(first), weights_only=True, verbose=False
+    )
     plain = L.Trainer(accelerator="cpu", logger=False, enable_progress_bar=False, enable_model_summary=False)
     model.load_state_dict(torch.load(first, map_location="cpu", weights_only=True)["state_dict"])
     (reference,) = plain.validate(model, datamodule=datamodule, verbose=False)  # no EMA callback: just these weights
@@ -109,8 +126,14 @@ def test_a_resumed_run_continues_the_average(fake_cifar_root, tmp_path) -> None:
 def test_train_then_eval_report_the_averaged_weights(fake_cifar_root, tmp_path) -> None:
     """metrics.json of train.py (the best checkpoint, tested after fit) equals eval.py of that checkpoint."""
     common = [*TINY_MODEL, f"dataset.data_dir={fake_cifar_root}", "logger=csv", "augmentation=none"]
-    run_script("train.py", *common, "callbacks=[default,ema]", "callbacks.ema.decay=0.9", "trainer.max_epochs=2",
-               f"hydra.run.dir={tmp_path / 'train'}")
+    run_script(
+        "train.py",
+        *common,
+        "callbacks=[default,ema]",
+        "callbacks.ema.decay=0.9",
+        "trainer.max_epochs=2",
+        f"hydra.run.dir={tmp_path / 'train'}",
+    )
     trained = read_metrics(tmp_path / "train")
     (best,) = (tmp_path / "train" / "checkpoints").glob("best_epoch*.ckpt")
     run_script("eval.py", *common, f"ckpt_path={best}", f"hydra.run.dir={tmp_path / 'eval'}")

@@ -11,13 +11,12 @@ import json
 import logging
 from pathlib import Path
 
-import numpy as np
 import pytest
 
 from litvision.datamodules.cifar10 import CIFAR10DataModule
 from litvision.datamodules.class_folder import ClassFolderDataModule
-from litvision.datamodules.sampling.exclusions import read_exclusion_file
 from litvision.datamodules.imagenet import ImageNetDataModule
+from litvision.datamodules.sampling.exclusions import read_exclusion_file
 from litvision.utils.errors import DataError, MissingDataError
 from tests.helpers.fake_cifar import write_fake_cifar
 from tests.helpers.imagenet_trees import build_train, build_val, generated_samples
@@ -71,7 +70,9 @@ def cifar_root(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 def cifar_dm(root: Path, **kwargs) -> CIFAR10DataModule:
-    return CIFAR10DataModule(data_dir=str(root), batch_size=8, num_workers=0, download=False, val_fraction=0.2, **kwargs)
+    return CIFAR10DataModule(
+        data_dir=str(root), batch_size=8, num_workers=0, download=False, val_fraction=0.2, **kwargs
+    )
 
 
 def test_cifar_listed_ids_leave_every_split_and_nothing_else_does(cifar_root: Path, tmp_path: Path, caplog) -> None:
@@ -126,12 +127,22 @@ def test_class_folders_with_holdout_and_val_folder(tmp_path: Path) -> None:
     path.write_text("\n".join(listed) + "\n")
 
     def dm(**kwargs) -> ClassFolderDataModule:
-        module = ClassFolderDataModule(str(root), val_split="holdout", test_split="val", val_fraction=0.25,
-                                       batch_size=2, num_workers=0, progress=False, **kwargs)
+        module = ClassFolderDataModule(
+            str(root),
+            val_split="holdout",
+            test_split="val",
+            val_fraction=0.25,
+            batch_size=2,
+            num_workers=0,
+            progress=False,
+            **kwargs,
+        )
         module.setup()
         return module
 
-    assert sorted(dm().splits.train.ids.tolist() + dm().splits.val.ids.tolist()) == train_files  # ids = paths under data_dir
+    assert (
+        sorted(dm().splits.train.ids.tolist() + dm().splits.val.ids.tolist()) == train_files
+    )  # ids = paths under data_dir
     ids = split_ids(dm(exclude_ids=str(path)))
     assert sorted(ids["train"] + ids["val"]) == sorted(set(train_files) - set(listed))
     assert sorted(ids["test"]) == sorted(set(val_files) - set(listed))
@@ -145,8 +156,9 @@ def test_imagenet_flat_val_ids_are_paths_under_data_dir(tmp_path: Path) -> None:
     listed = ["val/" + sorted(truth)[0], "train/" + samples[0][0] + f"/{samples[0][0]}_1.JPEG"]
     path = tmp_path / "ex.txt"
     path.write_text("\n".join(listed) + "\n")
-    dm = ImageNetDataModule(str(root), val_split="val", test_split="val", batch_size=2, num_workers=0,
-                            progress=False, exclude_ids=str(path))
+    dm = ImageNetDataModule(
+        str(root), val_split="val", test_split="val", batch_size=2, num_workers=0, progress=False, exclude_ids=str(path)
+    )
     dm.setup()
     ids = split_ids(dm)
     assert sorted(ids["val"]) == sorted(f"val/{name}" for name in truth if f"val/{name}" not in listed)
@@ -177,10 +189,19 @@ def test_train_py_never_loads_an_excluded_id(cifar_root: Path, tmp_path: Path, t
     path.write_text("\n".join(listed) + "\n")
     out = tmp_path / "ids"
     run_script(
-        "train.py", f"trainer={trainer}", "trainer.max_epochs=1", "logger=none", f"dataset.data_dir={cifar_root}",
-        "dataset.val_fraction=0.2", f"dataset.exclude_ids={path}", f"hydra.run.dir={tmp_path / 'run'}",
-        "+callbacks.id_recorder._target_=tests.helpers.id_recorder.IdRecorder", f"+callbacks.id_recorder.out_dir={out}",
-        *TINY_MODEL, "dataset.batch_size=16", timeout=420,
+        "train.py",
+        f"trainer={trainer}",
+        "trainer.max_epochs=1",
+        "logger=none",
+        f"dataset.data_dir={cifar_root}",
+        "dataset.val_fraction=0.2",
+        f"dataset.exclude_ids={path}",
+        f"hydra.run.dir={tmp_path / 'run'}",
+        "+callbacks.id_recorder._target_=tests.helpers.id_recorder.IdRecorder",
+        f"+callbacks.id_recorder.out_dir={out}",
+        *TINY_MODEL,
+        "dataset.batch_size=16",
+        timeout=420,
     )
     world = 2 if trainer == "ddp_sim" else 1
     kept = {name: set(before[name]) - set(listed) for name in before}

@@ -28,8 +28,8 @@ def test_triangular_rises_to_the_peak_then_falls_to_the_end_value() -> None:
     assert lrs[0] == pytest.approx(0.4)  # 0.2 x lr
     peak = max(range(100), key=lrs.__getitem__)
     assert peak == 25 and lrs[peak] == pytest.approx(2.0)
-    assert all(a < b for a, b in zip(lrs[:25], lrs[1:26]))  # rising
-    assert all(a > b for a, b in zip(lrs[25:-1], lrs[26:]))  # falling
+    assert all(a < b for a, b in zip(lrs[:25], lrs[1:26], strict=True))  # rising
+    assert all(a > b for a, b in zip(lrs[25:-1], lrs[26:], strict=True))  # falling
     assert lrs[-1] == pytest.approx(2.0 * (1 + (0.1 - 1) * 74 / 75))
 
 
@@ -55,6 +55,8 @@ def test_vector_scale_applies_to_the_classifier_groups_too() -> None:
     net = AirbenchNet(num_classes=10, widths=(8, 16, 16))
     decay = [p for p in net.parameters() if p.requires_grad and p.ndim > 1]
     no_decay = [p for p in net.parameters() if p.requires_grad and p.ndim <= 1]
-    optimizer = sgd_scaled_vectors([{"params": decay}, {"params": no_decay, "weight_decay": 0.0}], lr=0.1, weight_decay=0.01)
+    optimizer = sgd_scaled_vectors(
+        [{"params": decay}, {"params": no_decay, "weight_decay": 0.0}], lr=0.1, weight_decay=0.01
+    )
     assert [len(g["params"]) for g in optimizer.param_groups] == [len(decay), len(no_decay)]
     assert optimizer.param_groups[1]["weight_decay"] == pytest.approx(0.01 / 64)

@@ -16,26 +16,39 @@ from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
 from litvision.data_audit.clean_split import write_exclusions
-from litvision.tasks.audit_cross_fit import write_id_list
 from litvision.datamodules.class_folder import ClassFolderDataModule
 from litvision.datamodules.sampling.exclusions import id_list_text, parse_id_line, parse_id_list, read_exclusion_file
+from litvision.tasks.audit_cross_fit import write_id_list
 from litvision.utils.errors import DataError
 from litvision.utils.names import escape_name
 from tests.helpers.weird_names import CLASSES, FILES, build_weird_tree, file_ids
 
 ANY_CHAR = st.characters(exclude_categories=())
 TRICKY = st.sampled_from(list("\\\t\n\r\x0b\x1c\x85\u2028 \u00a0#=-@',x0a9\udcff\ud800é"))
-COMPONENT = st.text(st.one_of(ANY_CHAR, TRICKY), min_size=1, max_size=10).filter(lambda c: "/" not in c and c not in (".", ".."))
+COMPONENT = st.text(st.one_of(ANY_CHAR, TRICKY), min_size=1, max_size=10).filter(
+    lambda c: "/" not in c and c not in (".", "..")
+)
 SAMPLE_ID = st.one_of(
     st.lists(COMPONENT, min_size=1, max_size=3).map("/".join),
-    st.lists(st.binary(min_size=1, max_size=10).filter(lambda b: b"/" not in b and b not in (b".", b"..")),
-             min_size=1, max_size=3).map(lambda parts: os.fsdecode(b"/".join(parts))),
+    st.lists(
+        st.binary(min_size=1, max_size=10).filter(lambda b: b"/" not in b and b not in (b".", b"..")),
+        min_size=1,
+        max_size=3,
+    ).map(lambda parts: os.fsdecode(b"/".join(parts))),
     st.sampled_from(["a,b", "id,kind", "#x", " x ", "train/1"]),
 )
 
 NAMES_PEOPLE_HAVE = [
-    "train/caf\udce9/img\udcff.png", "train/tab\there/x.png", "val/back\\slash/y.png", "train/new\nline.png",
-    "#hash.png", " lead.png", "trail /x.png ", "val/=SUM(1+1)/-2.png", "a,b", "train\\n01440764",
+    "train/caf\udce9/img\udcff.png",
+    "train/tab\there/x.png",
+    "val/back\\slash/y.png",
+    "train/new\nline.png",
+    "#hash.png",
+    " lead.png",
+    "trail /x.png ",
+    "val/=SUM(1+1)/-2.png",
+    "a,b",
+    "train\\n01440764",
 ]
 
 
@@ -80,10 +93,15 @@ def test_any_file_content_gives_ids_or_one_data_error(content: bytes) -> None:
 
 
 def test_the_audits_writers_round_trip_names_people_have(tmp_path: Path) -> None:
-    groups = [("copies of an image in an earlier source split", NAMES_PEOPLE_HAVE[:5]),
-              ("suspected label errors", NAMES_PEOPLE_HAVE[5:])]
+    groups = [
+        ("copies of an image in an earlier source split", NAMES_PEOPLE_HAVE[:5]),
+        ("suspected label errors", NAMES_PEOPLE_HAVE[5:]),
+    ]
     assert read_exclusion_file(write_exclusions(tmp_path / "exclude_ids.txt", groups)) == NAMES_PEOPLE_HAVE
-    assert read_exclusion_file(write_id_list(tmp_path / "held_out_ids.txt", NAMES_PEOPLE_HAVE, "fold 0")) == NAMES_PEOPLE_HAVE
+    assert (
+        read_exclusion_file(write_id_list(tmp_path / "held_out_ids.txt", NAMES_PEOPLE_HAVE, "fold 0"))
+        == NAMES_PEOPLE_HAVE
+    )
     text = (tmp_path / "exclude_ids.txt").read_text(encoding="utf-8")
     assert "train/caf\\xe9/img\\xff.png\n" in text and "val/back\\\\slash/y.png\n" in text
 
@@ -94,13 +112,16 @@ def test_hand_written_lists_keep_working(tmp_path: Path) -> None:
     assert read_exclusion_file(path) == ["train/3", "val/n0/x y.JPEG"]
 
 
-@pytest.mark.parametrize(("line", "message"), [
-    ("train\\n01440764\\x.JPEG", "line 1: .*backslash in a name is written"),  # a pasted Windows path
-    ("train/1\ttest/1", "line 1: .*tab"),
-    ("a,b,kind,distance", "line 1: .*CSV header"),
-    ("id,pred,top5,prob_top1,label", "line 1: .*CSV header"),  # predictions.csv passed instead of an id list
-    ("train/x\\ud800", None),  # an escape of a surrogate that no file name has: read, matches nothing
-])
+@pytest.mark.parametrize(
+    ("line", "message"),
+    [
+        ("train\\n01440764\\x.JPEG", "line 1: .*backslash in a name is written"),  # a pasted Windows path
+        ("train/1\ttest/1", "line 1: .*tab"),
+        ("a,b,kind,distance", "line 1: .*CSV header"),
+        ("id,pred,top5,prob_top1,label", "line 1: .*CSV header"),  # predictions.csv passed instead of an id list
+        ("train/x\\ud800", None),  # an escape of a surrogate that no file name has: read, matches nothing
+    ],
+)
 def test_malformed_lines_name_the_line(tmp_path: Path, line: str, message: str | None) -> None:
     path = tmp_path / "ids.txt"
     path.write_text(line + "\n", encoding="utf-8")
@@ -116,8 +137,15 @@ def test_an_audit_written_list_excludes_exactly_those_files_of_a_tree_with_such_
     listed = sorted(file_ids(b"val"))[::2] + sorted(file_ids(b"train"))[1::3]
     exclusions = write_exclusions(tmp_path / "exclude_ids.txt", [("picked", listed)])
 
-    dm = ClassFolderDataModule(str(root), val_split="val", test_split="val", batch_size=4, num_workers=0,
-                               progress=False, exclude_ids=str(exclusions))
+    dm = ClassFolderDataModule(
+        str(root),
+        val_split="val",
+        test_split="val",
+        batch_size=4,
+        num_workers=0,
+        progress=False,
+        exclude_ids=str(exclusions),
+    )
     dm.setup("fit")
     assert set(dm.splits.train.ids.tolist()) == file_ids(b"train") - set(listed)
     assert set(dm.splits.val.ids.tolist()) == file_ids(b"val") - set(listed)

@@ -16,10 +16,11 @@ from pathlib import Path
 import albumentations as A
 import numpy as np
 import pytest
-from tests.helpers.bombs import jpeg_bomb, png_bomb, wide_png
 from PIL import Image
 
 from litvision.data_audit.scan import OVERSIZED, inspect_file
+from litvision.datamodules.datasets.file_dataset import FileListDataset
+from litvision.datamodules.prediction import require_one_size
 from litvision.datamodules.readers.decode import (
     DEFAULT_MAX_IMAGE_PIXELS,
     MAX_ASPECT_RATIO,
@@ -28,11 +29,10 @@ from litvision.datamodules.readers.decode import (
     check_image_size,
     decode_image,
 )
-from litvision.datamodules.datasets.file_dataset import FileListDataset
 from litvision.datamodules.readers.jpeg_pipeline import SamplePipeline
-from litvision.datamodules.prediction import require_one_size
 from litvision.datamodules.shards.writer import unreadable_reason
 from litvision.utils.errors import ConfigError
+from tests.helpers.bombs import jpeg_bomb, png_bomb, wide_png
 from tests.helpers.run_helpers import TINY_MODEL, run_script_peak_rss
 
 MAX_RSS = 2 * 1024**3  # bytes; a single decode of any bomb here is >= 2.7 GB
@@ -61,7 +61,9 @@ PIPELINES = {
 
 def test_the_bombs_are_small_files_claiming_huge_images(bombs):
     assert len(bombs["png_bomb.png"]) < 1_000_000 and len(bombs["jpeg_bomb.jpg"]) < 1_000
-    with pytest.raises(ImageTooLargeError, match=r"30000x30000 = 900,000,000 pixels.*dataset.max_image_pixels=89478485"):
+    with pytest.raises(
+        ImageTooLargeError, match=r"30000x30000 = 900,000,000 pixels.*dataset.max_image_pixels=89478485"
+    ):
         check_image_size(bombs["png_bomb.png"])
     with pytest.raises(ImageTooLargeError, match=r"30000x30000 = 900,000,000 pixels"):
         check_image_size(bombs["jpeg_bomb.jpg"])
@@ -90,7 +92,7 @@ def test_a_file_without_a_readable_size_is_a_bad_image():
 
 @pytest.mark.parametrize("pipeline", list(PIPELINES))
 def test_every_training_and_eval_pipeline_refuses_the_bombs(bombs, pipeline):
-    for name, data in bombs.items():
+    for _name, data in bombs.items():
         with pytest.raises(ImageTooLargeError):
             SamplePipeline(PIPELINES[pipeline])(data)
     with pytest.raises(ImageTooLargeError):
@@ -179,8 +181,13 @@ TRAIN = ["augmentation.resolution=32", *TINY_MODEL, "dataset.batch_size=4", "dat
 def trained(bomb_tree, tmp_path_factory):
     run_dir = tmp_path_factory.mktemp("bomb_train")
     proc, peak = run_script_peak_rss(
-        "train.py", "dataset=class_folder", f"dataset.data_dir={bomb_tree}", *TRAIN, "dataset.num_workers=1",
-        "trainer.max_epochs=1", f"hydra.run.dir={run_dir}",
+        "train.py",
+        "dataset=class_folder",
+        f"dataset.data_dir={bomb_tree}",
+        *TRAIN,
+        "dataset.num_workers=1",
+        "trainer.max_epochs=1",
+        f"hydra.run.dir={run_dir}",
     )
     return run_dir, proc, peak
 
@@ -205,8 +212,13 @@ def test_predict_images_folder_skips_the_bombs(trained, bombs, tmp_path):
         honest_png(folder / f"{i}.png", seed=i, size=(30 + i, 50))
     out = tmp_path / "out"
     proc, peak = run_script_peak_rss(
-        "predict.py", f"ckpt_path={next((run_dir / 'checkpoints').glob('best*.ckpt'))}", f"images={folder}",
-        "augmentation=imagenet", "augmentation.resolution=32", "dataset.num_workers=1", f"hydra.run.dir={out}",
+        "predict.py",
+        f"ckpt_path={next((run_dir / 'checkpoints').glob('best*.ckpt'))}",
+        f"images={folder}",
+        "augmentation=imagenet",
+        "augmentation.resolution=32",
+        "dataset.num_workers=1",
+        f"hydra.run.dir={out}",
     )
     assert_logged_and_small(proc, peak, folder, {f"nested/{name}" for name in bombs})
     rows = (out / "predictions.csv").read_text().splitlines()
@@ -216,8 +228,13 @@ def test_predict_images_folder_skips_the_bombs(trained, bombs, tmp_path):
 def test_audit_health_lists_the_bombs_as_oversized(bomb_tree, tmp_path):  # ~11 CPU s
     run_dir = tmp_path / "audit"
     proc, peak = run_script_peak_rss(
-        "audit.py", "dataset=class_folder", f"dataset.data_dir={bomb_tree}", "dataset.progress=false",
-        "audit.sections=[health]", "logger=none", f"hydra.run.dir={run_dir}",
+        "audit.py",
+        "dataset=class_folder",
+        f"dataset.data_dir={bomb_tree}",
+        "dataset.progress=false",
+        "audit.sections=[health]",
+        "logger=none",
+        f"hydra.run.dir={run_dir}",
     )
     assert peak < MAX_RSS, f"peak RSS {peak / 2**30:.2f} GB"
     rows = (run_dir / "audit" / "health.csv").read_text().splitlines()
@@ -230,8 +247,13 @@ def test_prepare_shards_leaves_the_bombs_out_and_lists_them(bomb_tree, tmp_path)
     pytest.importorskip("webdataset")
     out = tmp_path / "shards"
     proc, peak = run_script_peak_rss(
-        "prepare_shards.py", "dataset=class_folder", f"dataset.data_dir={bomb_tree}", "dataset.progress=false",
-        f"out={out}", "workers=2", "samples_per_shard=3",
+        "prepare_shards.py",
+        "dataset=class_folder",
+        f"dataset.data_dir={bomb_tree}",
+        "dataset.progress=false",
+        f"out={out}",
+        "workers=2",
+        "samples_per_shard=3",
     )
     assert peak < MAX_RSS, f"peak RSS {peak / 2**30:.2f} GB"
     manifest = json.loads((out / "manifest.json").read_text())
@@ -249,8 +271,15 @@ def test_shards_written_unchecked_skip_the_bombs_when_read(bomb_tree, tmp_path, 
     out = tmp_path / "shards"
     files = ClassFolderDataModule(str(bomb_tree), "val", "val", progress=False)
     prepare(files, out, samples_per_shard=4, workers=1, verify="none")  # the bombs go into the shards
-    shards = ShardDataModule(str(out), batch_size=4, num_workers=0, eval_transform=PIPELINES["resize_first"],
-                             train_transform=PIPELINES["random_resized_crop"], pin_memory=False, persistent_workers=False)
+    shards = ShardDataModule(
+        str(out),
+        batch_size=4,
+        num_workers=0,
+        eval_transform=PIPELINES["resize_first"],
+        train_transform=PIPELINES["random_resized_crop"],
+        pin_memory=False,
+        persistent_workers=False,
+    )
     shards.setup("fit")
     with caplog.at_level(logging.WARNING):
         evaluated = sum(len(labels) for _, labels in shards.val_dataloader())

@@ -6,10 +6,10 @@ import os
 
 import numpy as np
 import pytest
-from tests.helpers.imagenet_trees import age_tree, build_train, build_val, generated_samples, real_samples, write_devkit
 
 from litvision.datamodules.imagenet import ImageNetDataModule
 from litvision.datamodules.readers.imagenet_index import read_devkit
+from tests.helpers.imagenet_trees import age_tree, build_train, build_val, generated_samples, real_samples, write_devkit
 
 LAYOUTS = ("folders", "kaggle", "devkit")
 
@@ -23,7 +23,7 @@ def datamodule(root, **kwargs) -> ImageNetDataModule:
 def val_labels(dm: ImageNetDataModule) -> dict[str, int]:
     """Val file name -> class index, whatever the layout's folder structure."""
     index = dm.index("val")
-    return {os.path.basename(p): int(label) for p, label in zip(index.names(), index.labels)}
+    return {os.path.basename(p): int(label) for p, label in zip(index.names(), index.labels, strict=True)}
 
 
 def build_all_layouts(tmp_path, samples):
@@ -57,7 +57,7 @@ def test_val_layouts_give_identical_labels(tmp_path, source):
         assert val_labels(dm) == expected, layout
         # train labels follow the class folders
         train = dm.index("train")
-        assert all(wnids[label] == path.split("/")[0] for path, label in zip(train.names(), train.labels))
+        assert all(wnids[label] == path.split("/")[0] for path, label in zip(train.names(), train.labels, strict=True))
 
 
 def test_devkit_id_order_is_mapped_through_the_wnid(tmp_path):
@@ -284,12 +284,14 @@ def test_a_broken_cache_file_is_re_indexed_with_a_warning_naming_it(tmp_path, mo
     assert len(caches) == 2
     for cache in caches:
         data = cache.read_bytes()
-        cache.write_bytes({
-            "empty": b"",
-            "truncated": data[: len(data) // 2],
-            "garbage": bytes(np.random.default_rng(0).integers(0, 256, 999, dtype=np.uint8)),
-            "not_an_index": _npz_bytes(labels=np.zeros(3)),
-        }[damage])
+        cache.write_bytes(
+            {
+                "empty": b"",
+                "truncated": data[: len(data) // 2],
+                "garbage": bytes(np.random.default_rng(0).integers(0, 256, 999, dtype=np.uint8)),
+                "not_an_index": _npz_bytes(labels=np.zeros(3)),
+            }[damage]
+        )
     with caplog.at_level("WARNING"):
         second = datamodule(root)
         for split in ("train", "val"):

@@ -12,12 +12,19 @@ import pytest
 import torch
 from hydra import compose, initialize_config_dir
 from hydra.utils import instantiate
-from tests.helpers.imagenet_trees import age_tree, bad_image_bytes, build_train, build_val, generated_samples, real_samples
 
 from litvision.datamodules.class_folder import ClassFolderDataModule
 from litvision.datamodules.readers.decode import BadImageError
-from litvision.lightning_modules.backbones import build_backbone
 from litvision.launch.resolvers import register_resolvers
+from litvision.lightning_modules.backbones import build_backbone
+from tests.helpers.imagenet_trees import (
+    age_tree,
+    bad_image_bytes,
+    build_train,
+    build_val,
+    generated_samples,
+    real_samples,
+)
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -109,7 +116,12 @@ def test_awkward_files_through_worker_processes(tmp_path):
 
     root = awkward_tree(tmp_path)
     dm = ClassFolderDataModule(
-        str(root), val_split="val", test_split="val", batch_size=4, num_workers=2, progress=False,
+        str(root),
+        val_split="val",
+        test_split="val",
+        batch_size=4,
+        num_workers=2,
+        progress=False,
         train_transform=Compose([RandomResizedCrop(size=(224, 224)), HorizontalFlip()]),
         eval_transform=Compose([SmallestMaxSize(max_size=256), CenterCrop(224, 224)]),
     )
@@ -127,8 +139,9 @@ def test_awkward_files_through_worker_processes(tmp_path):
 
 def test_raise_policy_stops_with_the_path(tmp_path):
     root = awkward_tree(tmp_path)
-    dm = ClassFolderDataModule(str(root), val_split="val", test_split="val", batch_size=16, num_workers=0,
-                               on_bad_image="raise", progress=False)
+    dm = ClassFolderDataModule(
+        str(root), val_split="val", test_split="val", batch_size=16, num_workers=0, on_bad_image="raise", progress=False
+    )
     dm.setup("fit")
     with pytest.raises(BadImageError, match=r"(truncated|empty)\.JPEG"):
         for _ in dm.val_dataloader():
@@ -142,8 +155,15 @@ def test_class_folder_with_a_test_folder(tmp_path):
     for wnid, src in samples[::4]:
         (root / "test" / wnid).mkdir(parents=True)
         (root / "test" / wnid / "t.JPEG").write_bytes(src.read_bytes())
-    dm = ClassFolderDataModule(str(root), val_split="holdout", test_split="test", val_fraction=0.25,
-                               batch_size=2, num_workers=0, progress=False)
+    dm = ClassFolderDataModule(
+        str(root),
+        val_split="holdout",
+        test_split="test",
+        val_fraction=0.25,
+        batch_size=2,
+        num_workers=0,
+        progress=False,
+    )
     dm.setup("fit")
     assert (len(dm.splits.train), len(dm.splits.val), len(dm.splits.test)) == (9, 3, 3)
     assert dm.class_names == sorted({w for w, _ in samples})
@@ -151,8 +171,9 @@ def test_class_folder_with_a_test_folder(tmp_path):
 
 def run_train(args: list[str], cwd: Path) -> subprocess.CompletedProcess:
     env = {**os.environ, "WANDB_MODE": "disabled", "NO_ALBUMENTATIONS_UPDATE": "1", "PYTHONWARNINGS": "ignore"}
-    return subprocess.run([sys.executable, str(REPO / "train.py"), *args], cwd=cwd, env=env,
-                          capture_output=True, text=True, timeout=600)
+    return subprocess.run(
+        [sys.executable, str(REPO / "train.py"), *args], cwd=cwd, env=env, capture_output=True, text=True, timeout=600
+    )
 
 
 def test_train_py_on_the_sample_tree_writes_metrics_with_class_names(tmp_path):
@@ -162,14 +183,31 @@ def test_train_py_on_the_sample_tree_writes_metrics_with_class_names(tmp_path):
     build_val(root, samples, "folders")
     age_tree(root)
     run_dir = tmp_path / "run"
-    result = run_train([
-        "dataset=imagenet", f"dataset.data_dir={root}", "model=resnet18", "trainer=cpu", "debug=fdr",
-        "logger=csv", "augmentation.resolution=64", "dataset.batch_size=16", f"hydra.run.dir={run_dir}",
-    ], cwd=tmp_path)
+    result = run_train(
+        [
+            "dataset=imagenet",
+            f"dataset.data_dir={root}",
+            "model=resnet18",
+            "trainer=cpu",
+            "debug=fdr",
+            "logger=csv",
+            "augmentation.resolution=64",
+            "dataset.batch_size=16",
+            f"hydra.run.dir={run_dir}",
+        ],
+        cwd=tmp_path,
+    )
     assert result.returncode == 0, result.stderr[-4000:]
     metrics = json.loads((run_dir / "metrics.json").read_text())
-    for key in ("test/acc_top1", "test/acc_top5", "val/acc_top1", "val/acc_top5",
-                "test/recall/tench", "test/recall/goldfish", "val/recall/great_white_shark"):
+    for key in (
+        "test/acc_top1",
+        "test/acc_top5",
+        "val/acc_top1",
+        "val/acc_top5",
+        "test/recall/tench",
+        "test/recall/goldfish",
+        "val/recall/great_white_shark",
+    ):
         assert key in metrics, key
     assert sum(key.startswith("test/recall/") for key in metrics) == 1000
 
@@ -178,11 +216,21 @@ def test_train_py_on_the_sample_tree_writes_metrics_with_class_names(tmp_path):
 def test_train_py_with_awkward_files_and_workers_finishes(tmp_path):
     root = awkward_tree(tmp_path)
     run_dir = tmp_path / "run"
-    result = run_train([
-        "dataset=imagenet", f"dataset.data_dir={root}", "model=resnet18", "trainer=cpu", "trainer.max_epochs=1",
-        "logger=csv", "augmentation.resolution=32", "dataset.batch_size=4", "dataset.num_workers=2",
-        f"hydra.run.dir={run_dir}",
-    ], cwd=tmp_path)
+    result = run_train(
+        [
+            "dataset=imagenet",
+            f"dataset.data_dir={root}",
+            "model=resnet18",
+            "trainer=cpu",
+            "trainer.max_epochs=1",
+            "logger=csv",
+            "augmentation.resolution=32",
+            "dataset.batch_size=4",
+            "dataset.num_workers=2",
+            f"hydra.run.dir={run_dir}",
+        ],
+        cwd=tmp_path,
+    )
     assert result.returncode == 0, result.stderr[-4000:]
     assert "unreadable image(s) skipped so far" in result.stderr + result.stdout
     metrics = json.loads((run_dir / "metrics.json").read_text())
@@ -206,12 +254,27 @@ def test_an_eval_batch_of_only_unreadable_images_is_skipped(tmp_path):
     (root / "val" / wnid / "A_empty.JPEG").write_bytes(b"")  # sorted first: one whole batch of 2
     (root / "val" / wnid / "A_truncated.JPEG").write_bytes(bad_image_bytes()["truncated"])
     resize = Compose([Resize(32, 32)])
-    dm = ClassFolderDataModule(str(root), val_split="val", test_split="val", batch_size=2, num_workers=0,
-                               progress=False, train_transform=resize, eval_transform=resize,
-                               normalize={"mean": [0.5] * 3, "std": [0.25] * 3})
+    dm = ClassFolderDataModule(
+        str(root),
+        val_split="val",
+        test_split="val",
+        batch_size=2,
+        num_workers=0,
+        progress=False,
+        train_transform=resize,
+        eval_transform=resize,
+        normalize={"mean": [0.5] * 3, "std": [0.25] * 3},
+    )
     model = ImageClassifier(functools.partial(build_backbone, "small_cnn", width=8))
-    trainer = L.Trainer(max_epochs=1, accelerator="cpu", logger=False, enable_checkpointing=False,
-                        enable_progress_bar=False, num_sanity_val_steps=0, enable_model_summary=False)
+    trainer = L.Trainer(
+        max_epochs=1,
+        accelerator="cpu",
+        logger=False,
+        enable_checkpointing=False,
+        enable_progress_bar=False,
+        num_sanity_val_steps=0,
+        enable_model_summary=False,
+    )
     trainer.fit(model, datamodule=dm)
     confmat = model.epoch_results["val"]["confmat"]
     assert int(confmat.sum()) == 6  # the 6 readable val images, each counted once
@@ -223,8 +286,15 @@ def test_class_folder_config_instantiates(tmp_path):
     root = tmp_path / "tree"
     build_train(root, samples)
     build_val(root, samples, "folders")
-    cfg = composed(["dataset=class_folder", f"dataset.data_dir={root}", "augmentation=imagenet",
-                    "dataset.num_workers=0", "dataset.progress=false"])
+    cfg = composed(
+        [
+            "dataset=class_folder",
+            f"dataset.data_dir={root}",
+            "augmentation=imagenet",
+            "dataset.num_workers=0",
+            "dataset.progress=false",
+        ]
+    )
     dm = instantiate(cfg.dataset)
     dm.setup("fit")
     images, labels = next(iter(dm.val_dataloader()))

@@ -18,8 +18,14 @@ def test_last_checkpoint_follows_every_epoch_not_the_best(fake_cifar_root: Path,
     run_dir = tmp_path / "run"
     # lr=0: the weights never change, so val/acc_top1 never improves after epoch 0
     run_script(
-        "train.py", "trainer.max_epochs=3", "optimizer.lr=0.0", "logger=none", "test=false",
-        f"dataset.data_dir={fake_cifar_root}", f"hydra.run.dir={run_dir}", *TINY_MODEL,
+        "train.py",
+        "trainer.max_epochs=3",
+        "optimizer.lr=0.0",
+        "logger=none",
+        "test=false",
+        f"dataset.data_dir={fake_cifar_root}",
+        f"hydra.run.dir={run_dir}",
+        *TINY_MODEL,
     )
     ckpt_dir = run_dir / "checkpoints"
     best = sorted(p.name for p in ckpt_dir.glob("best_*.ckpt"))
@@ -29,8 +35,15 @@ def test_last_checkpoint_follows_every_epoch_not_the_best(fake_cifar_root: Path,
 
     # and ckpt_path=last resumes from there: one more epoch, not three
     resumed = run_script(
-        "train.py", "trainer.max_epochs=4", "optimizer.lr=0.0", "logger=none", "test=false", "ckpt_path=last",
-        f"dataset.data_dir={fake_cifar_root}", f"hydra.run.dir={run_dir}", *TINY_MODEL,
+        "train.py",
+        "trainer.max_epochs=4",
+        "optimizer.lr=0.0",
+        "logger=none",
+        "test=false",
+        "ckpt_path=last",
+        f"dataset.data_dir={fake_cifar_root}",
+        f"hydra.run.dir={run_dir}",
+        *TINY_MODEL,
     )
     assert "Restored all states from the checkpoint" in resumed.stdout + resumed.stderr
     last = torch.load(ckpt_dir / "last.ckpt", map_location="cpu", weights_only=True)

@@ -10,9 +10,9 @@ import torch
 from hydra import compose, initialize_config_dir
 from hydra.utils import instantiate
 
-from tests.helpers.fake_cifar import write_fake_cifar
 from litvision.datamodules.sampling.longtail import long_tailed_counts, long_tailed_indices
 from litvision.lightning_modules.metrics.collections import eval_metrics, flatten_results
+from tests.helpers.fake_cifar import write_fake_cifar
 
 CONF_DIR = Path(__file__).resolve().parents[1] / "conf"
 REAL_CIFAR = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "cifar10-subset"

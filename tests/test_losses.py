@@ -51,11 +51,11 @@ def test_focal_reduces_to_ce_at_gamma_zero_and_matches_definition(batch) -> None
         focal0 = losses.focal(gamma=0.0, label_smoothing=smoothing)(logits, targets)
         torch.testing.assert_close(focal0, F.cross_entropy(logits, targets, label_smoothing=smoothing))
     p_t = logits.softmax(-1)[torch.arange(len(targets)), targets]
-    expected = (-(1 - p_t) ** 2 * p_t.log()).mean()
+    expected = (-((1 - p_t) ** 2) * p_t.log()).mean()
     torch.testing.assert_close(losses.focal(gamma=2.0)(logits, targets), expected)
     # class-balanced focal: same terms, effective-number weighted mean
     w = effective_number_weights(COUNTS, 0.999)[targets]
-    expected_cb = (w * -(1 - p_t) ** 2 * p_t.log()).sum() / w.sum()
+    expected_cb = (w * -((1 - p_t) ** 2) * p_t.log()).sum() / w.sum()
     torch.testing.assert_close(losses.focal(COUNTS, gamma=2.0, beta=0.999)(logits, targets), expected_cb)
 
 
@@ -64,7 +64,9 @@ def test_logit_adjusted_is_ce_on_prior_shifted_logits(batch) -> None:
     log_prior = torch.log(torch.tensor(COUNTS, dtype=torch.float32) / sum(COUNTS))
     loss = losses.logit_adjusted(class_counts=COUNTS, tau=1.5)(logits, targets)
     torch.testing.assert_close(loss, F.cross_entropy(logits + 1.5 * log_prior, targets))
-    torch.testing.assert_close(losses.logit_adjusted(COUNTS, tau=0.0)(logits, targets), F.cross_entropy(logits, targets))
+    torch.testing.assert_close(
+        losses.logit_adjusted(COUNTS, tau=0.0)(logits, targets), F.cross_entropy(logits, targets)
+    )
 
 
 def fit_bias(loss_fn: torch.nn.Module, targets: torch.Tensor) -> torch.Tensor:
@@ -136,7 +138,9 @@ def test_class_tensors_follow_the_module_but_stay_out_of_checkpoints() -> None:
         assert criterion.to(torch.float64) is criterion and len(list(criterion.buffers())) == 1
 
 
-@pytest.mark.parametrize("name", ["cross_entropy", "class_balanced", "focal", "logit_adjusted", "balanced_softmax", "drw"])
+@pytest.mark.parametrize(
+    "name", ["cross_entropy", "class_balanced", "focal", "logit_adjusted", "balanced_softmax", "drw"]
+)
 def test_every_loss_config_composes_with_the_cpu_recipe(name: str, batch) -> None:
     """experiment=cifar10_cpu sets loss.label_smoothing on whichever loss is chosen."""
     with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):

@@ -51,7 +51,7 @@ def test_per_class_recall_by_name_matches_hand_count() -> None:
 
 
 def test_class_absent_from_the_split_has_missing_recall_not_zero() -> None:
-    """"fish" (class 3) has no images here: its recall is undefined (NaN), unlike "ant" (0 of 1)."""
+    """ "fish" (class 3) has no images here: its recall is undefined (NaN), unlike "ant" (0 of 1)."""
     flat = compute()
     assert math.isnan(flat["val/recall/fish"])
     assert flat["val/recall/ant"] == 0.0
@@ -59,10 +59,9 @@ def test_class_absent_from_the_split_has_missing_recall_not_zero() -> None:
 
 def test_absent_class_is_null_in_metrics_json(tmp_path) -> None:
     import json
+    from types import SimpleNamespace
 
     from litvision.callbacks.metrics_summary import MetricsSummary
-
-    from types import SimpleNamespace
 
     summary = MetricsSummary(tmp_path / "metrics.json", print_table=False)
     trainer = SimpleNamespace(callback_metrics={key: torch.tensor(value) for key, value in compute().items()})
@@ -84,8 +83,11 @@ def test_macro_scores_match_scikit_learn() -> None:
     assert flat["val/recall_macro"] == pytest.approx(sklearn_metrics.balanced_accuracy_score(targets, predicted))
     assert flat["val/balanced_acc"] == flat["val/recall_macro"]
     assert flat["val/precision_macro"] == pytest.approx(
-        sklearn_metrics.precision_score(targets, predicted, average="macro", zero_division=0))
-    assert flat["val/f1_macro"] == pytest.approx(sklearn_metrics.f1_score(targets, predicted, average="macro", zero_division=0))
+        sklearn_metrics.precision_score(targets, predicted, average="macro", zero_division=0)
+    )
+    assert flat["val/f1_macro"] == pytest.approx(
+        sklearn_metrics.f1_score(targets, predicted, average="macro", zero_division=0)
+    )
     assert flat["val/recall_min"] == 0.0
 
 
@@ -150,7 +152,7 @@ def test_metric_names_are_distinct_for_every_small_list() -> None:
             assert len(set(result)) == len(result), (names, result)
             assert all("/" not in r and r for r in result)
             cleaned = [n.replace("/", "_") for n in names]
-            for name, out in zip(cleaned, result):
+            for name, out in zip(cleaned, result, strict=True):
                 if name and cleaned.count(name) == 1:
                     assert out == name, (names, result)
 

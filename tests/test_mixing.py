@@ -50,7 +50,9 @@ def test_cutmix_pastes_the_box_and_weights_labels_by_area() -> None:
     inside[2:6, 1:4] = True
     assert torch.equal(mixed.images[..., inside], partner[..., inside])
     assert torch.equal(mixed.images[..., ~inside], images[..., ~inside])
-    expected = lam * F.one_hot(targets, 4).float() + (1 - lam) * F.one_hot(partner_targets := targets.roll(1, 0), 4).float()
+    expected = (
+        lam * F.one_hot(targets, 4).float() + (1 - lam) * F.one_hot(partner_targets := targets.roll(1, 0), 4).float()
+    )
     torch.testing.assert_close(mixed.targets, expected)
     assert torch.equal(mixed.dominant, targets)  # lam > 0.5: the image itself dominates
     assert not torch.equal(mixed.dominant, partner_targets)
@@ -69,8 +71,12 @@ def test_cutmix_lambda_is_recomputed_from_the_clipped_box() -> None:
 def test_sampling_follows_prob_and_switch_prob() -> None:
     torch.manual_seed(0)
     assert {BatchMixer(mixup_alpha=1.0, prob=0.0).sample(8, 8).kind for _ in range(20)} == {"none"}
-    assert {BatchMixer(mixup_alpha=1.0, cutmix_alpha=1.0, switch_prob=1.0).sample(8, 8).kind for _ in range(20)} == {"cutmix"}
-    assert {BatchMixer(mixup_alpha=1.0, cutmix_alpha=1.0, switch_prob=0.0).sample(8, 8).kind for _ in range(20)} == {"mixup"}
+    assert {BatchMixer(mixup_alpha=1.0, cutmix_alpha=1.0, switch_prob=1.0).sample(8, 8).kind for _ in range(20)} == {
+        "cutmix"
+    }
+    assert {BatchMixer(mixup_alpha=1.0, cutmix_alpha=1.0, switch_prob=0.0).sample(8, 8).kind for _ in range(20)} == {
+        "mixup"
+    }
     kinds = [BatchMixer(mixup_alpha=0.2, cutmix_alpha=1.0).sample(8, 8).kind for _ in range(400)]
     assert 0.4 < kinds.count("cutmix") / 400 < 0.6
     lams = torch.tensor([BatchMixer(mixup_alpha=0.2).sample(8, 8).lam for _ in range(2000)])
@@ -153,11 +159,20 @@ def test_training_with_mixing_logs_mixed_accuracy_under_its_own_name(tmp_path) -
     targets = torch.arange(32) % 8
     loader = torch.utils.data.DataLoader(torch.utils.data.TensorDataset(images, targets), batch_size=8)
     model = ImageClassifier(
-        backbone=partial(build_backbone, "small_cnn", width=4), num_classes=8,
-        loss=partial(losses.focal, gamma=2.0, label_smoothing=0.1), mixing=BatchMixer(mixup_alpha=1.0, cutmix_alpha=1.0),
+        backbone=partial(build_backbone, "small_cnn", width=4),
+        num_classes=8,
+        loss=partial(losses.focal, gamma=2.0, label_smoothing=0.1),
+        mixing=BatchMixer(mixup_alpha=1.0, cutmix_alpha=1.0),
     )
-    trainer = L.Trainer(max_epochs=1, accelerator="cpu", logger=False, enable_checkpointing=False,
-                        enable_progress_bar=False, enable_model_summary=False, default_root_dir=tmp_path)
+    trainer = L.Trainer(
+        max_epochs=1,
+        accelerator="cpu",
+        logger=False,
+        enable_checkpointing=False,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+        default_root_dir=tmp_path,
+    )
     trainer.fit(model, loader)
     logged = set(trainer.callback_metrics)
     assert {"train/mixed_acc_top1", "train/mixed_acc_top5"} <= logged

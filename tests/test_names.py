@@ -29,7 +29,9 @@ from litvision.utils.names import (
 # every code point, lone surrogates included
 ANY_CHAR = st.characters(exclude_categories=())
 # the characters that need care, drawn often
-TRICKY = st.sampled_from(list("\\\t\n\r\x00\x0b\x1c\x7f\x85\u2028\u2029 \u00a0\u3000#=+-@'\",|/xu0a9\udcff\udc80\ud800é"))
+TRICKY = st.sampled_from(
+    list("\\\t\n\r\x00\x0b\x1c\x7f\x85\u2028\u2029 \u00a0\u3000#=+-@'\",|/xu0a9\udcff\udc80\ud800é")
+)
 NAMES = st.one_of(
     st.text(ANY_CHAR),
     st.text(TRICKY),
@@ -59,8 +61,11 @@ def test_escaped_names_are_one_line_of_utf8_that_survives_strip_and_comments(nam
 
 
 @settings(deadline=None)  # a loaded machine must not fail a property
-@given(st.text(st.characters(categories=["L", "N"], include_characters=" ._-=@+")).filter(
-    lambda s: s == s.strip() and not s.startswith("#")))
+@given(
+    st.text(st.characters(categories=["L", "N"], include_characters=" ._-=@+")).filter(
+        lambda s: s == s.strip() and not s.startswith("#")
+    )
+)
 def test_plain_names_are_written_as_they_are(name: str) -> None:
     assert escape_name(name) == name
 
@@ -125,13 +130,19 @@ def test_free_text_gets_only_its_undecodable_bytes_escaped() -> None:
 @pytest.mark.parametrize(
     ("value", "written"),
     [
-        ("=HYPERLINK(\"http://x\")", "'=HYPERLINK(\"http://x\")"),
-        ("+cmd", "'+cmd"), ("-2.png", "'-2.png"), ("@SUM(A1)", "'@SUM(A1)"),
+        ('=HYPERLINK("http://x")', '\'=HYPERLINK("http://x")'),
+        ("+cmd", "'+cmd"),
+        ("-2.png", "'-2.png"),
+        ("@SUM(A1)", "'@SUM(A1)"),
         ("\tx", "\\x09x"),  # already escaped: cannot start a cell with a tab
         ("'quoted", "''quoted"),  # the name's own quote is kept, distinguishable from the guard
-        ("ok.png", "ok.png"), ("a=b", "a=b"),
-        ("-0.5", "-0.5"), ("+3", "+3"), ("-1e-3", "-1e-3"),  # plain numbers stay numbers
-        (-0.5, -0.5), (3, 3),
+        ("ok.png", "ok.png"),
+        ("a=b", "a=b"),
+        ("-0.5", "-0.5"),
+        ("+3", "+3"),
+        ("-1e-3", "-1e-3"),  # plain numbers stay numbers
+        (-0.5, -0.5),
+        (3, 3),
     ],
 )
 def test_formula_guard(value, written) -> None:
@@ -148,8 +159,8 @@ def test_a_csv_we_write_reads_back_and_no_text_cell_starts_a_formula(rows: list[
     text.encode("utf-8")
     read = list(csv.reader(io.StringIO(text)))
     assert read[0] == ["a", "b", "c"] and len(read) == len(rows) + 1
-    for row, cells in zip(rows, read[1:]):
-        for value, cell in zip(row, cells):
+    for row, cells in zip(rows, read[1:], strict=True):
+        for value, cell in zip(row, cells, strict=True):
             if isinstance(value, str):
                 assert read_csv_cell(cell) == value
                 if cell.startswith(("=", "+", "-", "@", "\t", "\r")):

@@ -15,15 +15,20 @@ from pathlib import Path
 
 import pytest
 
-from litvision.datamodules.class_folder import ClassFolderDataModule
 from litvision.data_audit.clean_split import write_exclusions
+from litvision.datamodules.class_folder import ClassFolderDataModule
 from litvision.datamodules.sampling.exclusions import read_exclusion_file
 from litvision.utils.names import escape_name, name_bytes, read_csv_cell, unescape_name
 from tests.helpers.run_helpers import TINY_MODEL, run_script
 from tests.helpers.weird_names import CLASSES, broken_id, build_weird_tree, copied_val_ids, file_ids
 
-DATA = ["dataset=class_folder", "augmentation=cifar_standard", "dataset.progress=false", *TINY_MODEL,
-        "dataset.batch_size=16"]
+DATA = [
+    "dataset=class_folder",
+    "augmentation=cifar_standard",
+    "dataset.progress=false",
+    *TINY_MODEL,
+    "dataset.batch_size=16",
+]
 FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
 CLASS_NAMES = {os.fsdecode(c) for c in CLASSES}
 
@@ -36,8 +41,9 @@ def tree(tmp_path_factory: pytest.TempPathFactory) -> Path:
 @pytest.fixture(scope="module")
 def trained(tree: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
     run_dir = tmp_path_factory.mktemp("weird_train")
-    run_script("train.py", f"dataset.data_dir={tree}", *DATA, "logger=csv", "trainer.max_epochs=1",
-               f"hydra.run.dir={run_dir}")
+    run_script(
+        "train.py", f"dataset.data_dir={tree}", *DATA, "logger=csv", "trainer.max_epochs=1", f"hydra.run.dir={run_dir}"
+    )
     return run_dir
 
 
@@ -72,13 +78,14 @@ def test_train_with_the_csv_logger_writes_metric_names_with_every_class(trained:
 def test_predict_writes_ids_that_read_back_to_the_files(trained: Path, tree: Path, tmp_path: Path) -> None:
     out = tmp_path / "predict"
     checkpoint = next((trained / "checkpoints").glob("best*.ckpt"))
-    run_script("predict.py", f"ckpt_path={checkpoint}", f"dataset.data_dir={tree}", *DATA, "split=test",
-               f"hydra.run.dir={out}")
+    run_script(
+        "predict.py", f"ckpt_path={checkpoint}", f"dataset.data_dir={tree}", *DATA, "split=test", f"hydra.run.dir={out}"
+    )
     rows = read_rows(out / "predictions.csv")
     ids = [read_csv_cell(row["id"]) for row in rows]
     assert set(ids) == file_ids(b"val") - {broken_id(b"val")}
     assert all(is_file(tree, escape_name(i)) for i in ids)
-    for sample_id, row in zip(ids, rows):
+    for sample_id, row in zip(ids, rows, strict=True):
         assert read_csv_cell(row["label"]) == sample_id.split("/")[1]  # the class folder of the file
         assert {unescape_name(n) for n in read_csv_cell_keep_escapes(row["top5"]).split("|")} == CLASS_NAMES
     assert "'=SUM(1+1)" in {row["label"] for row in rows}  # the formula guard, read back without it
@@ -90,8 +97,15 @@ def test_predict_writes_ids_that_read_back_to_the_files(trained: Path, tree: Pat
     # ids taken from predictions.csv select the same files through dataset.exclude_ids
     picked = [i for i in ids if i.split("/")[1] in ("tab\there", "caf\udce9")]
     exclusions = write_exclusions(tmp_path / "from_predictions.txt", [("from predictions.csv", picked)])
-    dm = ClassFolderDataModule(str(tree), val_split="val", test_split="val", batch_size=4, num_workers=0,
-                               progress=False, exclude_ids=str(exclusions))
+    dm = ClassFolderDataModule(
+        str(tree),
+        val_split="val",
+        test_split="val",
+        batch_size=4,
+        num_workers=0,
+        progress=False,
+        exclude_ids=str(exclusions),
+    )
     dm.setup("fit")
     assert set(dm.splits.val.ids.tolist()) == file_ids(b"val") - set(picked)
 
@@ -104,9 +118,17 @@ def read_csv_cell_keep_escapes(cell: str) -> str:
 @pytest.fixture(scope="module")
 def audited(tree: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
     run_dir = tmp_path_factory.mktemp("weird_audit")
-    run_script("audit.py", f"dataset.data_dir={tree}", *DATA, "logger=none", "audit.num_workers=0",
-               "audit.sections=[balance,health,duplicates]", "audit.write_exclusions=true", "audit.duplicates.index=flat",
-               f"hydra.run.dir={run_dir}")
+    run_script(
+        "audit.py",
+        f"dataset.data_dir={tree}",
+        *DATA,
+        "logger=none",
+        "audit.num_workers=0",
+        "audit.sections=[balance,health,duplicates]",
+        "audit.write_exclusions=true",
+        "audit.duplicates.index=flat",
+        f"hydra.run.dir={run_dir}",
+    )
     return run_dir / "audit"
 
 
@@ -127,10 +149,18 @@ def test_audit_writes_every_file_with_ids_that_read_back(audited: Path, tree: Pa
 
 def test_train_reads_the_audits_exclusions_back_to_the_same_files(audited: Path, tree: Path, tmp_path: Path) -> None:
     run_dir = tmp_path / "clean"
-    run_script("train.py", f"dataset.data_dir={tree}", *DATA, "logger=csv", "trainer.max_epochs=1", "test=false",
-               f"dataset.exclude_ids={audited / 'exclude_ids.txt'}",
-               "+callbacks.id_recorder._target_=tests.helpers.id_recorder.IdRecorder", f"+callbacks.id_recorder.out_dir={run_dir}/ids",
-               f"hydra.run.dir={run_dir}")
+    run_script(
+        "train.py",
+        f"dataset.data_dir={tree}",
+        *DATA,
+        "logger=csv",
+        "trainer.max_epochs=1",
+        "test=false",
+        f"dataset.exclude_ids={audited / 'exclude_ids.txt'}",
+        "+callbacks.id_recorder._target_=tests.helpers.id_recorder.IdRecorder",
+        f"+callbacks.id_recorder.out_dir={run_dir}/ids",
+        f"hydra.run.dir={run_dir}",
+    )
     val = json.loads((run_dir / "ids" / "val_rank0.json").read_text())["ids"]
     train = json.loads((run_dir / "ids" / "train_rank0.json").read_text())["ids"]
     assert set(val) == file_ids(b"val") - copied_val_ids()
@@ -140,19 +170,37 @@ def test_train_reads_the_audits_exclusions_back_to_the_same_files(audited: Path,
 @pytest.mark.slow
 def test_wandb_tables_and_keys_of_train_and_audit_hold_the_escaped_names(tree: Path, tmp_path: Path) -> None:
     train_dir = tmp_path / "train"
-    run_script("train.py", f"dataset.data_dir={tree}", *DATA, "logger=wandb", "trainer.max_epochs=1",
-               f"hydra.run.dir={train_dir}")
-    per_class = [json.loads(p.read_text(encoding="utf-8"))
-                 for p in train_dir.glob("wandb/offline-run-*/files/media/table/test/per_class_*.table.json")]
+    run_script(
+        "train.py",
+        f"dataset.data_dir={tree}",
+        *DATA,
+        "logger=wandb",
+        "trainer.max_epochs=1",
+        f"hydra.run.dir={train_dir}",
+    )
+    per_class = [
+        json.loads(p.read_text(encoding="utf-8"))
+        for p in train_dir.glob("wandb/offline-run-*/files/media/table/test/per_class_*.table.json")
+    ]
     assert per_class and {unescape_name(row[0]) for row in per_class[0]["data"]} == CLASS_NAMES
     history = next(train_dir.glob("wandb/offline-run-*/*.wandb")).read_bytes()
     assert b"test/recall/caf\\xe9" in history  # the metric key, escaped
 
     audit_dir = tmp_path / "audit"
-    run_script("audit.py", f"dataset.data_dir={tree}", *DATA, "logger=wandb", "audit.num_workers=0",
-               "audit.sections=[balance,health,duplicates]", "audit.duplicates.index=flat", f"hydra.run.dir={audit_dir}")
-    rows = [json.loads(p.read_text(encoding="utf-8"))
-            for p in audit_dir.glob("wandb/offline-run-*/files/media/table/audit/duplicates_rows_*.table.json")]
+    run_script(
+        "audit.py",
+        f"dataset.data_dir={tree}",
+        *DATA,
+        "logger=wandb",
+        "audit.num_workers=0",
+        "audit.sections=[balance,health,duplicates]",
+        "audit.duplicates.index=flat",
+        f"hydra.run.dir={audit_dir}",
+    )
+    rows = [
+        json.loads(p.read_text(encoding="utf-8"))
+        for p in audit_dir.glob("wandb/offline-run-*/files/media/table/audit/duplicates_rows_*.table.json")
+    ]
     assert rows and {unescape_name(row[1]) for row in rows[0]["data"]} == copied_val_ids()
 
 

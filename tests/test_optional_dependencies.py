@@ -12,7 +12,9 @@ from litvision.utils.optional import require
 
 
 def test_missing_module_names_the_extra_and_the_pip_line() -> None:
-    with pytest.raises(ConfigError, match=r"the audit's search needs the `audit` extra .*pip install 'litvision\[audit\]'"):
+    with pytest.raises(
+        ConfigError, match=r"the audit's search needs the `audit` extra .*pip install 'litvision\[audit\]'"
+    ):
         require("litvision_no_such_module", "audit", "the audit's search")
 
 

@@ -9,21 +9,39 @@ from pathlib import Path
 
 import yaml
 
-from tests.helpers.run_helpers import read_metrics, run_script
 from litvision.launch.sweep_objective import optimized_value
+from tests.helpers.run_helpers import read_metrics, run_script
 
-TINY = ["model=small_cnn", "model.backbone.width=8", "dataset.num_workers=0", "dataset.batch_size=16", "trainer.max_epochs=1"]
+TINY = [
+    "model=small_cnn",
+    "model.backbone.width=8",
+    "dataset.num_workers=0",
+    "dataset.batch_size=16",
+    "trainer.max_epochs=1",
+]
 
 
 def test_optuna_sweep_of_3_trials_survives_a_nan_trial(fake_cifar_root: Path, tmp_path: Path) -> None:
     sweep_dir = tmp_path / "optuna"
     # Grid sampler: each of the 3 learning rates runs exactly once; lr=1e9 diverges (NaN val/loss).
     run_script(
-        "train.py", "-m", "hparams_search=cifar10_optuna", "hydra/sweeper/sampler=grid", "hydra.sweeper.params=null",
-        "optimizer.lr=choice(0.05,0.02,1e9)", "optimized_metric=val/loss", "hydra.sweeper.direction=minimize",
-        f"dataset.data_dir={fake_cifar_root}", "logger=csv", f"hydra.sweep.dir={sweep_dir}", *TINY, timeout=500,
+        "train.py",
+        "-m",
+        "hparams_search=cifar10_optuna",
+        "hydra/sweeper/sampler=grid",
+        "hydra.sweeper.params=null",
+        "optimizer.lr=choice(0.05,0.02,1e9)",
+        "optimized_metric=val/loss",
+        "hydra.sweeper.direction=minimize",
+        f"dataset.data_dir={fake_cifar_root}",
+        "logger=csv",
+        f"hydra.sweep.dir={sweep_dir}",
+        *TINY,
+        timeout=500,
     )
-    jobs = {int(p.name): json.loads((p / "job_status.json").read_text()) for p in sweep_dir.iterdir() if p.name.isdigit()}
+    jobs = {
+        int(p.name): json.loads((p / "job_status.json").read_text()) for p in sweep_dir.iterdir() if p.name.isdigit()
+    }
     assert sorted(jobs) == [0, 1, 2]
     lrs = {num: dict(o.split("=", 1) for o in job["overrides"])["optimizer.lr"] for num, job in jobs.items()}
     diverged = next(num for num, lr in lrs.items() if float(lr) == 1e9)
@@ -57,8 +75,13 @@ def test_sqlite_study_resumes_across_two_runs(fake_cifar_root: Path, tmp_path: P
 
     storage = f"sqlite:///{tmp_path / 'optuna.db'}"
     common = [
-        "hparams_search=cifar10_optuna", f"hydra.sweeper.storage={storage}", "hydra.sweeper.study_name=resume_me",
-        f"dataset.data_dir={fake_cifar_root}", "logger=csv", *TINY, "+trainer.limit_train_batches=2",
+        "hparams_search=cifar10_optuna",
+        f"hydra.sweeper.storage={storage}",
+        "hydra.sweeper.study_name=resume_me",
+        f"dataset.data_dir={fake_cifar_root}",
+        "logger=csv",
+        *TINY,
+        "+trainer.limit_train_batches=2",
     ]
     run_script("train.py", *common, "hydra.sweeper.n_trials=1", f"hydra.sweep.dir={tmp_path / 'first'}", timeout=500)
     first = optuna.load_study(study_name="resume_me", storage=storage)

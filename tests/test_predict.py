@@ -19,8 +19,8 @@ from PIL import Image
 
 from litvision.callbacks.prediction_writer import PredictionWriter
 from litvision.datamodules.cifar10 import CIFAR10DataModule
-from litvision.datamodules.readers.cifar_pickle import load_split
 from litvision.datamodules.prediction import PredictionDataModule
+from litvision.datamodules.readers.cifar_pickle import load_split
 from litvision.datamodules.transforms.pipeline import BatchNormalize
 from litvision.lightning_modules.backbones import build_backbone
 from litvision.lightning_modules.classifier import ImageClassifier
@@ -31,7 +31,7 @@ from tests.helpers.run_helpers import run_script
 
 CLASSES = ["a", "b", "c", "d", "e"]
 TINY = ["model=small_cnn", "model.backbone.width=8", "dataset.num_workers=0", "dataset.batch_size=8"]
-CIFAR_NORM = dict(mean=[0.4914, 0.4822, 0.4465], std=[0.2470, 0.2435, 0.2616])
+CIFAR_NORM = {"mean": [0.4914, 0.4822, 0.4465], "std": [0.2470, 0.2435, 0.2616]}
 
 
 @pytest.fixture(scope="module")
@@ -45,8 +45,16 @@ def odd_cifar(tmp_path_factory: pytest.TempPathFactory) -> Path:
 @pytest.fixture(scope="module")
 def checkpoint(odd_cifar: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
     run_dir = tmp_path_factory.mktemp("pred_train")
-    run_script("train.py", "trainer.max_epochs=1", "test=false", "logger=none", "optimizer.lr=0.02",
-               f"dataset.data_dir={odd_cifar}", f"hydra.run.dir={run_dir}", *TINY)
+    run_script(
+        "train.py",
+        "trainer.max_epochs=1",
+        "test=false",
+        "logger=none",
+        "optimizer.lr=0.02",
+        f"dataset.data_dir={odd_cifar}",
+        f"hydra.run.dir={run_dir}",
+        *TINY,
+    )
     return next((run_dir / "checkpoints").glob("best*.ckpt"))
 
 
@@ -66,8 +74,14 @@ def by_hand(ckpt: Path, images_hwc: np.ndarray) -> np.ndarray:
 @pytest.fixture(scope="module")
 def single_process(checkpoint: Path, odd_cifar: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
     out = tmp_path_factory.mktemp("pred_single")
-    run_script("predict.py", f"ckpt_path={checkpoint}", f"dataset.data_dir={odd_cifar}", "split=test",
-               f"hydra.run.dir={out}", *TINY)
+    run_script(
+        "predict.py",
+        f"ckpt_path={checkpoint}",
+        f"dataset.data_dir={odd_cifar}",
+        "split=test",
+        f"hydra.run.dir={out}",
+        *TINY,
+    )
     return out
 
 
@@ -79,7 +93,7 @@ def test_test_split_rows_match_the_model_run_by_hand(single_process: Path, check
     assert [r["id"] for r in rows] == [f"test/{n}" for n in range(15)]
     assert [r["label"] for r in rows] == [CLASSES[y] for y in labels]
     np.testing.assert_allclose(probs, by_hand(checkpoint, images), rtol=1e-4, atol=1e-6)
-    for row, p in zip(rows, probs):
+    for row, p in zip(rows, probs, strict=True):
         order = np.argsort(-p)
         assert row["pred"] == CLASSES[order[0]]
         assert row["top5"].split("|") == [CLASSES[i] for i in order]
@@ -88,12 +102,24 @@ def test_test_split_rows_match_the_model_run_by_hand(single_process: Path, check
     assert meta["classes"] == CLASSES and meta["num_samples"] == 15 and meta["missing_ids"] == []
 
 
-def test_ddp_sim_writes_every_sample_once_in_the_same_order(single_process: Path, checkpoint: Path, odd_cifar: Path, tmp_path: Path) -> None:
-    proc = run_script("predict.py", f"ckpt_path={checkpoint}", f"dataset.data_dir={odd_cifar}", "split=test",
-                      "trainer=ddp_sim", f"hydra.run.dir={tmp_path}", *TINY, timeout=420)
+def test_ddp_sim_writes_every_sample_once_in_the_same_order(
+    single_process: Path, checkpoint: Path, odd_cifar: Path, tmp_path: Path
+) -> None:
+    proc = run_script(
+        "predict.py",
+        f"ckpt_path={checkpoint}",
+        f"dataset.data_dir={odd_cifar}",
+        "split=test",
+        "trainer=ddp_sim",
+        f"hydra.run.dir={tmp_path}",
+        *TINY,
+        timeout=420,
+    )
     assert (tmp_path / "predict_ddp_process_1.log").exists(), proc.stderr[-2000:]  # really two processes
     assert read_csv(tmp_path / "predictions.csv") == read_csv(single_process / "predictions.csv")
-    np.testing.assert_allclose(np.load(tmp_path / "probabilities.npy"), np.load(single_process / "probabilities.npy"), atol=1e-6)
+    np.testing.assert_allclose(
+        np.load(tmp_path / "probabilities.npy"), np.load(single_process / "probabilities.npy"), atol=1e-6
+    )
 
 
 def test_images_folder_any_nesting_no_labels(checkpoint: Path, tmp_path: Path) -> None:
@@ -130,8 +156,9 @@ def predict_in_process(classifier, data, out_dir: Path) -> dict:
 
 
 def cifar_source(root: Path, **kwargs) -> CIFAR10DataModule:
-    return CIFAR10DataModule(data_dir=str(root), batch_size=8, num_workers=0, download=False,
-                             normalize=CIFAR_NORM, **kwargs)
+    return CIFAR10DataModule(
+        data_dir=str(root), batch_size=8, num_workers=0, download=False, normalize=CIFAR_NORM, **kwargs
+    )
 
 
 def test_split_choices_name_the_runs_splits_and_the_source_splits(odd_cifar: Path, tmp_path: Path) -> None:

@@ -19,11 +19,11 @@ from PIL import Image
 
 pytest.importorskip("webdataset", reason="the shards extra (pip install -e '.[shards]') is not installed")
 
-from litvision.datamodules.class_folder import ClassFolderDataModule  # noqa: E402
-from litvision.datamodules.shards import ownership  # noqa: E402
-from litvision.datamodules.shards.prepare import prepare  # noqa: E402
-from litvision.utils.errors import ConfigError  # noqa: E402
-from tests.helpers.run_helpers import REPO_ROOT, run_script, script_env, start_script  # noqa: E402
+from litvision.datamodules.class_folder import ClassFolderDataModule
+from litvision.datamodules.shards import ownership
+from litvision.datamodules.shards.prepare import prepare
+from litvision.utils.errors import ConfigError
+from tests.helpers.run_helpers import REPO_ROOT, run_script, script_env, start_script
 
 
 def class_tree(root: Path, per_class: int = 6, size: tuple[int, int] = (24, 32), fmt: str = "png") -> Path:
@@ -46,12 +46,17 @@ def state(folder: Path) -> dict[str, tuple[int, int, bytes]]:
     """Every file below ``folder``: size, mtime and content (the lock files change on every run)."""
     return {
         p.relative_to(folder).as_posix(): (p.stat().st_size, p.stat().st_mtime_ns, p.read_bytes())
-        for p in sorted(folder.rglob("*")) if p.is_file() and p.name not in ("prepare.lock", "writers.lock")
+        for p in sorted(folder.rglob("*"))
+        if p.is_file() and p.name not in ("prepare.lock", "writers.lock")
     }
 
 
-FOREIGN = {"laion-000123.tar": b"another project's shard", "manifest.json": b'{"theirs": true}\n', ".x.tmp": b"x",
-           ".train-000000.tar.abcdefgh.tmp": b"looks like ours, is not"}
+FOREIGN = {
+    "laion-000123.tar": b"another project's shard",
+    "manifest.json": b'{"theirs": true}\n',
+    ".x.tmp": b"x",
+    ".train-000000.tar.abcdefgh.tmp": b"looks like ours, is not",
+}
 
 
 def plant(out: Path, files: dict[str, bytes]) -> None:
@@ -65,11 +70,21 @@ def test_a_folder_that_is_not_ours_is_refused_in_one_line_and_left_untouched(tmp
     out = tmp_path / "out"
     plant(out, FOREIGN)
     before = state(out)
-    with pytest.raises(ConfigError, match=r"not empty and is not a shard set prepare_shards.py started.*nothing there was touched"):
+    with pytest.raises(
+        ConfigError, match=r"not empty and is not a shard set prepare_shards.py started.*nothing there was touched"
+    ):
         prepare(datamodule(root), out, samples_per_shard=4)
     assert state(out) == before and sorted(os.listdir(out)) == sorted(FOREIGN)  # not even .parts/
-    proc = run_script("prepare_shards.py", "dataset=class_folder", f"dataset.data_dir={root}", "dataset.progress=false",
-                      f"out={out}", "workers=1", f"hydra.run.dir={tmp_path / 'run'}", check=False)
+    proc = run_script(
+        "prepare_shards.py",
+        "dataset=class_folder",
+        f"dataset.data_dir={root}",
+        "dataset.progress=false",
+        f"out={out}",
+        "workers=1",
+        f"hydra.run.dir={tmp_path / 'run'}",
+        check=False,
+    )
     assert proc.returncode == 1 and state(out) == before
     last = proc.stderr.strip().splitlines()[-1]
     assert last.startswith("ConfigError: out=") and "Traceback" not in proc.stderr
@@ -82,8 +97,11 @@ def test_foreign_files_dropped_into_our_folder_stay_and_our_temp_files_go(tmp_pa
     foreign = {k: v for k, v in FOREIGN.items() if k != "manifest.json" and not k.startswith(".train")}
     plant(out, foreign)
     plant(out / ".parts", {".y.tmp": b"y", "notes.txt": b"mine"})
-    ours = [out / ".train-000001.tar.k2j4h5g6.tmp", out / ".parts" / ".train-000001.tar.json.a1b2c3d4.tmp",
-            out / ".manifest.json.zz99yy88.tmp"]  # temp files of names our plan records: a killed run's
+    ours = [
+        out / ".train-000001.tar.k2j4h5g6.tmp",
+        out / ".parts" / ".train-000001.tar.json.a1b2c3d4.tmp",
+        out / ".manifest.json.zz99yy88.tmp",
+    ]  # temp files of names our plan records: a killed run's
     for path in ours:
         path.write_bytes(b"partial")
     (out / "train-000001.tar").unlink()  # and a shard to write again
@@ -122,8 +140,9 @@ def hold(what: str, out: Path) -> subprocess.Popen:
         "writer": "from litvision.datamodules.shards.ownership import hold_writers_lock\nhold_writers_lock(out)\n",
     }[what]
     script = f"import sys, time\nfrom pathlib import Path\nout = Path(sys.argv[1])\n{code}print('held', flush=True)\ntime.sleep(120)\n"
-    proc = subprocess.Popen([sys.executable, "-c", script, str(out)], env=script_env(), cwd=REPO_ROOT,
-                            stdout=subprocess.PIPE, text=True)
+    proc = subprocess.Popen(
+        [sys.executable, "-c", script, str(out)], env=script_env(), cwd=REPO_ROOT, stdout=subprocess.PIPE, text=True
+    )
     assert proc.stdout.readline().strip() == "held"
     return proc
 
@@ -133,7 +152,10 @@ def test_a_second_prepare_is_refused_while_the_first_holds_the_folder(tmp_path):
     out = tmp_path / "out"
     holder = hold("run", out)
     try:
-        with pytest.raises(ConfigError, match=rf"being written by another prepare_shards.py \(pid {holder.pid} on {socket.gethostname()}"):
+        with pytest.raises(
+            ConfigError,
+            match=rf"being written by another prepare_shards.py \(pid {holder.pid} on {socket.gethostname()}",
+        ):
             prepare(datamodule(root), out, samples_per_shard=4)
     finally:
         holder.kill()
@@ -193,9 +215,18 @@ def alive(pid: int) -> bool:
 def test_kill_9_takes_the_writers_with_it_and_a_rerun_completes(tmp_path):
     root = class_tree(tmp_path / "tree", per_class=60, size=(700, 700), fmt="jpg")  # 120 images, ~40 shards
     out = tmp_path / "out"
-    proc = start_script("prepare_shards.py", "dataset=class_folder", f"dataset.data_dir={root}", "dataset.progress=false",
-                        f"out={out}", "workers=3", "samples_per_shard=3", f"hydra.run.dir={tmp_path / 'run'}",
-                        stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    proc = start_script(
+        "prepare_shards.py",
+        "dataset=class_folder",
+        f"dataset.data_dir={root}",
+        "dataset.progress=false",
+        f"out={out}",
+        "workers=3",
+        "samples_per_shard=3",
+        f"hydra.run.dir={tmp_path / 'run'}",
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+    )
     try:
         deadline = time.monotonic() + 240
         while not list((out / ".parts").glob("*.tar.json")):  # a shard written by a worker: mid-run

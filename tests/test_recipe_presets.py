@@ -38,13 +38,20 @@ def test_imagenet_resnet50_v2_mirrors_torchvisions_published_recipe() -> None:
     assert cfg["scheduler"]["_target_"].endswith("warmup_cosine")
     assert cfg["scheduler"]["warmup_fraction"] * 600 == pytest.approx(5)
     assert cfg["loss"]["label_smoothing"] == 0.1
-    assert (cfg["mixing"]["mixup_alpha"], cfg["mixing"]["cutmix_alpha"], cfg["mixing"]["switch_prob"]) == (0.2, 1.0, 0.5)
+    assert (cfg["mixing"]["mixup_alpha"], cfg["mixing"]["cutmix_alpha"], cfg["mixing"]["switch_prob"]) == (
+        0.2,
+        1.0,
+        0.5,
+    )
     # --auto-augment ta_wide --random-erase 0.1 --train-crop-size 176 --val-resize-size 232 (crop 224)
     train = [t["_target_"].split(".")[-1] for t in cfg["augmentation"]["train"]["transforms"]]
     assert train == ["RandomResizedCrop", "HorizontalFlip", "TrivialAugmentWide", "Erasing"]
     assert cfg["augmentation"]["train"]["transforms"][0]["size"] == [176, 176]
     assert cfg["augmentation"]["train"]["transforms"][-1]["p"] == 0.1
-    assert [t["_target_"].split(".")[-1] for t in cfg["augmentation"]["eval"]["transforms"]] == ["SmallestMaxSize", "CenterCrop"]
+    assert [t["_target_"].split(".")[-1] for t in cfg["augmentation"]["eval"]["transforms"]] == [
+        "SmallestMaxSize",
+        "CenterCrop",
+    ]
     assert cfg["augmentation"]["eval"]["transforms"][0]["max_size"] == 232
     assert cfg["augmentation"]["eval"]["transforms"][1]["height"] == 224
     # --model-ema (steps 32, decay 0.99998 adjusted for 8 x 128 x 32 / 600) --ra-sampler --ra-reps 4
@@ -65,7 +72,10 @@ def test_imagenet_v2_pipelines_give_176_for_training_and_232_224_for_evaluation(
     samples = real_samples()[:6]
     with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
         cfg = compose("train", overrides=["experiment=imagenet_resnet50_v2"])
-    train, evaluate = SamplePipeline(instantiate(cfg.augmentation.train)), SamplePipeline(instantiate(cfg.augmentation.eval))
+    train, evaluate = (
+        SamplePipeline(instantiate(cfg.augmentation.train)),
+        SamplePipeline(instantiate(cfg.augmentation.eval)),
+    )
     assert train.mode == "random_resized_crop"  # reduced-size JPEG decode still applies
     assert isinstance(train.rest[1], TrivialAugmentWide)
     for _, path in samples:
@@ -112,8 +122,12 @@ def test_cutout_centres_anywhere_and_clips_at_the_border() -> None:
     again.set_random_seed(0)
     cutout.set_random_seed(0)
     image = np.full((32, 32, 3), 200, np.uint8)
-    assert np.array_equal(cutout(image=image)["image"], Cutout(16, fill=[125, 123, 114]).apply(
-        image, box=again.get_params_dependent_on_data({"shape": (32, 32)}, {})["box"]))
+    assert np.array_equal(
+        cutout(image=image)["image"],
+        Cutout(16, fill=[125, 123, 114]).apply(
+            image, box=again.get_params_dependent_on_data({"shape": (32, 32)}, {})["box"]
+        ),
+    )
 
 
 def test_multistep_refuses_milestones_that_are_not_fractions() -> None:
@@ -132,10 +146,20 @@ def test_imagenet_resnet50_v2_runs_end_to_end_on_the_sample_tree(tmp_path) -> No
     build_val(root, samples, "folders")
     age_tree(root)
     run_script(
-        "train.py", "experiment=imagenet_resnet50_v2", f"dataset.data_dir={root}", "model=resnet18", "trainer=cpu",
-        "debug=fdr", "logger=csv", "augmentation.resolution=64", "augmentation.eval_resize=73",
-        "augmentation.train_resolution=48", "dataset.batch_size=16", "dataset.num_workers=0",
-        f"hydra.run.dir={tmp_path / 'run'}", timeout=900,
+        "train.py",
+        "experiment=imagenet_resnet50_v2",
+        f"dataset.data_dir={root}",
+        "model=resnet18",
+        "trainer=cpu",
+        "debug=fdr",
+        "logger=csv",
+        "augmentation.resolution=64",
+        "augmentation.eval_resize=73",
+        "augmentation.train_resolution=48",
+        "dataset.batch_size=16",
+        "dataset.num_workers=0",
+        f"hydra.run.dir={tmp_path / 'run'}",
+        timeout=900,
     )
     metrics = read_metrics(tmp_path / "run")
     assert "test/acc_top1" in metrics and sum(k.startswith("test/recall/") for k in metrics) == 1000
@@ -144,8 +168,14 @@ def test_imagenet_resnet50_v2_runs_end_to_end_on_the_sample_tree(tmp_path) -> No
 @pytest.mark.slow
 def test_cifar10_resnet18_runs_end_to_end(fake_cifar_root, tmp_path) -> None:
     run_script(
-        "train.py", "experiment=cifar10_resnet18", f"dataset.data_dir={fake_cifar_root}", "trainer=cpu",
-        "trainer.max_epochs=2", *TINY_MODEL, "logger=csv", f"hydra.run.dir={tmp_path}",
+        "train.py",
+        "experiment=cifar10_resnet18",
+        f"dataset.data_dir={fake_cifar_root}",
+        "trainer=cpu",
+        "trainer.max_epochs=2",
+        *TINY_MODEL,
+        "logger=csv",
+        f"hydra.run.dir={tmp_path}",
     )
     metrics = json.loads((tmp_path / "metrics.json").read_text())
     assert "test/balanced_acc" in metrics
@@ -154,15 +184,29 @@ def test_cifar10_resnet18_runs_end_to_end(fake_cifar_root, tmp_path) -> None:
 @pytest.mark.slow
 def test_compile_with_the_recipe_components_through_fit_resume_and_eval(fake_cifar_root, tmp_path) -> None:
     """model.compile=true with Mixup/CutMix, TrivialAugment and EMA: fit, resume (ckpt_path=last), eval.py."""
-    common = [*TINY_MODEL, f"dataset.data_dir={fake_cifar_root}", "logger=csv", "model.compile=true",
-              "mixing=mixup_cutmix", "callbacks=[default,ema]", "callbacks.ema.decay=0.9",
-              "augmentation=cifar_trivialaugment", f"hydra.run.dir={tmp_path / 'run'}"]
+    common = [
+        *TINY_MODEL,
+        f"dataset.data_dir={fake_cifar_root}",
+        "logger=csv",
+        "model.compile=true",
+        "mixing=mixup_cutmix",
+        "callbacks=[default,ema]",
+        "callbacks.ema.decay=0.9",
+        "augmentation=cifar_trivialaugment",
+        f"hydra.run.dir={tmp_path / 'run'}",
+    ]
     run_script("train.py", *common, "trainer.max_epochs=1", timeout=900)
     resumed = run_script("train.py", *common, "trainer.max_epochs=2", "ckpt_path=last", timeout=900)
     assert "Restored all states" in resumed.stdout + resumed.stderr
     trained = read_metrics(tmp_path / "run")
     assert trained["epoch"] == 1
     (best,) = (tmp_path / "run" / "checkpoints").glob("best_epoch*.ckpt")
-    run_script("eval.py", *TINY_MODEL, f"dataset.data_dir={fake_cifar_root}", f"ckpt_path={best}",
-               f"hydra.run.dir={tmp_path / 'eval'}", timeout=900)
+    run_script(
+        "eval.py",
+        *TINY_MODEL,
+        f"dataset.data_dir={fake_cifar_root}",
+        f"ckpt_path={best}",
+        f"hydra.run.dir={tmp_path / 'eval'}",
+        timeout=900,
+    )
     assert read_metrics(tmp_path / "eval")["test/loss"] == pytest.approx(trained["test/loss"], rel=1e-5)

@@ -25,7 +25,9 @@ BASES = {
 
 def shares(world: int, repeats: int, batch: int, base=None, epoch: int = 0, seed: int = 3) -> list[list[int]]:
     samplers = [
-        RepeatedAugmentationSampler(TARGETS, batch_size=batch, repeats=repeats, num_replicas=world, rank=r, seed=seed, base=base)
+        RepeatedAugmentationSampler(
+            TARGETS, batch_size=batch, repeats=repeats, num_replicas=world, rank=r, seed=seed, base=base
+        )
         for r in range(world)
     ]
     for sampler in samplers:
@@ -54,7 +56,7 @@ def test_rank_shares_partition_one_stream_with_each_image_k_times_per_batch(base
     assert sum(batches, []) == stream
     assert len(stream) >= len(TARGETS)  # a full epoch (padded to whole batches)
     draws = reference.distinct_stream().reshape(len(batches), -1)
-    for global_batch, batch_draws in zip(batches, draws):
+    for global_batch, batch_draws in zip(batches, draws, strict=True):
         counts = Counter(global_batch)
         # every draw of the base order exactly k times in its global batch (a sampler that draws
         # with replacement can draw an image twice: then it is there 2k times)
@@ -79,7 +81,7 @@ def test_per_device_neighbours_are_different_images(world) -> None:
         for share in rank_shares:
             for t in range(len(share) // per_rank):
                 device_batch = share[t * per_rank : (t + 1) * per_rank]
-                assert all(a != b for a, b in zip(device_batch, device_batch[1:]))
+                assert all(a != b for a, b in zip(device_batch, device_batch[1:], strict=False))
 
 
 def test_one_stream_per_seed_and_epoch() -> None:
@@ -108,8 +110,14 @@ def test_datamodule_gives_k_differently_augmented_copies(fake_cifar_root) -> Non
     from litvision.datamodules.cifar10 import CIFAR10DataModule
 
     augment = A.Compose([A.PadIfNeeded(40, 40, border_mode=4), A.RandomCrop(32, 32), A.HorizontalFlip()])
-    dm = CIFAR10DataModule(data_dir=str(fake_cifar_root), batch_size=16, num_workers=0, download=False,
-                           train_transform=augment, repeated_augmentation=4)
+    dm = CIFAR10DataModule(
+        data_dir=str(fake_cifar_root),
+        batch_size=16,
+        num_workers=0,
+        download=False,
+        train_transform=augment,
+        repeated_augmentation=4,
+    )
     dm.setup("fit")
     loader = dm.train_dataloader()
     assert isinstance(loader.sampler, RepeatedAugmentationSampler)

@@ -20,14 +20,22 @@ MAX_EPOCHS = 3
 # augmentation=none and num_workers=0: no random draws outside the checkpointed state, so a
 # resumed run must end with exactly the weights of a run that was never interrupted.
 COMMON = [
-    "model=small_cnn", "model.backbone.width=8", "augmentation=none", "dataset.num_workers=0",
-    "dataset.batch_size=16", f"trainer.max_epochs={MAX_EPOCHS}", "scheduler=onecycle", "optimizer.lr=0.05",
+    "model=small_cnn",
+    "model.backbone.width=8",
+    "augmentation=none",
+    "dataset.num_workers=0",
+    "dataset.batch_size=16",
+    f"trainer.max_epochs={MAX_EPOCHS}",
+    "scheduler=onecycle",
+    "optimizer.lr=0.05",
     "trainer.log_every_n_steps=1",
 ]
 # W&B (run id under test) plus a CSV log to read the epochs from
 WANDB_AND_CSV = [
-    "logger=wandb", "+logger.csv._target_=lightning.pytorch.loggers.CSVLogger",
-    "+logger.csv.save_dir=${paths.output_dir}", "+logger.csv.name=csv",
+    "logger=wandb",
+    "+logger.csv._target_=lightning.pytorch.loggers.CSVLogger",
+    "+logger.csv.save_dir=${paths.output_dir}",
+    "+logger.csv.name=csv",
     "+logger.csv.flush_logs_every_n_steps=1",  # metrics.csv on disk after every step: we watch it
 ]
 
@@ -66,8 +74,11 @@ def killed_and_resumed(resume_data: Path, tmp_path_factory: pytest.TempPathFacto
     run_dir = tmp_path_factory.mktemp("resume") / "run"
     overrides = [*COMMON, *WANDB_AND_CSV, f"dataset.data_dir={resume_data}", f"hydra.run.dir={run_dir}"]
     proc = subprocess.Popen(
-        [sys.executable, str(REPO_ROOT / "train.py"), *overrides], cwd=REPO_ROOT, env=_env(),
-        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        [sys.executable, str(REPO_ROOT / "train.py"), *overrides],
+        cwd=REPO_ROOT,
+        env=_env(),
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
     )
     last = run_dir / "checkpoints" / "last.ckpt"
     try:
@@ -109,11 +120,15 @@ def test_resume_after_sigkill_continues_from_the_saved_epoch(killed_and_resumed:
 
 
 @pytest.mark.slow
-def test_resumed_run_ends_identical_to_an_uninterrupted_one(killed_and_resumed: dict, resume_data: Path, tmp_path: Path) -> None:
+def test_resumed_run_ends_identical_to_an_uninterrupted_one(
+    killed_and_resumed: dict, resume_data: Path, tmp_path: Path
+) -> None:
     """Optimizer, LR schedule, sampler epoch and val/acc_best all restored: bit-identical weights."""
     run_dir = killed_and_resumed["run_dir"]
     reference = tmp_path / "reference"
-    run_script("train.py", *COMMON, "logger=csv", f"dataset.data_dir={resume_data}", f"hydra.run.dir={reference}", timeout=400)
+    run_script(
+        "train.py", *COMMON, "logger=csv", f"dataset.data_dir={resume_data}", f"hydra.run.dir={reference}", timeout=400
+    )
     resumed_state = torch.load(run_dir / "checkpoints" / "last.ckpt", map_location="cpu", weights_only=True)
     reference_state = torch.load(reference / "checkpoints" / "last.ckpt", map_location="cpu", weights_only=True)
     assert resumed_state["global_step"] == reference_state["global_step"]
@@ -122,8 +137,9 @@ def test_resumed_run_ends_identical_to_an_uninterrupted_one(killed_and_resumed: 
     assert read_metrics(run_dir) == read_metrics(reference)
 
 
-def test_ckpt_path_last_follows_the_checkpoint_callback_and_onecycle_gets_more_epochs(fake_cifar_root: Path,
-                                                                                     tmp_path: Path) -> None:
+def test_ckpt_path_last_follows_the_checkpoint_callback_and_onecycle_gets_more_epochs(
+    fake_cifar_root: Path, tmp_path: Path
+) -> None:
     """ckpt_path=last is Lightning's resolution (the ModelCheckpoint's dirpath, here moved out of the
     run dir: a hand-built <run dir>/checkpoints/last.ckpt restarted from scratch), a fresh start when
     there is none yet; resuming under OneCycle with a larger max_epochs continues (it stopped with
@@ -135,9 +151,17 @@ def test_ckpt_path_last_follows_the_checkpoint_callback_and_onecycle_gets_more_e
 
     run_dir, ckpt_dir = tmp_path / "run", tmp_path / "elsewhere"
     common = [
-        *TINY_MODEL, "scheduler=onecycle", "logger=csv", "test=false", "ckpt_path=last", "trainer.log_every_n_steps=1",
-        "callbacks=[model_checkpoint,metrics_summary]", "+trainer.enable_progress_bar=false",
-        f"dataset.data_dir={fake_cifar_root}", f"paths.root_dir={tmp_path}", f"paths.output_dir={run_dir}",
+        *TINY_MODEL,
+        "scheduler=onecycle",
+        "logger=csv",
+        "test=false",
+        "ckpt_path=last",
+        "trainer.log_every_n_steps=1",
+        "callbacks=[model_checkpoint,metrics_summary]",
+        "+trainer.enable_progress_bar=false",
+        f"dataset.data_dir={fake_cifar_root}",
+        f"paths.root_dir={tmp_path}",
+        f"paths.output_dir={run_dir}",
         f"callbacks.model_checkpoint.dirpath={ckpt_dir}",
     ]
 

@@ -35,13 +35,26 @@ def other_classes(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return root
 
 
-def _refusal(trained: Path, data_dir: Path, tmp_path: Path, *overrides: str, ckpt: Path | None = None,
-             before_restore: bool = True) -> str:
+def _refusal(
+    trained: Path,
+    data_dir: Path,
+    tmp_path: Path,
+    *overrides: str,
+    ckpt: Path | None = None,
+    before_restore: bool = True,
+) -> str:
     """The one line a refused resume prints (asserting it is one line and no traceback; ``before_restore``:
     refused before Lightning restored anything, else before the first training step: no checkpoint written)."""
     ckpt = ckpt or trained
-    proc = run_script("train.py", *COMMON, f"dataset.data_dir={data_dir}", f"hydra.run.dir={tmp_path / 'run'}",
-                      f"ckpt_path={ckpt}", *overrides, check=False)
+    proc = run_script(
+        "train.py",
+        *COMMON,
+        f"dataset.data_dir={data_dir}",
+        f"hydra.run.dir={tmp_path / 'run'}",
+        f"ckpt_path={ckpt}",
+        *overrides,
+        check=False,
+    )
     lines = proc.stderr.strip().splitlines()
     assert proc.returncode == 1, proc.stderr[-3000:]
     assert "Traceback" not in proc.stderr, proc.stderr[-3000:]
@@ -62,8 +75,10 @@ def test_another_architecture(trained: Path, fake_cifar_root: Path, tmp_path: Pa
 
 def test_another_dataset(trained: Path, other_classes: Path, tmp_path: Path) -> None:
     line = _refusal(trained, other_classes, tmp_path)
-    assert line.startswith(f"ConfigError: ckpt_path={trained} cannot be resumed by this run: it was trained on other "
-                           "classes than CIFAR10DataModule's (class names unknown to the model: ['kind0', 'kind1', ")
+    assert line.startswith(
+        f"ConfigError: ckpt_path={trained} cannot be resumed by this run: it was trained on other "
+        "classes than CIFAR10DataModule's (class names unknown to the model: ['kind0', 'kind1', "
+    )
     assert "the checkpoint has ['airplane', 'automobile', " in line and f"model.backbone.weights={trained}" in line
 
 
@@ -79,24 +94,35 @@ def test_another_schedule(trained: Path, fake_cifar_root: Path, tmp_path: Path) 
 
 def test_another_number_of_steps_per_epoch(trained: Path, fake_cifar_root: Path, tmp_path: Path) -> None:
     """Same classes, other batch size: the LR schedule was planned for 6 steps an epoch, not 12."""
-    line = _refusal(trained, fake_cifar_root, tmp_path, "dataset.batch_size=16", "trainer.max_epochs=3",
-                    before_restore=False)
-    assert line.startswith(f"ConfigError: ckpt_path={trained} cannot be resumed by this run: its run took 6 optimizer "
-                           "steps per epoch, this one takes 12 (another dataset size, dataset.batch_size, ")
+    line = _refusal(
+        trained, fake_cifar_root, tmp_path, "dataset.batch_size=16", "trainer.max_epochs=3", before_restore=False
+    )
+    assert line.startswith(
+        f"ConfigError: ckpt_path={trained} cannot be resumed by this run: its run took 6 optimizer "
+        "steps per epoch, this one takes 12 (another dataset size, dataset.batch_size, "
+    )
 
 
 def test_a_text_file(trained: Path, fake_cifar_root: Path, tmp_path: Path) -> None:
     notes = tmp_path / "notes.ckpt"
     notes.write_text("epoch: 3\nval/acc_top1: 0.79\n")
     line = _refusal(trained, fake_cifar_root, tmp_path, ckpt=notes)
-    assert line == (f"DataError: ckpt_path={notes} is not a readable checkpoint (it is a text file, starting "
-                    "'epoch: 3'; pass the .ckpt file a run wrote)")
+    assert line == (
+        f"DataError: ckpt_path={notes} is not a readable checkpoint (it is a text file, starting "
+        "'epoch: 3'; pass the .ckpt file a run wrote)"
+    )
 
 
 def test_the_same_run_still_resumes_longer(trained: Path, fake_cifar_root: Path, tmp_path: Path) -> None:
     """A larger trainer.max_epochs is a continuation (README "Resume"), not another run."""
-    proc = run_script("train.py", *COMMON, f"dataset.data_dir={fake_cifar_root}", f"hydra.run.dir={tmp_path / 'run'}",
-                      f"ckpt_path={trained}", "trainer.max_epochs=3")
+    proc = run_script(
+        "train.py",
+        *COMMON,
+        f"dataset.data_dir={fake_cifar_root}",
+        f"hydra.run.dir={tmp_path / 'run'}",
+        f"ckpt_path={trained}",
+        "trainer.max_epochs=3",
+    )
     assert "Restored all states from the checkpoint" in proc.stdout + proc.stderr
 
 
@@ -107,10 +133,18 @@ def test_what_a_resume_may_change_in_process() -> None:
     from litvision.lightning_modules.resume_check import check_resume_config, check_resume_steps
     from litvision.utils.errors import ConfigError
 
-    cosine = {"_target_": "litvision.lightning_modules.training.schedulers.warmup_cosine", "_partial_": True, "warmup_fraction": 0.05}
+    cosine = {
+        "_target_": "litvision.lightning_modules.training.schedulers.warmup_cosine",
+        "_partial_": True,
+        "warmup_fraction": 0.05,
+    }
     sgd = {"_target_": "torch.optim.SGD", "_partial_": True, "lr": 0.1}
-    hparams = {"backbone": {"_target_": "litvision.lightning_modules.backbones.build_backbone", "name": "resnet50"},
-               "optimizer": sgd, "scheduler": cosine, "weight_decay_norm_bias": False}
+    hparams = {
+        "backbone": {"_target_": "litvision.lightning_modules.backbones.build_backbone", "name": "resnet50"},
+        "optimizer": sgd,
+        "scheduler": cosine,
+        "weight_decay_norm_bias": False,
+    }
     checkpoint = {"hyper_parameters": hparams, "loops": {"fit_loop": {"epoch_progress": {"current": {"processed": 3}}}}}
     trainer = SimpleNamespace(max_epochs=3)
     check_resume_config("x.ckpt", checkpoint, {**hparams, "scheduler": {**cosine, "warmup_fraction": 0.025}}, trainer)
@@ -118,10 +152,14 @@ def test_what_a_resume_may_change_in_process() -> None:
         "optimizer: SGD (lr=0.1) in the checkpoint, SGD (lr=0.05) in the config": {"optimizer": {**sgd, "lr": 0.05}},
         "scheduler: warmup_cosine in the checkpoint, none in the config": {"scheduler": None},
         "weight_decay_norm_bias: False in the checkpoint, True in the config": {"weight_decay_norm_bias": True},
-        "it holds a resnet50 model, the config asks for resnet18": {"backbone": {**hparams["backbone"], "name": "resnet18"}},
+        "it holds a resnet50 model, the config asks for resnet18": {
+            "backbone": {**hparams["backbone"], "name": "resnet18"}
+        },
     }
     for message, change in refusals.items():
-        with pytest.raises(ConfigError, match="^" + re.escape(f"ckpt_path=x.ckpt cannot be resumed by this run: {message}")):
+        with pytest.raises(
+            ConfigError, match="^" + re.escape(f"ckpt_path=x.ckpt cannot be resumed by this run: {message}")
+        ):
             check_resume_config("x.ckpt", checkpoint, {**hparams, **change}, trainer)
     with pytest.raises(ConfigError, match="it has trained 3 epochs, the config's trainer.max_epochs=2 is fewer"):
         check_resume_config("x.ckpt", checkpoint, hparams, SimpleNamespace(max_epochs=2))

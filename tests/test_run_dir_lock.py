@@ -58,8 +58,11 @@ def write_lock(run_dir: Path, **record: object) -> Path:
 
 
 def snapshot(folder: Path) -> dict[str, str]:
-    return {str(p.relative_to(folder)): hashlib.sha256(p.read_bytes()).hexdigest()
-            for p in sorted(folder.rglob("*")) if p.is_file()}
+    return {
+        str(p.relative_to(folder)): hashlib.sha256(p.read_bytes()).hexdigest()
+        for p in sorted(folder.rglob("*"))
+        if p.is_file()
+    }
 
 
 # ---- the lock itself -------------------------------------------------------------------------
@@ -79,7 +82,9 @@ def test_a_held_run_dir_is_refused_naming_the_holder(tmp_path: Path) -> None:
     lock.release()
 
 
-def test_the_lock_of_a_killed_run_is_taken_over_with_a_warning(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+def test_the_lock_of_a_killed_run_is_taken_over_with_a_warning(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
     run_dir = tmp_path / "run"
     with held_by_another_process(run_dir) as holder:
         holder.send_signal(signal.SIGKILL)
@@ -134,14 +139,19 @@ def test_release_leaves_a_lock_that_is_no_longer_ours(tmp_path: Path) -> None:
     assert not (tmp_path / LOCK_NAME).exists()
 
 
-@pytest.mark.parametrize(("environ", "launching"), [
-    ({}, True),
-    ({"LOCAL_RANK": "0", "NODE_RANK": "0", "WORLD_SIZE": "2"}, True),  # Lightning's parent after the launch
-    ({"LOCAL_RANK": "1", "WORLD_SIZE": "2"}, False),  # Lightning's DDP child
-    ({"RANK": "0", "LOCAL_RANK": "0"}, True), ({"RANK": "3", "LOCAL_RANK": "1"}, False),  # torchrun
-    ({"SLURM_PROCID": "0"}, True), ({"SLURM_PROCID": "5"}, False),  # srun
-    ({"NODE_RANK": "1"}, False),  # the launching process of another node
-])
+@pytest.mark.parametrize(
+    ("environ", "launching"),
+    [
+        ({}, True),
+        ({"LOCAL_RANK": "0", "NODE_RANK": "0", "WORLD_SIZE": "2"}, True),  # Lightning's parent after the launch
+        ({"LOCAL_RANK": "1", "WORLD_SIZE": "2"}, False),  # Lightning's DDP child
+        ({"RANK": "0", "LOCAL_RANK": "0"}, True),
+        ({"RANK": "3", "LOCAL_RANK": "1"}, False),  # torchrun
+        ({"SLURM_PROCID": "0"}, True),
+        ({"SLURM_PROCID": "5"}, False),  # srun
+        ({"NODE_RANK": "1"}, False),  # the launching process of another node
+    ],
+)
 def test_only_the_launching_process_takes_the_lock(environ: dict, launching: bool) -> None:
     assert is_launching_process(environ) is launching
 
@@ -151,20 +161,35 @@ def _train_args(data_dir: Path, run_dir: Path, *overrides: str) -> list[str]:
     return ["logger=csv", f"dataset.data_dir={data_dir}", f"hydra.run.dir={run_dir}", *TINY_MODEL, *overrides]
 
 
-def test_a_second_train_run_and_a_resume_are_refused_while_the_first_runs(fake_cifar_root: Path, tmp_path: Path) -> None:
+def test_a_second_train_run_and_a_resume_are_refused_while_the_first_runs(
+    fake_cifar_root: Path, tmp_path: Path
+) -> None:
     run_dir, go = tmp_path / "run", tmp_path / "go"
-    first_args = _train_args(fake_cifar_root, run_dir, "debug=fdr", "optimizer.lr=0.01",
-                             "+callbacks.wait._target_=tests.helpers.wait_for_file.WaitForFile", f"+callbacks.wait.path={go}")
+    first_args = _train_args(
+        fake_cifar_root,
+        run_dir,
+        "debug=fdr",
+        "optimizer.lr=0.01",
+        "+callbacks.wait._target_=tests.helpers.wait_for_file.WaitForFile",
+        f"+callbacks.wait.path={go}",
+    )
     env = {**os.environ, "WANDB_MODE": "offline", "NO_ALBUMENTATIONS_UPDATE": "1"}
     for name in ("MASTER_PORT", "LOCAL_RANK", "WORLD_SIZE", "NODE_RANK"):
         env.pop(name, None)
     output = tmp_path / "first.out"
     with open(output, "w") as handle:
-        first = subprocess.Popen([sys.executable, str(REPO_ROOT / "train.py"), *first_args], cwd=REPO_ROOT, env=env,
-                                 stdout=handle, stderr=subprocess.STDOUT)
+        first = subprocess.Popen(
+            [sys.executable, str(REPO_ROOT / "train.py"), *first_args],
+            cwd=REPO_ROOT,
+            env=env,
+            stdout=handle,
+            stderr=subprocess.STDOUT,
+        )
     try:
         deadline = time.monotonic() + 240
-        while "CIFAR10DataModule" not in ((run_dir / "train.log").read_text() if (run_dir / "train.log").exists() else ""):
+        while "CIFAR10DataModule" not in (
+            (run_dir / "train.log").read_text() if (run_dir / "train.log").exists() else ""
+        ):
             assert first.poll() is None, output.read_text()[-3000:]
             assert time.monotonic() < deadline
             time.sleep(0.2)
@@ -193,8 +218,10 @@ def test_a_resume_takes_over_the_lock_of_a_killed_run(fake_cifar_root: Path, tmp
     assert (run_dir / "metrics.json").exists() and not (run_dir / LOCK_NAME).exists()
 
 
-@pytest.mark.parametrize("script", ["eval.py", pytest.param("predict.py", marks=pytest.mark.slow),
-                                    pytest.param("audit.py", marks=pytest.mark.slow)])
+@pytest.mark.parametrize(
+    "script",
+    ["eval.py", pytest.param("predict.py", marks=pytest.mark.slow), pytest.param("audit.py", marks=pytest.mark.slow)],
+)
 def test_other_entry_scripts_refuse_a_held_run_dir(script: str, tmp_path: Path) -> None:
     run_dir = tmp_path / "run"
     with held_by_another_process(run_dir):
@@ -216,6 +243,14 @@ def test_ddp_sim_child_ranks_run_under_the_parents_lock(fake_cifar_root: Path, t
     """Rank 1 re-runs the job in the same run dir: it must not be refused the lock rank 0 holds."""
     run_dir = tmp_path / "ddp"
     write_lock(run_dir, pid=dead_pid())  # and the parent takes over a stale lock first
-    run_ddp_sim(run_dir, "debug=fdr", "logger=csv", f"dataset.data_dir={fake_cifar_root}",
-                "model=small_cnn", "model.backbone.width=8", "dataset.num_workers=0", timeout=300)
+    run_ddp_sim(
+        run_dir,
+        "debug=fdr",
+        "logger=csv",
+        f"dataset.data_dir={fake_cifar_root}",
+        "model=small_cnn",
+        "model.backbone.width=8",
+        "dataset.num_workers=0",
+        timeout=300,
+    )
     assert (run_dir / "metrics.json").exists() and not (run_dir / LOCK_NAME).exists()

@@ -11,9 +11,9 @@ from hydra.utils import instantiate
 from scipy.stats import chisquare
 from torch.utils.data import DataLoader, DistributedSampler
 
-from tests.helpers.fake_cifar import write_fake_cifar
 from litvision.datamodules.sampling.samplers import ClassAwareSampler, ClassBalancedSampler
 from litvision.utils.class_weights import class_weights
+from tests.helpers.fake_cifar import write_fake_cifar
 
 CONF_DIR = Path(__file__).resolve().parents[1] / "conf"
 
@@ -169,8 +169,14 @@ def test_sampler_configs_reach_the_train_loader(tmp_path, option: str, expected:
     """The ``sampler=`` group, as composed by Hydra, drives the train loader only."""
     write_fake_cifar(tmp_path, n_train_per_class=20, n_test_per_class=2)
     with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
-        overrides = [f"sampler={option}", f"dataset.data_dir={tmp_path}", "dataset.imbalance_factor=5",
-                     "dataset.num_workers=0", "dataset.download=false", "seed=3"]
+        overrides = [
+            f"sampler={option}",
+            f"dataset.data_dir={tmp_path}",
+            "dataset.imbalance_factor=5",
+            "dataset.num_workers=0",
+            "dataset.download=false",
+            "seed=3",
+        ]
         cfg = compose("train", overrides=overrides)
     datamodule = instantiate(cfg.dataset)
     datamodule.setup("fit")

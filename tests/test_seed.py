@@ -59,8 +59,14 @@ def test_seed_null_under_ddp_gives_both_ranks_the_same_stream(fake_cifar_root: P
 
     run_dir, labels = tmp_path / "run", tmp_path / "labels"
     run_ddp_sim(
-        run_dir, "seed=null", "trainer.max_epochs=1", "test=false", "logger=csv",
-        f"dataset.data_dir={fake_cifar_root}", *TINY_MODEL, "dataset.batch_size=16",
+        run_dir,
+        "seed=null",
+        "trainer.max_epochs=1",
+        "test=false",
+        "logger=csv",
+        f"dataset.data_dir={fake_cifar_root}",
+        *TINY_MODEL,
+        "dataset.batch_size=16",
         "+callbacks.label_recorder._target_=tests.helpers.label_recorder.LabelRecorder",
         f"+callbacks.label_recorder.out_dir={labels}",
     )

@@ -77,7 +77,9 @@ def test_training_gives_every_rank_the_same_batches_and_each_sample_once(counts,
     per_rank, batches = read_by_all(counts, world_size, num_workers, batch_size, "drop")
     assert len(set(batches)) == 1 and len(set(map(len, per_rank))) == 1
     flat = [s for rank in per_rank for s in rank]
-    assert len(flat) == len(set(flat)) == total // world_size // batch_size * batch_size * world_size  # whole batches, never repeated
+    assert (
+        len(flat) == len(set(flat)) == total // world_size // batch_size * batch_size * world_size
+    )  # whole batches, never repeated
 
 
 def test_epoch_order_is_shared_by_ranks_and_new_every_epoch():

@@ -38,12 +38,20 @@ from litvision.utils.errors import DataError, UserError
 FAST = settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 
 json_scalars = st.none() | st.booleans() | st.integers() | st.floats() | st.text(max_size=30)
-json_values = st.recursive(json_scalars, lambda inner: st.lists(inner, max_size=4)
-                           | st.dictionaries(st.text(max_size=10), inner, max_size=4), max_leaves=12)
-names = (st.builds(shard_name, st.sampled_from(["train", "val", "holdout"]), st.integers(0, 10**7))
-         | st.text(max_size=40)
-         | st.builds(lambda n, s: n + s, st.sampled_from(["val-000000.tar", "/etc/", "../", "val-"]),
-                     st.text(alphabet=";$()`'\"/.\n -|&0123456789", max_size=12)))
+json_values = st.recursive(
+    json_scalars,
+    lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=10), inner, max_size=4),
+    max_leaves=12,
+)
+names = (
+    st.builds(shard_name, st.sampled_from(["train", "val", "holdout"]), st.integers(0, 10**7))
+    | st.text(max_size=40)
+    | st.builds(
+        lambda n, s: n + s,
+        st.sampled_from(["val-000000.tar", "/etc/", "../", "val-"]),
+        st.text(alphabet=";$()`'\"/.\n -|&0123456789", max_size=12),
+    )
+)
 counts = st.integers(-3, 10**13) | st.integers() | json_scalars
 digests = st.text(alphabet="0123456789abcdefABCDEF", min_size=63, max_size=65) | json_scalars
 
@@ -84,23 +92,49 @@ def test_a_shard_entry_is_valid_or_one_data_error(raw):
 
 def valid_manifest() -> dict:
     return {
-        "format": FORMAT, "classes": ["a", "b"], "class_names": ["A", "B"],
+        "format": FORMAT,
+        "classes": ["a", "b"],
+        "class_names": ["A", "B"],
         "splits": {
-            "train": {"count": 5, "class_counts": [2, 3], "bad_files": [],
-                      "shards": [{"name": "train-000000.tar", "count": 5, "bytes": 20480, "sha256": "0" * 64}]},
-            "val": {"count": 3, "class_counts": [1, 2], "bad_files": [{"id": "x", "reason": "empty"}],
-                    "shards": [{"name": "val-000000.tar", "count": 2, "bytes": 10240, "sha256": "1" * 64},
-                               {"name": "val-000001.tar", "count": 1, "bytes": 10240, "sha256": "2" * 64}]},
+            "train": {
+                "count": 5,
+                "class_counts": [2, 3],
+                "bad_files": [],
+                "shards": [{"name": "train-000000.tar", "count": 5, "bytes": 20480, "sha256": "0" * 64}],
+            },
+            "val": {
+                "count": 3,
+                "class_counts": [1, 2],
+                "bad_files": [{"id": "x", "reason": "empty"}],
+                "shards": [
+                    {"name": "val-000000.tar", "count": 2, "bytes": 10240, "sha256": "1" * 64},
+                    {"name": "val-000001.tar", "count": 1, "bytes": 10240, "sha256": "2" * 64},
+                ],
+            },
         },
         "default_splits": {"val": "val", "test": "val"},
     }
 
 
-PATHS = [("format",), ("classes",), ("classes", 0), ("class_names",), ("splits",), ("splits", "val"),
-         ("splits", "val", "count"), ("splits", "val", "class_counts"), ("splits", "val", "class_counts", 1),
-         ("splits", "val", "bad_files"), ("splits", "val", "shards"), ("splits", "val", "shards", 1),
-         ("splits", "val", "shards", 1, "name"), ("splits", "val", "shards", 1, "count"),
-         ("splits", "train", "shards", 0, "bytes"), ("default_splits",), ("default_splits", "test")]
+PATHS = [
+    ("format",),
+    ("classes",),
+    ("classes", 0),
+    ("class_names",),
+    ("splits",),
+    ("splits", "val"),
+    ("splits", "val", "count"),
+    ("splits", "val", "class_counts"),
+    ("splits", "val", "class_counts", 1),
+    ("splits", "val", "bad_files"),
+    ("splits", "val", "shards"),
+    ("splits", "val", "shards", 1),
+    ("splits", "val", "shards", 1, "name"),
+    ("splits", "val", "shards", 1, "count"),
+    ("splits", "train", "shards", 0, "bytes"),
+    ("default_splits",),
+    ("default_splits", "test"),
+]
 
 
 @st.composite
@@ -134,8 +168,11 @@ def test_a_manifest_is_valid_or_one_data_error(data):
 
 
 @FAST
-@given(st.binary(max_size=300) | st.text(max_size=200).map(str.encode)
-       | st.builds(lambda d: json.dumps(d).encode(), manifests()))
+@given(
+    st.binary(max_size=300)
+    | st.text(max_size=200).map(str.encode)
+    | st.builds(lambda d: json.dumps(d).encode(), manifests())
+)
 def test_reading_any_manifest_file_is_valid_or_one_user_error(raw):
     with tempfile.TemporaryDirectory() as folder:
         with open(os.path.join(folder, "manifest.json"), "wb") as f:
@@ -147,9 +184,14 @@ def test_reading_any_manifest_file_is_valid_or_one_user_error(raw):
 
 
 @FAST
-@given(st.text(max_size=30) | st.builds(lambda k, f: f"{k}.{f}", st.integers(0, 10**12).map("{:08d}".format) | st.integers(-5, 10**13).map(str)
-                                        | st.text(max_size=9),
-                                        st.sampled_from(["jpg", "cls", "id.txt", "png", "JPG", "jpg/x", "", "id"])))
+@given(
+    st.text(max_size=30)
+    | st.builds(
+        lambda k, f: f"{k}.{f}",
+        st.integers(0, 10**12).map("{:08d}".format) | st.integers(-5, 10**13).map(str) | st.text(max_size=9),
+        st.sampled_from(["jpg", "cls", "id.txt", "png", "JPG", "jpg/x", "", "id"]),
+    )
+)
 def test_a_member_name_is_a_key_and_field_or_one_data_error(name):
     try:
         key, field = parse_member_name(name, "s.tar")
@@ -180,9 +222,9 @@ def test_a_shard_url_stays_inside_its_location_or_is_one_data_error(name, locati
         return
     assert is_shard_name(name)
     if location.startswith("s3://"):  # one quoted argument: nothing else reaches the shell
-        assert shlex.split(url[len("pipe:"):]) == ["aws", "s3", "cp", f"{location.rstrip('/')}/{name}", "-"]
+        assert shlex.split(url[len("pipe:") :]) == ["aws", "s3", "cp", f"{location.rstrip('/')}/{name}", "-"]
     elif location.startswith("pipe:"):
-        assert shlex.split(url[len("pipe:"):]) == ["cat", f"/d/{name}"]
+        assert shlex.split(url[len("pipe:") :]) == ["cat", f"/d/{name}"]
     else:
         assert os.path.dirname(url) == location.rstrip("/") and os.path.basename(url) == name
 
@@ -191,8 +233,11 @@ def tiny_shard() -> bytes:
     buffer = io.BytesIO()
     with tarfile.open(fileobj=buffer, mode="w") as tar:
         for key in range(3):
-            for field, data in (("jpg", b"\xff\xd8" + bytes(range(50)) + b"\xff\xd9"), ("cls", str(key % 2).encode()),
-                                ("id.txt", f"c/{key}.jpg".encode())):
+            for field, data in (
+                ("jpg", b"\xff\xd8" + bytes(range(50)) + b"\xff\xd9"),
+                ("cls", str(key % 2).encode()),
+                ("id.txt", f"c/{key}.jpg".encode()),
+            ):
                 info = tarfile.TarInfo(f"{key:08d}.{field}")
                 info.size = len(data)
                 tar.addfile(info, io.BytesIO(data))

@@ -25,13 +25,12 @@ import torch
 
 pytest.importorskip("webdataset", reason="the shards extra (pip install -e '.[shards]') is not installed")
 
-from tests.helpers.imagenet_trees import age_tree, build_train, build_val, generated_samples  # noqa: E402
-from tests.helpers.run_helpers import REPO_ROOT  # noqa: E402
-
-from litvision.datamodules.class_folder import ClassFolderDataModule  # noqa: E402
-from litvision.datamodules.shard_datamodule import ShardDataModule  # noqa: E402
-from litvision.datamodules.shards.prepare import prepare  # noqa: E402
-from litvision.utils.errors import DataError, MissingDataError  # noqa: E402
+from litvision.datamodules.class_folder import ClassFolderDataModule
+from litvision.datamodules.shard_datamodule import ShardDataModule
+from litvision.datamodules.shards.prepare import prepare
+from litvision.utils.errors import DataError, MissingDataError
+from tests.helpers.imagenet_trees import age_tree, build_train, build_val, generated_samples
+from tests.helpers.run_helpers import REPO_ROOT
 
 VAL = "val-000000.tar"  # 3 classes x 3 val images, 4 per shard: val-000000 (4), val-000001 (4), val-000002 (1)
 
@@ -45,8 +44,12 @@ def template(tmp_path_factory) -> Path:
     build_val(root, samples, "folders")
     age_tree(root)
     out = tmp / "shards"
-    prepare(ClassFolderDataModule(str(root), val_split="val", test_split="val", progress=False), out,
-            samples_per_shard=4, workers=1)
+    prepare(
+        ClassFolderDataModule(str(root), val_split="val", test_split="val", progress=False),
+        out,
+        samples_per_shard=4,
+        workers=1,
+    )
     return out
 
 
@@ -63,7 +66,7 @@ def resize():
 
 
 def dm(location, **kwargs) -> ShardDataModule:
-    args = dict(batch_size=4, num_workers=0, train_transform=resize(), eval_transform=resize(), seed=0)
+    args = {"batch_size": 4, "num_workers": 0, "train_transform": resize(), "eval_transform": resize(), "seed": 0}
     return ShardDataModule(str(location), **{**args, **kwargs})
 
 
@@ -158,8 +161,9 @@ def test_an_s3_shard_set_streams_through_the_aws_cli(shards, tmp_path, fake_aws)
     assert "s3 cp s3://bucket/set/manifest.json -" in calls and f"s3 cp s3://bucket/set/{VAL} -" in calls
 
 
-@pytest.mark.parametrize("payload", ["; touch {marker} #", "$(touch {marker})", "`touch {marker}`",
-                                     "' && touch {marker} && echo '"])
+@pytest.mark.parametrize(
+    "payload", ["; touch {marker} #", "$(touch {marker})", "`touch {marker}`", "' && touch {marker} && echo '"]
+)
 def test_a_shell_command_in_an_s3_shard_name_is_refused_unrun(shards, tmp_path, fake_aws, payload):
     marker = tmp_path / "pwned"
     data = manifest(shards)
@@ -188,13 +192,20 @@ def test_shard_urls_quote_what_goes_into_a_pipe():
 
     from litvision.datamodules.shards.manifest import shard_url
 
-    assert shlex.split(shard_url("s3://my bucket/set", VAL)[5:]) == ["aws", "s3", "cp", f"s3://my bucket/set/{VAL}", "-"]
+    assert shlex.split(shard_url("s3://my bucket/set", VAL)[5:]) == [
+        "aws",
+        "s3",
+        "cp",
+        f"s3://my bucket/set/{VAL}",
+        "-",
+    ]
     for bad in ("/etc/passwd", "../x-000000.tar", "val-000000.tar;id", "val-0000001.tar", "val-000000.tar\n", "x"):
         with pytest.raises(DataError):
             shard_url("s3://bucket/set", bad)
 
 
 # ---- item 3: contents are verified ------------------------------------------------------
+
 
 def test_changed_image_bytes_are_refused_by_sha256(shards):
     offset, size = member_offset(shards / VAL, ".jpg", 1)
@@ -267,8 +278,10 @@ def test_a_sample_missing_a_member_is_refused(shards, missing):
         val_labels(shards)
 
 
-@pytest.mark.parametrize("bad_name", ["abc.jpg", "00000001", "1.jpg", "00000001.JPG", "dir/00000001.jpg",
-                                      "00000001.jpg.exe", "00000001.cls\n"])
+@pytest.mark.parametrize(
+    "bad_name",
+    ["abc.jpg", "00000001", "1.jpg", "00000001.JPG", "dir/00000001.jpg", "00000001.jpg.exe", "00000001.cls\n"],
+)
 def test_a_member_whose_key_does_not_parse_is_refused(shards, bad_name):
     rewrite_tar(shards / VAL, each_member(lambda name, data: [(bad_name if name == "00000001.jpg" else name, data)]))
     refresh_entry(shards, VAL)
@@ -314,7 +327,11 @@ def test_a_missing_shard_is_refused_at_setup(shards):
 @pytest.mark.parametrize(
     ("path", "value", "message"),
     [
-        (("splits", "val", "shards", 0, "count"), 10**12, r"splits\.val\.shards\[0\]\.count .* not an integer in \[0, \d+\]"),
+        (
+            ("splits", "val", "shards", 0, "count"),
+            10**12,
+            r"splits\.val\.shards\[0\]\.count .* not an integer in \[0, \d+\]",
+        ),
         (("splits", "val", "count"), 10**12, r"splits\.val\.count"),
         (("splits", "val", "shards", 0, "bytes"), 2**62, r"splits\.val\.shards\[0\]\.bytes"),
         (("splits", "val", "shards", 0, "count"), "4", r"splits\.val\.shards\[0\]\.count"),
@@ -351,6 +368,7 @@ def test_an_empty_shard_claimed_for_a_full_one_is_refused(shards):
 
 # ---- one line from the entry scripts, also from inside a loader worker --------------------
 
+
 def test_a_changed_shard_stops_train_py_with_one_line_from_a_loader_worker(shards, tmp_path):
     offset, size = member_offset(shards / VAL, ".jpg", 1)
     raw = bytearray((shards / VAL).read_bytes())
@@ -359,12 +377,30 @@ def test_a_changed_shard_stops_train_py_with_one_line_from_a_loader_worker(shard
     env = {**os.environ, "WANDB_MODE": "disabled", "NO_ALBUMENTATIONS_UPDATE": "1"}
     for name in ("MASTER_PORT", "LOCAL_RANK", "WORLD_SIZE", "NODE_RANK"):
         env.pop(name, None)
-    proc = subprocess.run([
-        sys.executable, str(REPO_ROOT / "train.py"), "dataset=imagenet_shards", f"dataset.shards={shards}",
-        "model=small_cnn", "model.backbone.width=4", "augmentation.resolution=16", "dataset.num_workers=1",
-        "dataset.persistent_workers=false", "dataset.batch_size=4", "trainer=cpu", "trainer.max_epochs=1",
-        "logger=none", "test=false", f"hydra.run.dir={tmp_path / 'run'}",
-    ], cwd=REPO_ROOT, env=env, capture_output=True, text=True, timeout=300)
+    proc = subprocess.run(
+        [
+            sys.executable,
+            str(REPO_ROOT / "train.py"),
+            "dataset=imagenet_shards",
+            f"dataset.shards={shards}",
+            "model=small_cnn",
+            "model.backbone.width=4",
+            "augmentation.resolution=16",
+            "dataset.num_workers=1",
+            "dataset.persistent_workers=false",
+            "dataset.batch_size=4",
+            "trainer=cpu",
+            "trainer.max_epochs=1",
+            "logger=none",
+            "test=false",
+            f"hydra.run.dir={tmp_path / 'run'}",
+        ],
+        cwd=REPO_ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert proc.returncode == 1, proc.stdout[-2000:] + proc.stderr[-3000:]
     assert "Traceback" not in proc.stderr, proc.stderr[-3000:]
     last = [line for line in proc.stderr.splitlines() if line.strip()][-1]

@@ -18,16 +18,15 @@ import torch
 
 pytest.importorskip("webdataset", reason="the shards extra (pip install -e '.[shards]') is not installed")
 
-from tests.helpers.imagenet_trees import age_tree, bad_image_bytes, build_train, build_val, generated_samples  # noqa: E402
-
-from litvision.datamodules.class_folder import ClassFolderDataModule  # noqa: E402
-from litvision.datamodules.readers.decode import BadImageError  # noqa: E402
-from litvision.datamodules.datasets.file_dataset import collate_skipping_bad  # noqa: E402
-from litvision.datamodules.imagenet import ImageNetDataModule  # noqa: E402
-from litvision.datamodules.shard_datamodule import ShardDataModule  # noqa: E402
-from litvision.datamodules.shards.stream import ShardLoader  # noqa: E402
-from litvision.datamodules.shards.prepare import prepare  # noqa: E402
-from litvision.utils.errors import ConfigError, DataError, MissingDataError  # noqa: E402
+from litvision.datamodules.class_folder import ClassFolderDataModule
+from litvision.datamodules.datasets.file_dataset import collate_skipping_bad
+from litvision.datamodules.imagenet import ImageNetDataModule
+from litvision.datamodules.readers.decode import BadImageError
+from litvision.datamodules.shard_datamodule import ShardDataModule
+from litvision.datamodules.shards.prepare import prepare
+from litvision.datamodules.shards.stream import ShardLoader
+from litvision.utils.errors import ConfigError, DataError, MissingDataError
+from tests.helpers.imagenet_trees import age_tree, bad_image_bytes, build_train, build_val, generated_samples
 
 BAD = ("truncated", "empty")  # the planted files that cannot be decoded
 
@@ -81,7 +80,7 @@ def test_shards_hold_the_original_bytes_labels_ids_and_a_checked_manifest(tmp_pa
             assert path.stat().st_size == shard["bytes"]
             samples = tar_samples(path)
             assert len(samples) == shard["count"]
-            for key, fields in samples.items():
+            for _key, fields in samples.items():
                 sample_id = fields["id.txt"].decode()
                 assert sample_id not in seen
                 seen[sample_id] = (fields["jpg"], int(fields["cls"]))
@@ -119,8 +118,16 @@ def test_prepare_refuses_non_file_datasets_and_remote_outputs(tmp_path):
 
     from litvision.tasks.prepare_shards import prepare_shards
 
-    cfg = OmegaConf.create({"dataset": {"_target_": "litvision.datamodules.cifar10.CIFAR10DataModule", "data_dir": str(tmp_path)},
-                            "out": str(tmp_path / "o"), "samples_per_shard": 10, "workers": 1, "verify": "decode", "shuffle_seed": 0})
+    cfg = OmegaConf.create(
+        {
+            "dataset": {"_target_": "litvision.datamodules.cifar10.CIFAR10DataModule", "data_dir": str(tmp_path)},
+            "out": str(tmp_path / "o"),
+            "samples_per_shard": 10,
+            "workers": 1,
+            "verify": "decode",
+            "shuffle_seed": 0,
+        }
+    )
     with pytest.raises(ConfigError, match="file datasets"):
         prepare_shards(cfg)
     with pytest.raises(ConfigError, match="local folder"):
@@ -128,6 +135,7 @@ def test_prepare_refuses_non_file_datasets_and_remote_outputs(tmp_path):
 
 
 # ---- reading --------------------------------------------------------------------------------
+
 
 @pytest.fixture(scope="module")
 def shard_set(tmp_path_factory) -> tuple[Path, Path]:
@@ -142,8 +150,12 @@ def shard_set(tmp_path_factory) -> tuple[Path, Path]:
     (root / "val" / wnid / "empty.JPEG").write_bytes(b"")
     age_tree(root)
     out = tmp / "shards"
-    prepare(ClassFolderDataModule(str(root), val_split="val", test_split="val", progress=False), out,
-            samples_per_shard=4, workers=1)
+    prepare(
+        ClassFolderDataModule(str(root), val_split="val", test_split="val", progress=False),
+        out,
+        samples_per_shard=4,
+        workers=1,
+    )
     return root, out
 
 
@@ -154,7 +166,7 @@ def resize(size=16):
 
 
 def shard_dm(location, **kwargs) -> ShardDataModule:
-    args = dict(batch_size=4, num_workers=0, train_transform=resize(), eval_transform=resize(), seed=3)
+    args = {"batch_size": 4, "num_workers": 0, "train_transform": resize(), "eval_transform": resize(), "seed": 3}
     return ShardDataModule(str(location), **{**args, **kwargs})
 
 
@@ -206,18 +218,32 @@ def test_the_stream_reads_sample_ids_exactly_once_and_shuffles_per_epoch(shard_s
 def test_eval_from_shards_equals_eval_from_files(shard_set):
     """Same decode + transform: the val batches hold the same pixels and labels (as a multiset)."""
     root, out = shard_set
-    files = ClassFolderDataModule(str(root), val_split="val", test_split="val", progress=False, batch_size=4,
-                                  num_workers=0, train_transform=resize(), eval_transform=resize())
+    files = ClassFolderDataModule(
+        str(root),
+        val_split="val",
+        test_split="val",
+        progress=False,
+        batch_size=4,
+        num_workers=0,
+        train_transform=resize(),
+        eval_transform=resize(),
+    )
     files.setup("fit")
     shards = shard_dm(out)
     shards.setup("fit")
 
     def digests(loader):
-        return Counter((hashlib.sha1(x.contiguous().numpy().tobytes()).hexdigest(), int(y)) for xb, yb in loader for x, y in zip(xb, yb))
+        return Counter(
+            (hashlib.sha1(x.contiguous().numpy().tobytes()).hexdigest(), int(y))
+            for xb, yb in loader
+            for x, y in zip(xb, yb, strict=True)
+        )
 
     assert digests(shards.val_dataloader()) == digests(files.val_dataloader())
     assert shards.class_names == files.class_names
-    np.testing.assert_array_equal(shards.train_class_counts, np.bincount(files.splits.train.targets, minlength=5) - [1, 0, 0, 0, 0])
+    np.testing.assert_array_equal(
+        shards.train_class_counts, np.bincount(files.splits.train.targets, minlength=5) - [1, 0, 0, 0, 0]
+    )
 
 
 def test_shards_over_http(shard_set):
@@ -254,8 +280,13 @@ def test_bad_image_policy_applies_when_reading(tmp_path):
         (root / split / samples[0][0] / "truncated.JPEG").write_bytes(bad_image_bytes()["truncated"])
     age_tree(root)
     out = tmp_path / "shards"
-    prepare(ClassFolderDataModule(str(root), val_split="val", test_split="val", progress=False), out,
-            samples_per_shard=3, workers=1, verify="none")
+    prepare(
+        ClassFolderDataModule(str(root), val_split="val", test_split="val", progress=False),
+        out,
+        samples_per_shard=3,
+        workers=1,
+        verify="none",
+    )
     dm = shard_dm(out, batch_size=7)
     dm.setup("fit")
     val = [y for _, y in dm.val_dataloader()]
@@ -323,8 +354,10 @@ def step_checkpoints(tmp_path: Path, through_config: bool):
         return lambda: ModelCheckpoint(dirpath=tmp_path / "ckpt", every_n_train_steps=2, save_top_k=-1), str(
             tmp_path / "ckpt" / "epoch=0-step=4.ckpt"
         )
-    cfg = composed("train", ["callbacks.last_checkpoint.every_n_train_steps=2",
-                             f"callbacks.model_checkpoint.dirpath={tmp_path / 'ckpt'}"])
+    cfg = composed(
+        "train",
+        ["callbacks.last_checkpoint.every_n_train_steps=2", f"callbacks.model_checkpoint.dirpath={tmp_path / 'ckpt'}"],
+    )
     return lambda: instantiate(cfg.callbacks.last_checkpoint), "last"
 
 
@@ -332,8 +365,9 @@ def step_checkpoints(tmp_path: Path, through_config: bool):
     "num_workers, through_config, schedule",
     [(0, False, False), (0, True, False), (0, False, True), pytest.param(2, False, False, marks=pytest.mark.slow)],
 )
-def test_resuming_from_a_mid_epoch_checkpoint_trains_the_rest_of_the_epoch(tmp_path, num_workers, through_config,
-                                                                           schedule):
+def test_resuming_from_a_mid_epoch_checkpoint_trains_the_rest_of_the_epoch(
+    tmp_path, num_workers, through_config, schedule
+):
     """``schedule``: with an LR schedule (its length is asked for while the optimizers are configured,
     before Lightning restores the loader's position)."""
     import lightning as L
@@ -346,19 +380,37 @@ def test_resuming_from_a_mid_epoch_checkpoint_trains_the_rest_of_the_epoch(tmp_p
     build_train(root, samples)
     build_val(root, samples[:4], "folders")
     age_tree(root)
-    prepare(ClassFolderDataModule(str(root), val_split="val", test_split="val", progress=False), tmp_path / "shards",
-            samples_per_shard=5, workers=1)
+    prepare(
+        ClassFolderDataModule(str(root), val_split="val", test_split="val", progress=False),
+        tmp_path / "shards",
+        samples_per_shard=5,
+        workers=1,
+    )
 
     def fit(callbacks, ckpt_path=None):
         L.seed_everything(0)
         scheduler = {"_target_": "litvision.lightning_modules.training.schedulers.warmup_cosine", "_partial_": True}
-        model = ImageClassifier(functools.partial(build_backbone, "small_cnn", width=4),
-                                scheduler=scheduler if schedule else None)
-        trainer = L.Trainer(max_epochs=2, accelerator="cpu", logger=False, enable_progress_bar=False, limit_val_batches=0,
-                            num_sanity_val_steps=0, enable_model_summary=False, callbacks=callbacks,
-                            default_root_dir=tmp_path)
-        dm = shard_dm(tmp_path / "shards", batch_size=3, num_workers=num_workers, persistent_workers=num_workers > 0,
-                      normalize={"mean": [0.5] * 3, "std": [0.25] * 3})
+        model = ImageClassifier(
+            functools.partial(build_backbone, "small_cnn", width=4), scheduler=scheduler if schedule else None
+        )
+        trainer = L.Trainer(
+            max_epochs=2,
+            accelerator="cpu",
+            logger=False,
+            enable_progress_bar=False,
+            limit_val_batches=0,
+            num_sanity_val_steps=0,
+            enable_model_summary=False,
+            callbacks=callbacks,
+            default_root_dir=tmp_path,
+        )
+        dm = shard_dm(
+            tmp_path / "shards",
+            batch_size=3,
+            num_workers=num_workers,
+            persistent_workers=num_workers > 0,
+            normalize={"mean": [0.5] * 3, "std": [0.25] * 3},
+        )
         trainer.fit(model, datamodule=dm, ckpt_path=ckpt_path, weights_only=True)
 
     reference = _RecordLabels()
@@ -403,7 +455,9 @@ def test_configs_compose(shard_set):
     images, labels = next(iter(dm.val_dataloader()))
     assert images.shape[1:] == (3, 224, 224) and images.dtype == torch.uint8
     with pytest.raises(Exception, match="sampler=none") as refused:  # Hydra wraps it; entry scripts print the cause
-        instantiate(composed("train", ["dataset=imagenet_shards", f"dataset.shards={out}", "sampler=class_aware"]).dataset)
+        instantiate(
+            composed("train", ["dataset=imagenet_shards", f"dataset.shards={out}", "sampler=class_aware"]).dataset
+        )
     assert isinstance(refused.value.__cause__, ConfigError)
     prep = composed("prepare_shards", ["dataset=class_folder", "dataset.data_dir=/x", "out=/y"])
     assert prep.dataset._target_.endswith("ClassFolderDataModule") and prep.verify == "decode"

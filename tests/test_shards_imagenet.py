@@ -18,15 +18,21 @@ import pytest
 
 pytest.importorskip("webdataset", reason="the shards extra (pip install -e '.[shards]') is not installed")
 
-from tests.helpers.imagenet_trees import age_tree, bad_image_bytes, build_train, build_val, real_samples  # noqa: E402
-from tests.helpers.run_helpers import REPO_ROOT, read_metrics, run_script  # noqa: E402
+from tests.helpers.imagenet_trees import age_tree, bad_image_bytes, build_train, build_val, real_samples
+from tests.helpers.run_helpers import REPO_ROOT, read_metrics, run_script
 
 # every case runs prepare_shards.py/train.py/eval.py as subprocesses over ~2,000 real images:
 # minutes on a 2-core machine (fast versions on generated trees: tests/test_shards.py)
 pytestmark = pytest.mark.slow
 UNREADABLE = {"truncated", "empty"}
-SMALL = ["model=small_cnn", "model.backbone.width=8", "augmentation.resolution=32", "dataset.num_workers=0",
-         "trainer=cpu", "logger=csv"]
+SMALL = [
+    "model=small_cnn",
+    "model.backbone.width=8",
+    "augmentation.resolution=32",
+    "dataset.num_workers=0",
+    "trainer=cpu",
+    "logger=csv",
+]
 
 
 def sample_tree(folder: Path) -> Path:
@@ -45,9 +51,7 @@ def sample_tree(folder: Path) -> Path:
 
 def tree_counts(root: Path, split: str, classes: list[str]) -> np.ndarray:
     """Readable images per class, counted from the tree itself."""
-    return np.array([
-        sum(1 for f in (root / split / c).iterdir() if f.stem not in UNREADABLE) for c in classes
-    ])
+    return np.array([sum(1 for f in (root / split / c).iterdir() if f.stem not in UNREADABLE) for c in classes])
 
 
 @pytest.fixture(scope="module")
@@ -56,11 +60,26 @@ def shard_run(tmp_path_factory):
     tmp = tmp_path_factory.mktemp("shards_imagenet")
     root = sample_tree(tmp)
     shards = tmp / "shards"
-    run_script("prepare_shards.py", "dataset=imagenet", f"dataset.data_dir={root}", f"out={shards}",
-               "samples_per_shard=100", "workers=2", f"hydra.run.dir={tmp / 'prepare'}")
+    run_script(
+        "prepare_shards.py",
+        "dataset=imagenet",
+        f"dataset.data_dir={root}",
+        f"out={shards}",
+        "samples_per_shard=100",
+        "workers=2",
+        f"hydra.run.dir={tmp / 'prepare'}",
+    )
     run_dir = tmp / "train"
-    run_script("train.py", "dataset=imagenet_shards", f"dataset.shards={shards}", *SMALL, "dataset.batch_size=64",
-               "trainer.max_epochs=1", f"hydra.run.dir={run_dir}", timeout=600)
+    run_script(
+        "train.py",
+        "dataset=imagenet_shards",
+        f"dataset.shards={shards}",
+        *SMALL,
+        "dataset.batch_size=64",
+        "trainer.max_epochs=1",
+        f"hydra.run.dir={run_dir}",
+        timeout=600,
+    )
     return root, shards, run_dir
 
 
@@ -82,10 +101,18 @@ def test_eval_of_one_checkpoint_on_files_and_on_shards_gives_identical_metrics(s
     root, shards, run_dir = shard_run
     checkpoint = sorted((run_dir / "checkpoints").glob("best*.ckpt"))[0]
     results = {}
-    for name, dataset in (("files", [f"dataset=imagenet", f"dataset.data_dir={root}"]),
-                          ("shards", ["dataset=imagenet_shards", f"dataset.shards={shards}"])):
-        run_script("eval.py", f"ckpt_path={checkpoint}", *dataset, *SMALL, "dataset.batch_size=64",
-                   f"hydra.run.dir={tmp_path / name}")
+    for name, dataset in (
+        ("files", ["dataset=imagenet", f"dataset.data_dir={root}"]),
+        ("shards", ["dataset=imagenet_shards", f"dataset.shards={shards}"]),
+    ):
+        run_script(
+            "eval.py",
+            f"ckpt_path={checkpoint}",
+            *dataset,
+            *SMALL,
+            "dataset.batch_size=64",
+            f"hydra.run.dir={tmp_path / name}",
+        )
         results[name] = read_metrics(tmp_path / name)
     files, shards = results["files"], results["shards"]
     assert sum(k.startswith("test/recall/") for k in files) == 1000 and files.keys() == shards.keys()
@@ -107,13 +134,32 @@ def test_two_process_ddp_epoch_on_shards_trains_on_each_sample_once(shard_run, t
     root, shards, _ = shard_run
     record = tmp_path / "labels"
     env = {k: v for k, v in os.environ.items() if k not in ("MASTER_PORT", "LOCAL_RANK", "WORLD_SIZE", "NODE_RANK")}
-    done = subprocess.run([
-        sys.executable, "train.py", "dataset=imagenet_shards", f"dataset.shards={shards}",
-        "model=small_cnn", "model.backbone.width=8", "augmentation.resolution=32", "dataset.num_workers=1",
-        "dataset.batch_size=64", "trainer=ddp_sim", "trainer.max_epochs=1", "logger=none", "test=false",
-        "~callbacks.rich_progress_bar", "+callbacks.label_recorder._target_=tests.helpers.label_recorder.LabelRecorder",
-        f"+callbacks.label_recorder.out_dir={record}", f"hydra.run.dir={tmp_path / 'run'}",
-    ], cwd=REPO_ROOT, env={**env, "WANDB_MODE": "disabled"}, capture_output=True, text=True, timeout=600)
+    done = subprocess.run(
+        [
+            sys.executable,
+            "train.py",
+            "dataset=imagenet_shards",
+            f"dataset.shards={shards}",
+            "model=small_cnn",
+            "model.backbone.width=8",
+            "augmentation.resolution=32",
+            "dataset.num_workers=1",
+            "dataset.batch_size=64",
+            "trainer=ddp_sim",
+            "trainer.max_epochs=1",
+            "logger=none",
+            "test=false",
+            "~callbacks.rich_progress_bar",
+            "+callbacks.label_recorder._target_=tests.helpers.label_recorder.LabelRecorder",
+            f"+callbacks.label_recorder.out_dir={record}",
+            f"hydra.run.dir={tmp_path / 'run'}",
+        ],
+        cwd=REPO_ROOT,
+        env={**env, "WANDB_MODE": "disabled"},
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-5000:]
     assert (tmp_path / "run" / "train_ddp_process_1.log").is_file()  # rank 1 was a second process
     ranks = [np.load(record / f"labels_epoch0_rank{rank}.npy") for rank in (0, 1)]
@@ -127,12 +173,25 @@ def test_two_process_ddp_epoch_on_shards_trains_on_each_sample_once(shard_run, t
 def test_killed_prepare_completes_on_rerun_without_duplicates_or_losses(tmp_path):
     root = sample_tree(tmp_path)
     out = tmp_path / "shards"
-    args = ["dataset=imagenet", f"dataset.data_dir={root}", f"out={out}", "samples_per_shard=25", "workers=2",
-            "verify=header", f"hydra.run.dir={tmp_path / 'prepare'}"]
+    args = [
+        "dataset=imagenet",
+        f"dataset.data_dir={root}",
+        f"out={out}",
+        "samples_per_shard=25",
+        "workers=2",
+        "verify=header",
+        f"hydra.run.dir={tmp_path / 'prepare'}",
+    ]
     env = {**os.environ, "NO_ALBUMENTATIONS_UPDATE": "1"}
     # its own session, so the kill reaches the writer processes too (a node crash kills everything)
-    proc = subprocess.Popen([sys.executable, str(REPO_ROOT / "prepare_shards.py"), *args], cwd=REPO_ROOT, env=env,
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+    proc = subprocess.Popen(
+        [sys.executable, str(REPO_ROOT / "prepare_shards.py"), *args],
+        cwd=REPO_ROOT,
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,
+    )
     parts = out / ".parts"
     deadline = time.time() + 300
     try:
@@ -160,6 +219,8 @@ def test_killed_prepare_completes_on_rerun_without_duplicates_or_losses(tmp_path
                 ids += [tar.extractfile(n).read().decode() for n in names]
     assert len(ids) == len(set(ids)) == 2 * 1003  # nothing twice, nothing lost
     assert sorted(ids) == sorted(
-        str(p.relative_to(root)) for split in ("train", "val") for p in (root / split).rglob("*.JPEG")
+        str(p.relative_to(root))
+        for split in ("train", "val")
+        for p in (root / split).rglob("*.JPEG")
         if p.stem not in UNREADABLE
     )

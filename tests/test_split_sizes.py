@@ -46,21 +46,30 @@ def test_empty_val_split_fails_in_setup_through_train_py_before_training(tmp_pat
     write_fake_cifar(tmp_path / "data", n_train_per_class=20, n_test_per_class=2)
     run_dir = tmp_path / "run"
     done = run_script(
-        "train.py", *TINY_MODEL, f"dataset.data_dir={tmp_path / 'data'}", "dataset.download=false",
-        "dataset.val_fraction=0.001", "logger=none", "trainer.max_epochs=1", f"hydra.run.dir={run_dir}",
+        "train.py",
+        *TINY_MODEL,
+        f"dataset.data_dir={tmp_path / 'data'}",
+        "dataset.download=false",
+        "dataset.val_fraction=0.001",
+        "logger=none",
+        "trainer.max_epochs=1",
+        f"hydra.run.dir={run_dir}",
         check=False,
     )
     assert done.returncode != 0
     last = done.stderr.strip().splitlines()[-1]
-    assert last.startswith("ConfigError: ") and "val split is empty" in last and "dataset.val_fraction=" in last, done.stderr[-3000:]
+    assert last.startswith("ConfigError: ") and "val split is empty" in last and "dataset.val_fraction=" in last, (
+        done.stderr[-3000:]
+    )
     assert "Traceback" not in done.stderr
     assert not (run_dir / "checkpoints").exists()  # refused before the first epoch
 
 
 def test_class_folder_holdout_that_rounds_to_nothing_names_both_fixes(tmp_path: Path) -> None:
     root = class_folder_tree(tmp_path, train=8, val=2)
-    dm = ClassFolderDataModule(str(root), val_split="holdout", test_split="val", val_fraction=0.01,
-                               batch_size=2, num_workers=0, progress=False)
+    dm = ClassFolderDataModule(
+        str(root), val_split="holdout", test_split="val", val_fraction=0.01, batch_size=2, num_workers=0, progress=False
+    )
     with pytest.raises(ConfigError, match="val split is empty") as error:
         dm.setup("fit")
     assert "dataset.val_fraction" in str(error.value) and "dataset.val_split=val" in str(error.value)
@@ -85,9 +94,19 @@ def test_eval_split_smaller_than_the_world_size_is_refused_with_both_sizes(tmp_p
 def test_ddp_run_with_fewer_val_images_than_processes_ends_with_one_clear_line(tmp_path: Path) -> None:
     root = class_folder_tree(tmp_path / "tree", train=8, val=1)
     command = [
-        sys.executable, "train.py", "trainer=ddp_sim", "dataset=class_folder", f"dataset.data_dir={root}",
-        "augmentation=imagenet", "augmentation.resolution=32", "dataset.progress=false", *TINY_MODEL,
-        "dataset.batch_size=4", "logger=none", "trainer.max_epochs=1", f"hydra.run.dir={tmp_path / 'run'}",
+        sys.executable,
+        "train.py",
+        "trainer=ddp_sim",
+        "dataset=class_folder",
+        f"dataset.data_dir={root}",
+        "augmentation=imagenet",
+        "augmentation.resolution=32",
+        "dataset.progress=false",
+        *TINY_MODEL,
+        "dataset.batch_size=4",
+        "logger=none",
+        "trainer.max_epochs=1",
+        f"hydra.run.dir={tmp_path / 'run'}",
     ]
     env = {k: v for k, v in os.environ.items() if k not in ("MASTER_PORT", "LOCAL_RANK", "WORLD_SIZE", "NODE_RANK")}
     done = subprocess.run(command, cwd=ROOT, env=env, capture_output=True, text=True, timeout=300)

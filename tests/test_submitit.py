@@ -12,14 +12,27 @@ import pytest
 from tests.helpers.run_helpers import read_metrics, run_script
 from tests.helpers.wandb_offline import read_run
 
-TINY = ["model=small_cnn", "model.backbone.width=8", "dataset.num_workers=0", "dataset.batch_size=16", "trainer.max_epochs=1"]
+TINY = [
+    "model=small_cnn",
+    "model.backbone.width=8",
+    "dataset.num_workers=0",
+    "dataset.batch_size=16",
+    "trainer.max_epochs=1",
+]
 
 
 def test_submitit_local_launches_two_jobs_that_finish(fake_cifar_root: Path, tmp_path: Path) -> None:
     sweep_dir = tmp_path / "local_sweep"
     run_script(
-        "train.py", "-m", "hydra/launcher=local", "optimizer.lr=0.05,0.02", "logger=wandb",
-        f"dataset.data_dir={fake_cifar_root}", f"hydra.sweep.dir={sweep_dir}", *TINY, timeout=500,
+        "train.py",
+        "-m",
+        "hydra/launcher=local",
+        "optimizer.lr=0.05,0.02",
+        "logger=wandb",
+        f"dataset.data_dir={fake_cifar_root}",
+        f"hydra.sweep.dir={sweep_dir}",
+        *TINY,
+        timeout=500,
     )
     # two submitit jobs, each its own process with its own submitit folder, log and pickled result
     job_folders = [p for p in (sweep_dir / ".submitit").iterdir() if p.name.isdigit()]
@@ -46,7 +59,10 @@ def fake_slurm(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     bin_dir = tmp_path / "bin"
     bin_dir.mkdir()
     _tool(bin_dir / "srun", "exit 1\n")
-    _tool(bin_dir / "sbatch", 'for last; do :; done\ncp "$last" "$SBATCH_CAPTURE"\necho "sbatch: no SLURM here" >&2\nexit 1\n')
+    _tool(
+        bin_dir / "sbatch",
+        'for last; do :; done\ncp "$last" "$SBATCH_CAPTURE"\necho "sbatch: no SLURM here" >&2\nexit 1\n',
+    )
     captured = tmp_path / "job.sbatch"
     monkeypatch.setenv("SBATCH_CAPTURE", str(captured))
     monkeypatch.setenv("PATH", f"{bin_dir}{os.pathsep}{os.environ['PATH']}")
@@ -57,20 +73,30 @@ def test_slurm_launcher_asks_for_one_task_per_gpu(tmp_path: Path, fake_slurm: Pa
     """hydra/launcher=slurm + trainer=multinode -> the sbatch script Lightning's SLURM support expects."""
     captured = fake_slurm
     proc = run_script(
-        "train.py", "-m", "hydra/launcher=slurm", "trainer=multinode", "trainer.num_nodes=2", "trainer.devices=4",
-        "hydra.launcher.partition=gpu", "hydra.launcher.timeout_min=90", "optimizer.lr=0.1,0.05",
-        "ckpt_path=last", f"hydra.sweep.dir={tmp_path / 'sweep'}", check=False, timeout=120,
+        "train.py",
+        "-m",
+        "hydra/launcher=slurm",
+        "trainer=multinode",
+        "trainer.num_nodes=2",
+        "trainer.devices=4",
+        "hydra.launcher.partition=gpu",
+        "hydra.launcher.timeout_min=90",
+        "optimizer.lr=0.1,0.05",
+        "ckpt_path=last",
+        f"hydra.sweep.dir={tmp_path / 'sweep'}",
+        check=False,
+        timeout=120,
     )
     assert proc.returncode != 0 and "no SLURM here" in proc.stderr
     script = captured.read_text()
     for line in [
-        "#SBATCH --nodes=2",            # trainer.num_nodes
+        "#SBATCH --nodes=2",  # trainer.num_nodes
         "#SBATCH --ntasks-per-node=4",  # one task per GPU: Lightning's SLURMEnvironment checks this
-        "#SBATCH --gpus-per-node=4",    # trainer.devices
+        "#SBATCH --gpus-per-node=4",  # trainer.devices
         "#SBATCH --partition=gpu",
         "#SBATCH --time=90",
-        "#SBATCH --array=0-1",          # the two sweep jobs
-        "#SBATCH --job-name=train",     # not "bash"/"interactive": Lightning then trusts SLURM's env
+        "#SBATCH --array=0-1",  # the two sweep jobs
+        "#SBATCH --job-name=train",  # not "bash"/"interactive": Lightning then trusts SLURM's env
     ]:
         assert line in script, (line, script)
     assert "srun" in script and "submitit.core._submit" in script
@@ -80,11 +106,22 @@ def test_slurm_launcher_asks_for_one_task_per_gpu(tmp_path: Path, fake_slurm: Pa
     ("overrides", "wanted", "unwanted"),
     [
         # the README's Optuna-on-SLURM line with the default (single-CPU) trainer: 1 node, 1 task, no GPU
-        (["hparams_search=cifar10_optuna", "hydra.sweeper.n_trials=2", "hydra.sweeper.n_jobs=2"],
-         ["#SBATCH --nodes=1", "#SBATCH --ntasks-per-node=1", "#SBATCH --array=0-1"], ["--gpus-per-node"]),
-        (["trainer=gpu", "optimizer.lr=0.1"], ["#SBATCH --nodes=1", "#SBATCH --ntasks-per-node=1", "#SBATCH --gpus-per-node=1"], []),
+        (
+            ["hparams_search=cifar10_optuna", "hydra.sweeper.n_trials=2", "hydra.sweeper.n_jobs=2"],
+            ["#SBATCH --nodes=1", "#SBATCH --ntasks-per-node=1", "#SBATCH --array=0-1"],
+            ["--gpus-per-node"],
+        ),
+        (
+            ["trainer=gpu", "optimizer.lr=0.1"],
+            ["#SBATCH --nodes=1", "#SBATCH --ntasks-per-node=1", "#SBATCH --gpus-per-node=1"],
+            [],
+        ),
         # 2 CPU processes (gloo): one task per process, and no GPU asked for a CPU job
-        (["trainer=ddp_sim", "optimizer.lr=0.1"], ["#SBATCH --nodes=1", "#SBATCH --ntasks-per-node=2"], ["--gpus-per-node"]),
+        (
+            ["trainer=ddp_sim", "optimizer.lr=0.1"],
+            ["#SBATCH --nodes=1", "#SBATCH --ntasks-per-node=2"],
+            ["--gpus-per-node"],
+        ),
     ],
     ids=["optuna-default-trainer", "gpu", "ddp_sim"],
 )
@@ -92,7 +129,13 @@ def test_slurm_launcher_works_with_every_trainer(
     overrides: list[str], wanted: list[str], unwanted: list[str], tmp_path: Path, fake_slurm: Path
 ) -> None:
     proc = run_script(
-        "train.py", "-m", "hydra/launcher=slurm", *overrides, f"hydra.sweep.dir={tmp_path / 'sweep'}", check=False, timeout=120,
+        "train.py",
+        "-m",
+        "hydra/launcher=slurm",
+        *overrides,
+        f"hydra.sweep.dir={tmp_path / 'sweep'}",
+        check=False,
+        timeout=120,
     )
     assert proc.returncode != 0 and "no SLURM here" in proc.stderr, proc.stderr[-3000:]
     script = fake_slurm.read_text()
@@ -103,8 +146,14 @@ def test_slurm_launcher_works_with_every_trainer(
 def test_slurm_launcher_refuses_all_gpus_without_a_count(tmp_path: Path, fake_slurm: Path) -> None:
     """trainer=ddp means all visible GPUs (devices=-1): SLURM needs a number, and says which override."""
     proc = run_script(
-        "train.py", "-m", "hydra/launcher=slurm", "trainer=ddp", "optimizer.lr=0.1",
-        f"hydra.sweep.dir={tmp_path / 'sweep'}", check=False, timeout=120,
+        "train.py",
+        "-m",
+        "hydra/launcher=slurm",
+        "trainer=ddp",
+        "optimizer.lr=0.1",
+        f"hydra.sweep.dir={tmp_path / 'sweep'}",
+        check=False,
+        timeout=120,
     )
     assert proc.returncode != 0 and not fake_slurm.exists()
     assert "trainer.devices=8" in proc.stderr and "got -1" in proc.stderr
@@ -115,8 +164,16 @@ def test_submitit_job_with_ddp_ranks(fake_cifar_root: Path, tmp_path: Path) -> N
     """Inside a submitit job sys.argv is submitit's runner: rank 1 must still re-run train.py's job."""
     sweep_dir = tmp_path / "local_ddp"
     run_script(
-        "train.py", "-m", "hydra/launcher=local", "trainer=ddp_sim", "optimizer.lr=0.05", "logger=csv",
-        f"dataset.data_dir={fake_cifar_root}", f"hydra.sweep.dir={sweep_dir}", *TINY, timeout=500,
+        "train.py",
+        "-m",
+        "hydra/launcher=local",
+        "trainer=ddp_sim",
+        "optimizer.lr=0.05",
+        "logger=csv",
+        f"dataset.data_dir={fake_cifar_root}",
+        f"hydra.sweep.dir={sweep_dir}",
+        *TINY,
+        timeout=500,
     )
     assert (sweep_dir / "0" / "train_ddp_process_1.log").exists()
     assert read_metrics(sweep_dir / "0")["epoch"] == 0

@@ -12,8 +12,14 @@ from litvision.launch.sweep_summary import STATUS_FILE, metric_direction, write_
 def _job(sweep_dir: Path, num: int, metrics_text: str | None, status_text: str | None = None) -> Path:
     job = sweep_dir / str(num)
     job.mkdir(parents=True)
-    record = {"job_num": num, "status": "COMPLETED", "overrides": [f"optimizer.lr=0.{num + 1}"],
-              "optimized_metric": "val/acc_best", "error": None, "output_dir": str(job)}
+    record = {
+        "job_num": num,
+        "status": "COMPLETED",
+        "overrides": [f"optimizer.lr=0.{num + 1}"],
+        "optimized_metric": "val/acc_best",
+        "error": None,
+        "output_dir": str(job),
+    }
     (job / STATUS_FILE).write_text(status_text if status_text is not None else json.dumps(record))
     if metrics_text is not None:
         (job / "metrics.json").write_text(metrics_text)
@@ -26,15 +32,27 @@ def _csv_rows(sweep_dir: Path) -> list[dict[str, str]]:
 
 def test_half_written_metrics_json_marks_its_row_and_keeps_the_others(tmp_path: Path) -> None:
     _job(tmp_path, 0, json.dumps({"val/acc_best": 0.5, "test/acc_top1": 0.45}))
-    half = _job(tmp_path, 1, '{"val/acc_best": 0.7, "test/acc_to')  # a writer killed mid-file (pre-atomic runs, other tools)
+    half = _job(
+        tmp_path, 1, '{"val/acc_best": 0.7, "test/acc_to'
+    )  # a writer killed mid-file (pre-atomic runs, other tools)
     _job(tmp_path, 2, json.dumps({"val/acc_best": 0.6, "test/acc_top1": 0.55}))
     _job(tmp_path, 3, "")  # 0 bytes
 
     rows = write_summary(tmp_path, metric_direction("val/acc_best"))
 
-    assert [(r["job_num"], r["status"]) for r in rows] == [(2, "COMPLETED"), (0, "COMPLETED"), (1, "UNREADABLE"), (3, "UNREADABLE")]
+    assert [(r["job_num"], r["status"]) for r in rows] == [
+        (2, "COMPLETED"),
+        (0, "COMPLETED"),
+        (1, "UNREADABLE"),
+        (3, "UNREADABLE"),
+    ]
     table = _csv_rows(tmp_path)
-    assert [(r["job"], r["status"]) for r in table] == [("2", "COMPLETED"), ("0", "COMPLETED"), ("1", "UNREADABLE"), ("3", "UNREADABLE")]
+    assert [(r["job"], r["status"]) for r in table] == [
+        ("2", "COMPLETED"),
+        ("0", "COMPLETED"),
+        ("1", "UNREADABLE"),
+        ("3", "UNREADABLE"),
+    ]
     assert [r["val/acc_best"] for r in table[:2]] == ["0.6000", "0.5000"]
     broken = table[2]
     assert broken["val/acc_best"] == "" and broken["optimizer.lr"] == "0.2"  # its swept value is still shown

@@ -26,7 +26,7 @@ def _timm_imports() -> bool:
         return False
     try:
         import timm  # noqa: F401
-    except Exception:  # noqa: BLE001 - e.g. a timm built against another torch
+    except Exception:
         return False
     return True
 
@@ -41,20 +41,36 @@ def test_readme_timm_example_builds_a_classifier_with_the_datasets_classes() -> 
 
 def test_timm_config_with_a_factory_of_timms_signature() -> None:
     """model_name/pretrained come from the config, num_classes from the classifier."""
-    cfg = _compose("model=timm", "model.backbone._target_=tests.helpers.timm_like.create_model",
-                   "model.backbone.model_name=small_cnn", "+model.backbone.width=8")
+    cfg = _compose(
+        "model=timm",
+        "model.backbone._target_=tests.helpers.timm_like.create_model",
+        "model.backbone.model_name=small_cnn",
+        "+model.backbone.width=8",
+    )
     model = instantiate(cfg.model, num_classes=7)
     assert model(torch.zeros(2, 3, 32, 32)).shape == (2, 7)
     assert model.hparams.backbone == {
-        "_target_": "tests.helpers.timm_like.create_model", "_partial_": True, "model_name": "small_cnn", "pretrained": False,
+        "_target_": "tests.helpers.timm_like.create_model",
+        "_partial_": True,
+        "model_name": "small_cnn",
+        "pretrained": False,
         "width": 8,
     }
 
 
 def test_train_py_with_the_timm_option_and_such_a_factory(fake_cifar_root: Path, tmp_path: Path) -> None:
     run_dir = tmp_path / "run"
-    run_script("train.py", "model=timm", "model.backbone._target_=tests.helpers.timm_like.create_model",
-               "model.backbone.model_name=small_cnn", "+model.backbone.width=8", "debug=fdr", "logger=csv",
-               "dataset.num_workers=0", "dataset.batch_size=32", f"dataset.data_dir={fake_cifar_root}",
-               f"hydra.run.dir={run_dir}")
+    run_script(
+        "train.py",
+        "model=timm",
+        "model.backbone._target_=tests.helpers.timm_like.create_model",
+        "model.backbone.model_name=small_cnn",
+        "+model.backbone.width=8",
+        "debug=fdr",
+        "logger=csv",
+        "dataset.num_workers=0",
+        "dataset.batch_size=32",
+        f"dataset.data_dir={fake_cifar_root}",
+        f"hydra.run.dir={run_dir}",
+    )
     assert "test/acc_top1" in read_metrics(run_dir)

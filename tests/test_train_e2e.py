@@ -15,7 +15,14 @@ RECALL_KEYS = [f"test/recall/{name}" for name in CIFAR10_CLASSES]
 
 def test_fast_dev_run_writes_metrics_json(fake_cifar_root, tmp_path) -> None:
     run_dir = tmp_path / "fdr"
-    run_script("train.py", "debug=fdr", "logger=csv", f"dataset.data_dir={fake_cifar_root}", f"hydra.run.dir={run_dir}", *TINY_MODEL)
+    run_script(
+        "train.py",
+        "debug=fdr",
+        "logger=csv",
+        f"dataset.data_dir={fake_cifar_root}",
+        f"hydra.run.dir={run_dir}",
+        *TINY_MODEL,
+    )
     metrics = read_metrics(run_dir)
     for key in ["test/acc_top1", "test/acc_top5", "val/acc_top1", *RECALL_KEYS]:
         assert key in metrics, key
@@ -25,8 +32,12 @@ def test_fast_dev_run_writes_metrics_json(fake_cifar_root, tmp_path) -> None:
 def test_one_epoch_run_checkpoints_metrics_and_offline_wandb(fake_cifar_root, tmp_path) -> None:
     run_dir = tmp_path / "run"
     run_script(
-        "train.py", "trainer.max_epochs=1", "logger=wandb", f"dataset.data_dir={fake_cifar_root}",
-        f"hydra.run.dir={run_dir}", *TINY_MODEL,
+        "train.py",
+        "trainer.max_epochs=1",
+        "logger=wandb",
+        f"dataset.data_dir={fake_cifar_root}",
+        f"hydra.run.dir={run_dir}",
+        *TINY_MODEL,
     )
     metrics = read_metrics(run_dir)
     for key in ["test/acc_top1", "test/acc_top5", "test/balanced_acc", "test/f1_macro", "val/acc_best", *RECALL_KEYS]:
@@ -51,16 +62,28 @@ def test_one_epoch_run_checkpoints_metrics_and_offline_wandb(fake_cifar_root, tm
 
     # eval.py on the same checkpoint reproduces the test metrics (1 epoch: best == last)
     eval_dir = tmp_path / "eval"
-    run_script("eval.py", f"ckpt_path={run_dir / 'checkpoints' / 'last.ckpt'}", f"dataset.data_dir={fake_cifar_root}",
-               f"hydra.run.dir={eval_dir}", "dataset.num_workers=0")
+    run_script(
+        "eval.py",
+        f"ckpt_path={run_dir / 'checkpoints' / 'last.ckpt'}",
+        f"dataset.data_dir={fake_cifar_root}",
+        f"hydra.run.dir={eval_dir}",
+        "dataset.num_workers=0",
+    )
     evaluated = read_metrics(eval_dir)
     for key in ["test/acc_top1", "test/acc_top5", *RECALL_KEYS]:
         assert evaluated[key] == pytest.approx(metrics[key], abs=1e-6), key
 
     # train=false ckpt_path=X tests X: exactly eval.py's numbers (it used to test untrained weights)
     test_only_dir = tmp_path / "test_only"
-    run_script("train.py", "train=false", f"ckpt_path={run_dir / 'checkpoints' / 'last.ckpt'}", "logger=csv",
-               f"dataset.data_dir={fake_cifar_root}", f"hydra.run.dir={test_only_dir}", *TINY_MODEL)
+    run_script(
+        "train.py",
+        "train=false",
+        f"ckpt_path={run_dir / 'checkpoints' / 'last.ckpt'}",
+        "logger=csv",
+        f"dataset.data_dir={fake_cifar_root}",
+        f"hydra.run.dir={test_only_dir}",
+        *TINY_MODEL,
+    )
     tested = read_metrics(test_only_dir)
     test_keys = sorted(k for k in evaluated if k.startswith("test/"))
     assert test_keys and sorted(k for k in tested if k.startswith("test/")) == test_keys
@@ -102,11 +125,27 @@ def test_eval_refuses_checkpoint_of_other_classes(fake_cifar_root, tmp_path) -> 
     other = tmp_path / "other"
     write_fake_cifar(other, n_train_per_class=2, n_test_per_class=1, class_names=[f"c{i}" for i in range(10)])
     run_dir = tmp_path / "run"
-    run_script("train.py", "debug=fdr", "logger=none", "trainer.fast_dev_run=false", "trainer.max_epochs=1",
-               "+trainer.limit_train_batches=1", "+trainer.limit_val_batches=1", "test=false",
-               f"dataset.data_dir={fake_cifar_root}", f"hydra.run.dir={run_dir}", *TINY_MODEL)
-    proc = run_script("eval.py", f"ckpt_path={run_dir / 'checkpoints' / 'last.ckpt'}", f"dataset.data_dir={other}",
-                      f"hydra.run.dir={tmp_path / 'eval'}", "dataset.num_workers=0", check=False)
+    run_script(
+        "train.py",
+        "debug=fdr",
+        "logger=none",
+        "trainer.fast_dev_run=false",
+        "trainer.max_epochs=1",
+        "+trainer.limit_train_batches=1",
+        "+trainer.limit_val_batches=1",
+        "test=false",
+        f"dataset.data_dir={fake_cifar_root}",
+        f"hydra.run.dir={run_dir}",
+        *TINY_MODEL,
+    )
+    proc = run_script(
+        "eval.py",
+        f"ckpt_path={run_dir / 'checkpoints' / 'last.ckpt'}",
+        f"dataset.data_dir={other}",
+        f"hydra.run.dir={tmp_path / 'eval'}",
+        "dataset.num_workers=0",
+        check=False,
+    )
     assert proc.returncode != 0
     assert "evaluate it on the dataset it was trained on" in proc.stderr
     assert not (tmp_path / "eval" / "metrics.json").exists()

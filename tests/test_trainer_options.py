@@ -33,16 +33,26 @@ def data(n: int, batch_size: int, size: int = 8) -> torch.utils.data.DataLoader:
     return torch.utils.data.DataLoader(torch.utils.data.TensorDataset(images, targets), batch_size=batch_size)
 
 
-def fit(loader, callbacks=(), backbone=partial(linear_backbone), mixing=None, scheduler=None, **trainer_args):
+def fit(loader, callbacks=(), backbone=None, mixing=None, scheduler=None, **trainer_args):
     L.seed_everything(0)
     model = ImageClassifier(
-        backbone=backbone, num_classes=6, channels_last=False, mixing=mixing, scheduler=scheduler,
+        backbone=backbone or partial(linear_backbone),
+        num_classes=6,
+        channels_last=False,
+        mixing=mixing,
+        scheduler=scheduler,
         optimizer=partial(torch.optim.SGD, lr=1.0, momentum=0.0, weight_decay=0.0),
     )
     start = {k: v.clone() for k, v in model.net.state_dict().items()}
     trainer = L.Trainer(
-        max_epochs=1, accelerator="cpu", logger=False, enable_checkpointing=False, enable_progress_bar=False,
-        enable_model_summary=False, callbacks=list(callbacks), **trainer_args,
+        max_epochs=1,
+        accelerator="cpu",
+        logger=False,
+        enable_checkpointing=False,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+        callbacks=list(callbacks),
+        **trainer_args,
     )
     trainer.fit(model, loader)
     step = torch.cat([(model.net.state_dict()[k] - start[k]).flatten() for k in start])
@@ -73,9 +83,13 @@ def test_clipping_and_accumulation_compose_with_mixing_ema_and_the_schedule() ->
 
     ema = EMA(decay=0.5)
     trainer, model, _ = fit(
-        data(64, 8, size=32), callbacks=[ema], backbone=partial(build_backbone, "small_cnn", width=4),
-        mixing=BatchMixer(mixup_alpha=0.2, cutmix_alpha=1.0), scheduler=partial(warmup_cosine, warmup_fraction=0.25),
-        accumulate_grad_batches=2, gradient_clip_val=0.5,
+        data(64, 8, size=32),
+        callbacks=[ema],
+        backbone=partial(build_backbone, "small_cnn", width=4),
+        mixing=BatchMixer(mixup_alpha=0.2, cutmix_alpha=1.0),
+        scheduler=partial(warmup_cosine, warmup_fraction=0.25),
+        accumulate_grad_batches=2,
+        gradient_clip_val=0.5,
     )
     assert trainer.global_step == 4  # 8 batches / 2
     assert trainer.estimated_stepping_batches == 4  # what the LR schedule was built for
@@ -87,13 +101,23 @@ def test_clipping_and_accumulation_compose_with_mixing_ema_and_the_schedule() ->
 
 def test_trainer_options_are_in_the_config() -> None:
     with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
-        cfg = compose("train", overrides=[
-            "trainer.gradient_clip_val=0.5", "trainer.gradient_clip_algorithm=value", "trainer.accumulate_grad_batches=4",
-            "paths.output_dir=.", "paths.root_dir=.",
-        ])
+        cfg = compose(
+            "train",
+            overrides=[
+                "trainer.gradient_clip_val=0.5",
+                "trainer.gradient_clip_algorithm=value",
+                "trainer.accumulate_grad_batches=4",
+                "paths.output_dir=.",
+                "paths.root_dir=.",
+            ],
+        )
         defaults = compose("train", overrides=["paths.output_dir=.", "paths.root_dir=."])
     trainer = instantiate(cfg.trainer, logger=False, enable_checkpointing=False)
-    assert (trainer.gradient_clip_val, trainer.gradient_clip_algorithm, trainer.accumulate_grad_batches) == (0.5, "value", 4)
+    assert (trainer.gradient_clip_val, trainer.gradient_clip_algorithm, trainer.accumulate_grad_batches) == (
+        0.5,
+        "value",
+        4,
+    )
     trainer = instantiate(defaults.trainer, logger=False, enable_checkpointing=False)
     assert trainer.gradient_clip_val is None and trainer.accumulate_grad_batches == 1
 

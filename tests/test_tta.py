@@ -18,7 +18,7 @@ def _shifted(x: torch.Tensor, dy: int, dx: int) -> torch.Tensor:
     """Output pixel (y, x) = input pixel (y + dy, x + dx), reflect-101 borders (numpy's reflect)."""
     padded = torch.from_numpy(np.pad(x.numpy(), ((0, 0), (0, 0), (1, 1), (1, 1)), mode="reflect"))
     h, w = x.shape[-2:]
-    return padded[..., 1 + dy:1 + dy + h, 1 + dx:1 + dx + w]
+    return padded[..., 1 + dy : 1 + dy + h, 1 + dx : 1 + dx + w]
 
 
 def test_flip_tta_is_the_mean_over_the_image_and_its_mirror_in_eval_only() -> None:

@@ -50,12 +50,24 @@ def test_whitening_weights_are_frozen_and_bias_trains() -> None:
 
 def _fit(root: Path, out: Path, max_epochs: int, ckpt_path: str | None = None) -> ImageClassifier:
     L.seed_everything(0)
-    dm = DeviceCIFAR10DataModule(data_dir=str(root), download=False, batch_size=32, normalize=NORMALIZE,
-                                 batch_augment={"translate": 2, "flip": "alternating"})
+    dm = DeviceCIFAR10DataModule(
+        data_dir=str(root),
+        download=False,
+        batch_size=32,
+        normalize=NORMALIZE,
+        batch_augment={"translate": 2, "flip": "alternating"},
+    )
     model = ImageClassifier(backbone=TINY_AIRBENCH, optimizer=functools.partial(torch.optim.SGD, lr=0.05))
     trainer = L.Trainer(
-        default_root_dir=str(out), max_epochs=max_epochs, accelerator="cpu", logger=False, enable_progress_bar=False,
-        enable_model_summary=False, limit_train_batches=2, limit_val_batches=1, num_sanity_val_steps=0,
+        default_root_dir=str(out),
+        max_epochs=max_epochs,
+        accelerator="cpu",
+        logger=False,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+        limit_train_batches=2,
+        limit_val_batches=1,
+        num_sanity_val_steps=0,
         callbacks=[WhiteningInit(num_images=64)],
     )
     trainer.fit(model, datamodule=dm, ckpt_path=ckpt_path, weights_only=True)
@@ -63,10 +75,15 @@ def _fit(root: Path, out: Path, max_epochs: int, ckpt_path: str | None = None) -
 
 
 def test_callback_whitens_on_fresh_fits_and_keeps_resumed_weights(fake_cifar_root: Path, tmp_path: Path) -> None:
-    dm = DeviceCIFAR10DataModule(data_dir=str(fake_cifar_root), download=False, batch_size=32, normalize=NORMALIZE,
-                                 batch_augment={"translate": 2, "flip": "alternating"})
+    dm = DeviceCIFAR10DataModule(
+        data_dir=str(fake_cifar_root),
+        download=False,
+        batch_size=32,
+        normalize=NORMALIZE,
+        batch_augment={"translate": 2, "flip": "alternating"},
+    )
     dm.setup("fit")
-    first = [dm.on_after_batch_transfer(batch, 0)[0] for _, batch in zip(range(2), dm.train_dataloader())]
+    first = [dm.on_after_batch_transfer(batch, 0)[0] for _, batch in zip(range(2), dm.train_dataloader(), strict=False)]
     expected = WhiteningConv(3, 2)
     expected.init_whitening(torch.cat(first)[:64])
 

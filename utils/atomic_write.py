@@ -54,7 +54,9 @@ def write_atomic(path: str | os.PathLike, write: Callable[[IO[bytes]], None], *,
         if reason is None:
             raise
         kept = "its previous version is unchanged" if existed else "nothing was written"
-        raise DiskFullError(f"{reason} while writing {path} ({kept}): free space on that filesystem, then {then}") from error
+        raise DiskFullError(
+            f"{reason} while writing {path} ({kept}): free space on that filesystem, then {then}"
+        ) from error
 
 
 def _write_atomic(path: Path, write: Callable[[IO[bytes]], None]) -> None:

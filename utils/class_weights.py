@@ -7,7 +7,9 @@ from collections.abc import Sequence
 import numpy as np
 
 
-def class_weights(class_counts: Sequence[int] | np.ndarray, power: float = 1.0, beta: float | None = None) -> np.ndarray:
+def class_weights(
+    class_counts: Sequence[int] | np.ndarray, power: float = 1.0, beta: float | None = None
+) -> np.ndarray:
     """Per-class weights, normalised to sum to the number of classes.
 
     ``beta=None``: w_c = n_c^-power (1 = inverse frequency, 0.5 = square root).

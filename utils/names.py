@@ -75,7 +75,8 @@ def escape_name(name: str) -> str:
         return name
     last = len(name) - 1
     return "".join(
-        _escape_char(char) if _ALWAYS.match(char) or (i == 0 and (char == "#" or char.isspace())) or (i == last and char.isspace())
+        _escape_char(char)
+        if _ALWAYS.match(char) or (i == 0 and (char == "#" or char.isspace())) or (i == last and char.isspace())
         else char
         for i, char in enumerate(name)
     )
@@ -116,7 +117,7 @@ def _escape_unencodable(error: UnicodeError) -> tuple[str, int]:
     """Codec error handler ``litvision-names``: what a text stream cannot encode is written escaped."""
     if not isinstance(error, UnicodeEncodeError):
         raise error
-    return "".join(_escape_char(char) for char in error.object[error.start:error.end]), error.end
+    return "".join(_escape_char(char) for char in error.object[error.start : error.end]), error.end
 
 
 UNENCODABLE_ERRORS = "litvision-names"

@@ -77,7 +77,9 @@ def _pid_alive(pid: int) -> bool:
 def _describe(holder: Mapping[str, Any]) -> str:
     started = holder.get("started") or "?"
     command = holder.get("command")
-    return f"pid {holder.get('pid')} on host {holder.get('host')}, started {started}" + (f": {command}" if command else "")
+    return f"pid {holder.get('pid')} on host {holder.get('host')}, started {started}" + (
+        f": {command}" if command else ""
+    )
 
 
 class RunDirLock:
@@ -113,7 +115,9 @@ class RunDirLock:
                 os.close(fd)
                 raise
             os.close(fd)
-        raise ConfigError(f"could not lock {self.path}: it keeps being replaced; is another run starting in {self.run_dir}?")
+        raise ConfigError(
+            f"could not lock {self.path}: it keeps being replaced; is another run starting in {self.run_dir}?"
+        )
 
     def _try_take(self, fd: int) -> bool:
         """Take the lock through ``fd`` (True), or False when the file changed under us (retry)."""
@@ -181,8 +185,11 @@ class RunDirLock:
     def _write(fd: int) -> None:
         pid = os.getpid()
         record = {
-            "pid": pid, "host": socket.gethostname(), "process_start": _process_start(pid),
-            "started": time.strftime("%Y-%m-%d %H:%M:%S"), "command": " ".join(sys.argv)[:1000],
+            "pid": pid,
+            "host": socket.gethostname(),
+            "process_start": _process_start(pid),
+            "started": time.strftime("%Y-%m-%d %H:%M:%S"),
+            "command": " ".join(sys.argv)[:1000],
         }
         os.ftruncate(fd, 0)
         os.pwrite(fd, (json.dumps(record) + "\n").encode("utf-8"), 0)

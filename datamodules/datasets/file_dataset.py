@@ -169,11 +169,17 @@ class FileListDataset(Dataset):
             cv2.setNumThreads(1)
 
     def _replace(self, **changes: Any) -> FileListDataset:
-        args = dict(
-            root=self.root, paths=self.paths, targets=self.targets, transform=self.transform,
-            bad_images=self.bad_images, file_ids=self.file_ids, replace_bad=self.replace_bad,
-            id_prefix=self.id_prefix, max_image_pixels=self.max_image_pixels,
-        )
+        args = {
+            "root": self.root,
+            "paths": self.paths,
+            "targets": self.targets,
+            "transform": self.transform,
+            "bad_images": self.bad_images,
+            "file_ids": self.file_ids,
+            "replace_bad": self.replace_bad,
+            "id_prefix": self.id_prefix,
+            "max_image_pixels": self.max_image_pixels,
+        }
         args.update(changes)
         return FileListDataset(**args)
 

@@ -12,8 +12,9 @@ from __future__ import annotations
 import builtins
 import io
 import pickle
+from collections.abc import Iterable
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Any
 
 import numpy as np
 
@@ -230,7 +231,9 @@ def load_split(root_dir: str | Path, train: bool) -> tuple[np.ndarray, np.ndarra
     images = np.concatenate([p[0] for p in parts])
     labels = np.concatenate([p[1] for p in parts])
     if len(labels) and labels.max() >= num_classes:
-        worst = next(name for name, (_, part) in zip(files, parts) if len(part) and part.max() == labels.max())
+        worst = next(
+            name for name, (_, part) in zip(files, parts, strict=True) if len(part) and part.max() == labels.max()
+        )
         raise DataError(
             f"{cdir / worst}: label {labels.max()} out of range for the {num_classes} classes in {cdir / META_FILE}"
         )

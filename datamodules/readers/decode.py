@@ -182,7 +182,9 @@ def header_size(data: bytes | memoryview, header: JpegHeader | None = None) -> t
 
 
 def check_image_size(
-    data: bytes | memoryview, max_pixels: int | None = DEFAULT_MAX_IMAGE_PIXELS, header: JpegHeader | None = None,
+    data: bytes | memoryview,
+    max_pixels: int | None = DEFAULT_MAX_IMAGE_PIXELS,
+    header: JpegHeader | None = None,
 ) -> tuple[int, int]:
     """The one verdict on an image's size, from its header, before any pixel is allocated.
 
@@ -216,7 +218,9 @@ def check_image_size(
 
 
 def decode_image(
-    data: bytes, reduction: int = 1, header: JpegHeader | None = None,
+    data: bytes,
+    reduction: int = 1,
+    header: JpegHeader | None = None,
     max_pixels: int | None = DEFAULT_MAX_IMAGE_PIXELS,
 ) -> np.ndarray:
     """Decode any supported image to an RGB uint8 HxWx3 array, optionally at 1/``reduction`` scale.

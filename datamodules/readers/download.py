@@ -107,9 +107,7 @@ def download_url(
                     received += len(chunk)
                     bar.update(task, advance=len(chunk))
         if total is not None and received != total:
-            raise DownloadError(
-                f"Download of {url} was cut off: got {received} of {total} bytes. {_MANUAL_HINT}"
-            )
+            raise DownloadError(f"Download of {url} was cut off: got {received} of {total} bytes. {_MANUAL_HINT}")
         if md5 is not None and hasher.hexdigest() != md5.lower():
             raise DownloadError(
                 f"MD5 mismatch for {url}: expected {md5.lower()}, got {hasher.hexdigest()}. "

@@ -57,7 +57,9 @@ class SamplePipeline:
     """
 
     def __init__(
-        self, transform: Callable[..., dict[str, Any]] | None = None, max_pixels: int | None = DEFAULT_MAX_IMAGE_PIXELS,
+        self,
+        transform: Callable[..., dict[str, Any]] | None = None,
+        max_pixels: int | None = DEFAULT_MAX_IMAGE_PIXELS,
     ) -> None:
         self.transform = transform
         self.max_pixels = max_pixels

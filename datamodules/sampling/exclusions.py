@@ -34,23 +34,45 @@ log = logging.getLogger(__name__)
 
 # Columns of our CSVs (audit, predictions): passing one of those instead of the exclusion list is the
 # likely mistake, so it gets its own message.
-_CSV_HEADER_FIELDS = {"id", "a", "b", "kind", "distance", "given_label", "suggested_label", "quality", "pred", "prob_top1",
-                      "label", "split", "issue", "detail", "class", "count", "our_split_a", "our_split_b"}
+_CSV_HEADER_FIELDS = {
+    "id",
+    "a",
+    "b",
+    "kind",
+    "distance",
+    "given_label",
+    "suggested_label",
+    "quality",
+    "pred",
+    "prob_top1",
+    "label",
+    "split",
+    "issue",
+    "detail",
+    "class",
+    "count",
+    "our_split_a",
+    "our_split_b",
+}
 
 
 def read_exclusion_file(path: str | Path) -> list[str]:
     """The ids listed in ``path`` (order kept, duplicates dropped); a clear error if it is malformed."""
     path = Path(path).expanduser()
     if not path.is_file():
-        raise MissingDataError(f"dataset.exclude_ids={path}: no such file (write one id per line, or drop the override)")
+        raise MissingDataError(
+            f"dataset.exclude_ids={path}: no such file (write one id per line, or drop the override)"
+        )
     raw = path.read_bytes()
     if b"\0" in raw:
         raise DataError(f"dataset.exclude_ids={path}: binary file; expected UTF-8 text with one sample id per line")
     try:
         text = raw.decode("utf-8-sig")  # tolerate a BOM from Windows editors
     except UnicodeDecodeError as e:
-        raise DataError(f"dataset.exclude_ids={path}: not UTF-8 text ({e}); expected one sample id per line "
-                        "(a byte of a name that is not UTF-8 is written \\xNN)") from e
+        raise DataError(
+            f"dataset.exclude_ids={path}: not UTF-8 text ({e}); expected one sample id per line "
+            "(a byte of a name that is not UTF-8 is written \\xNN)"
+        ) from e
     return parse_id_list(text, f"dataset.exclude_ids={path}")
 
 
@@ -74,15 +96,21 @@ def parse_id_line(line: str, first: bool = False) -> str | None:
     if not written or written.startswith("#"):
         return None
     if first and _looks_like_csv_header(written):
-        raise DataError(f"{written!r} looks like a CSV header; the file must list one sample id per line "
-                        "(audit.write_exclusions=true writes it)")
+        raise DataError(
+            f"{written!r} looks like a CSV header; the file must list one sample id per line "
+            "(audit.write_exclusions=true writes it)"
+        )
     if "\t" in written:
-        raise DataError(f"{written!r} contains a tab; write one sample id per line, nothing else on it "
-                        "(a tab in a name is written \\x09)")
+        raise DataError(
+            f"{written!r} contains a tab; write one sample id per line, nothing else on it "
+            "(a tab in a name is written \\x09)"
+        )
     sample_id = unescape_name(written)
-    if sample_id.startswith("/") or posixpath.normpath(sample_id) != sample_id or sample_id.startswith("../"):
-        raise DataError(f"{written!r} is not a normalised relative id (expected e.g. train/123 or "
-                        "train/<class>/<file>, relative to dataset.data_dir)")
+    if sample_id.startswith(("/", "../")) or posixpath.normpath(sample_id) != sample_id:
+        raise DataError(
+            f"{written!r} is not a normalised relative id (expected e.g. train/123 or "
+            "train/<class>/<file>, relative to dataset.data_dir)"
+        )
     return sample_id
 
 
@@ -152,5 +180,9 @@ class Exclusions:
             log.warning(
                 "dataset.exclude_ids=%s: %d of %d ids match no sample of the source splits this run "
                 "uses %s (e.g. %s); ids are relative to dataset.data_dir (CIFAR: train/<n>, test/<n>)",
-                self.source, len(missing), len(self.ids), self.searched, ", ".join(map(escape_name, missing[:5])),
+                self.source,
+                len(missing),
+                len(self.ids),
+                self.searched,
+                ", ".join(map(escape_name, missing[:5])),
             )

@@ -48,5 +48,5 @@ def long_tailed_indices(targets: np.ndarray, imbalance_factor: float, num_classe
             f"imbalance_factor={imbalance_factor} leaves the rarest class with 0 images "
             f"(n_max={n_max}, the smallest class); use imbalance_factor <= {n_max} or more data"
         )
-    keep = np.concatenate([members[:want] for want, members in zip(counts, per_class)])
+    keep = np.concatenate([members[:want] for want, members in zip(counts, per_class, strict=True)])
     return np.sort(keep)

@@ -73,7 +73,9 @@ class RepeatedAugmentationSampler(DistributedSampler):
             raise ConfigError(f"dataset.batch_size={batch_size} must be divisible by the world size {num_replicas}")
         if seed is None:
             if num_replicas > 1:
-                raise ConfigError("repeated augmentation under DDP needs an integer seed shared by all ranks: set seed=<int>")
+                raise ConfigError(
+                    "repeated augmentation under DDP needs an integer seed shared by all ranks: set seed=<int>"
+                )
             seed = int(np.random.SeedSequence().entropy % 2**31)
         super().__init__(targets, num_replicas=num_replicas, rank=rank, shuffle=True, seed=int(seed))
         self.targets = targets

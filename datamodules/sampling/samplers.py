@@ -65,7 +65,9 @@ class _GlobalStreamSampler(DistributedSampler):
         if not np.issubdtype(targets.dtype, np.integer) or targets.min() < 0:
             raise ValueError("targets must be non-negative integer class labels")
         if num_replicas < 1 or not 0 <= rank < num_replicas:
-            raise ValueError(f"need num_replicas >= 1 and 0 <= rank < num_replicas, got rank={rank}, num_replicas={num_replicas}")
+            raise ValueError(
+                f"need num_replicas >= 1 and 0 <= rank < num_replicas, got rank={rank}, num_replicas={num_replicas}"
+            )
         if seed is None:
             if num_replicas > 1:
                 raise ValueError(

@@ -76,7 +76,8 @@ def is_shard_name(name: Any, split: str | None = None) -> bool:
     """``name`` is exactly what :func:`shard_name` writes (for ``split``, if given)."""
     match = SHARD_NAME.fullmatch(name) if isinstance(name, str) else None
     return (
-        match is not None and shard_name(match["split"], int(match["index"])) == name
+        match is not None
+        and shard_name(match["split"], int(match["index"])) == name
         and (split is None or match["split"] == split)
     )
 
@@ -168,6 +169,7 @@ def read_manifest(location: str) -> dict[str, Any]:
 
 # ---- checking a manifest -----------------------------------------------------------------------
 
+
 def _bad(source: str, where: str, problem: str) -> DataError:
     return DataError(f"{source}: {where} {problem}; {REWRITE}")
 
@@ -198,8 +200,12 @@ def shard_entry(raw: Any, split: str, source: str, where: str) -> ShardEntry:
         raise _bad(source, where, f"is {type(raw).__name__}, not an object with name, count, bytes, sha256")
     name = raw.get("name")
     if not is_shard_name(name, split):
-        raise _bad(source, f"{where}.name", f"{_shown(name, 80)} is not a shard name {split}-NNNNNN.tar (as "
-                   "prepare_shards.py writes: no '/', '..' or shell characters)")
+        raise _bad(
+            source,
+            f"{where}.name",
+            f"{_shown(name, 80)} is not a shard name {split}-NNNNNN.tar (as "
+            "prepare_shards.py writes: no '/', '..' or shell characters)",
+        )
     size = _count(raw.get("bytes"), source, f"{where}.bytes ({name})", 1024, MAX_SHARD_BYTES)
     count = _count(raw.get("count"), source, f"{where}.count ({name})", 0, size // MIN_SAMPLE_BYTES)
     digest = raw.get("sha256")
@@ -239,8 +245,11 @@ def check_manifest(manifest: Any, source: str = MANIFEST_NAME) -> dict[str, Any]
             raise _bad(source, f"{where}.shards", "lists a shard twice")
         total = _count(info.get("count"), source, f"{where}.count")
         if sum(e.count for e in entries) != total:
-            raise _bad(source, f"{where}.count", f"is {total}, but its shards' counts add up to "
-                       f"{sum(e.count for e in entries)}")
+            raise _bad(
+                source,
+                f"{where}.count",
+                f"is {total}, but its shards' counts add up to {sum(e.count for e in entries)}",
+            )
         class_counts = info.get("class_counts")
         if not isinstance(class_counts, list) or len(class_counts) != len(classes):
             raise _bad(source, f"{where}.class_counts", f"must list a count for each of the {len(classes)} classes")

@@ -70,7 +70,7 @@ def _temp_of(entry: str) -> str | None:
     """``name`` for a temp file ``.<name>.<random>.tmp`` as :func:`write_atomic` names them, else None."""
     if not (entry.startswith(".") and entry.endswith(TMP_SUFFIX)):
         return None
-    stem = entry[1:-len(TMP_SUFFIX)]
+    stem = entry[1 : -len(TMP_SUFFIX)]
     return stem.rsplit(".", 1)[0] if "." in stem else None
 
 
@@ -150,11 +150,18 @@ class OutputFolder:
             if e.errno not in _NO_FLOCK:
                 os.close(fd)
                 raise
-            log.warning("cannot lock %s (%s): make sure no other prepare_shards.py writes to out=%s",
-                        self.parts / RUN_LOCK_NAME, e.strerror, self.out)
+            log.warning(
+                "cannot lock %s (%s): make sure no other prepare_shards.py writes to out=%s",
+                self.parts / RUN_LOCK_NAME,
+                e.strerror,
+                self.out,
+            )
         os.ftruncate(fd, 0)
-        holder = {"pid": os.getpid(), "host": socket.gethostname(),
-                  "started": datetime.now(timezone.utc).isoformat(timespec="seconds")}
+        holder = {
+            "pid": os.getpid(),
+            "host": socket.gethostname(),
+            "started": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        }
         os.write(fd, json.dumps(holder).encode())
         self._lock_fd = fd
 
@@ -235,6 +242,7 @@ class OutputFolder:
 
 
 # ---- in the writer processes ----------------------------------------------------------------
+
 
 def hold_writers_lock(out: Path) -> int | None:
     """Take ``writers.lock`` shared until this process exits (the fd is never closed); None if unsupported."""

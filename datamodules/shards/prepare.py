@@ -38,7 +38,7 @@ def split_members(dataset: Any, data_dir: Path) -> list[Member]:
     """(id, label, path) of every sample of a :class:`FileListDataset`; id = path relative to ``data_dir``."""
     root = os.fsdecode(dataset.root)
     members = []
-    for raw, label in zip(dataset.paths, dataset.targets):
+    for raw, label in zip(dataset.paths, dataset.targets, strict=True):
         path = os.path.join(root, os.fsdecode(raw))
         members.append(Member(os.path.relpath(path, data_dir), int(label), path))
     return members
@@ -52,7 +52,9 @@ def file_splits(datamodule: Any) -> dict[str, Any]:
     if datamodule.imbalance_factor is not None:
         from litvision.datamodules.sampling.longtail import long_tailed_indices
 
-        train = train.subset(long_tailed_indices(train.targets, datamodule.imbalance_factor, num_classes=datamodule.num_classes))
+        train = train.subset(
+            long_tailed_indices(train.targets, datamodule.imbalance_factor, num_classes=datamodule.num_classes)
+        )
     return {"train": train, datamodule.val_split: splits.val, datamodule.test_split: splits.test}
 
 
@@ -113,8 +115,14 @@ def prepare(
     }
     log.info(
         "%s: %d samples in %d shards (%d written, %d kept), %d unreadable file(s) left out; %.1f s, %.0f images/s",
-        out, stats["samples"], stats["shards"], stats["written_shards"], stats["reused_shards"], stats["bad_files"],
-        seconds, stats["written_images_per_s"],
+        out,
+        stats["samples"],
+        stats["shards"],
+        stats["written_shards"],
+        stats["reused_shards"],
+        stats["bad_files"],
+        seconds,
+        stats["written_images_per_s"],
     )
     return stats
 
@@ -131,8 +139,12 @@ def _write_all(todo: list[ShardTask], out: Path, policy: str, verify: str, worke
                 log.info("wrote %d/%d shards", done, len(todo))
         return
     # each worker dies with this process and holds the writers lock (see datamodules/shards/ownership.py)
-    with ProcessPoolExecutor(max_workers=workers, mp_context=_worker_context(), initializer=init_writer_process,
-                             initargs=(str(out), os.getpid())) as pool:
+    with ProcessPoolExecutor(
+        max_workers=workers,
+        mp_context=_worker_context(),
+        initializer=init_writer_process,
+        initargs=(str(out), os.getpid()),
+    ) as pool:
         pending = {pool.submit(write_shard, task, str(out), policy, verify, max_pixels) for task in todo}
         done_count = 0
         while pending:

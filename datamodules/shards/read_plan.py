@@ -95,8 +95,10 @@ def pieces(order: Sequence[int], counts: Sequence[int], start: int, stop: int) -
 
 def batches_per_worker(length: int, batch_size: int, num_workers: int) -> list[int]:
     """How many batches each worker yields for a rank stretch of ``length`` samples."""
-    return [-(-(stop - start) // batch_size) for start, stop in
-            (worker_span(length, batch_size, num_workers, w) for w in range(num_workers))]
+    return [
+        -(-(stop - start) // batch_size)
+        for start, stop in (worker_span(length, batch_size, num_workers, w) for w in range(num_workers))
+    ]
 
 
 def delivered_per_worker(worker_batches: Sequence[int], consumed: int) -> list[int]:

@@ -79,7 +79,12 @@ def open_shard(url: str) -> Any:
 
 
 def read_shard(
-    url: str, entry: ShardEntry, num_classes: int, skip: int = 0, take: int | None = None, verify: str = "size",
+    url: str,
+    entry: ShardEntry,
+    num_classes: int,
+    skip: int = 0,
+    take: int | None = None,
+    verify: str = "size",
 ) -> Iterator[dict[str, Any]]:
     """Samples ``skip`` to ``skip + take`` of the shard (``__key__``, ``__url__``, ``__position__`` in
     the shard, the image field, ``cls`` as an int, ``id.txt``); the image bytes of the samples before
@@ -99,23 +104,29 @@ def read_shard(
         samples = _samples(meter, url, num_classes, lambda position: skip <= position < stop, where)
         for position, sample in enumerate(samples):
             if position >= entry.count:
-                raise DataError(f"shard {url} holds more samples than its manifest entry ({entry.count}), e.g. "
-                                f"key {sample['__key__']}; {REWRITE}")
+                raise DataError(
+                    f"shard {url} holds more samples than its manifest entry ({entry.count}), e.g. "
+                    f"key {sample['__key__']}; {REWRITE}"
+                )
             if position >= skip:
                 sample["__position__"] = position
                 yield sample
             if position + 1 == stop and not whole:
                 return
         if where.count < entry.count:
-            raise DataError(f"shard {url} holds {where.count} samples, its manifest entry {entry.count}: the shard "
-                            f"is truncated or changed; {REWRITE}")
+            raise DataError(
+                f"shard {url} holds {where.count} samples, its manifest entry {entry.count}: the shard "
+                f"is truncated or changed; {REWRITE}"
+            )
         if verify != "none":
             meter.drain()
             if meter.bytes != entry.bytes:
                 raise DataError(f"shard {url} is {meter.bytes} bytes, its manifest entry {entry.bytes}; {REWRITE}")
         if hasher is not None and hasher.hexdigest() != entry.sha256:
-            raise DataError(f"shard {url} does not match the SHA-256 in its manifest entry (its bytes changed "
-                            f"since it was written); {REWRITE}")
+            raise DataError(
+                f"shard {url} does not match the SHA-256 in its manifest entry (its bytes changed "
+                f"since it was written); {REWRITE}"
+            )
         finished = True
     except OSError as e:  # the file or pipe failed (I/O error, the CLI behind a pipe exited with an error)
         at = f" at member {where.member!r}" if where.member is not None else ""
@@ -148,8 +159,9 @@ def _samples(meter: _Meter, url: str, num_classes: int, wanted: Any, where: _Pos
         where.member = info.name
         key, field = parse_member_name(info.name, url)
         if not info.isreg() or info.size > MAX_MEMBER_BYTES:
-            raise DataError(f"shard {url}: member {info.name!r} is not a regular file under {MAX_MEMBER_BYTES >> 20} "
-                            f"MB; {REWRITE}")
+            raise DataError(
+                f"shard {url}: member {info.name!r} is not a regular file under {MAX_MEMBER_BYTES >> 20} MB; {REWRITE}"
+            )
         if sample is None or key != sample["__key__"]:
             if sample is not None:
                 yield _finished(sample, url, num_classes, where)
@@ -174,8 +186,9 @@ def _finished(sample: dict[str, Any], url: str, num_classes: int, where: _Positi
     missing = [f for f in ("__image__", *_SAMPLE_FIELDS) if f not in sample]
     if missing:
         names = " and ".join("an image" if f == "__image__" else f"{key}.{f}" for f in missing)
-        raise DataError(f"shard {url}: sample {key} lacks {names} (each sample is an image, a .cls label and an "
-                        f".id.txt); {REWRITE}")
+        raise DataError(
+            f"shard {url}: sample {key} lacks {names} (each sample is an image, a .cls label and an .id.txt); {REWRITE}"
+        )
     sample["cls"] = parse_label(sample["cls"], num_classes, url, f"{key}.cls")
     where.count += 1
     return sample

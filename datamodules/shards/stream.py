@@ -30,7 +30,7 @@ from torch.utils.data import DataLoader, IterableDataset, get_worker_info
 from litvision.datamodules.datasets.array_dataset import image_to_tensor
 from litvision.datamodules.readers.decode import DEFAULT_MAX_IMAGE_PIXELS, BadImageError, BadImageLog, BadImagePolicy
 from litvision.datamodules.readers.jpeg_pipeline import SamplePipeline
-from litvision.datamodules.shards.reader import VERIFY_LEVELS, read_shard
+from litvision.datamodules.shards.manifest import ShardEntry
 from litvision.datamodules.shards.read_plan import (
     Piece,
     batches_per_worker,
@@ -40,8 +40,8 @@ from litvision.datamodules.shards.read_plan import (
     rank_span,
     worker_span,
 )
+from litvision.datamodules.shards.reader import VERIFY_LEVELS, read_shard
 from litvision.datamodules.transforms.pipeline import reseed_once_per_worker
-from litvision.datamodules.shards.manifest import ShardEntry
 from litvision.utils.errors import DataError
 
 
@@ -133,7 +133,9 @@ class ShardStream(IterableDataset):
         first, last = worker_span(stop - start, self.batch_size, num_workers, worker)
         order = epoch_order(len(self.urls), self.seed, epoch, shuffle=self.training)
         done = delivered_per_worker(batches_per_worker(stop - start, self.batch_size, num_workers), skip_batches)
-        return pieces(order, self.counts, start + first, start + last), min(done[worker] * self.batch_size, last - first)
+        return pieces(order, self.counts, start + first, start + last), min(
+            done[worker] * self.batch_size, last - first
+        )
 
     def __iter__(self) -> Iterator[tuple[torch.Tensor, int] | None]:
         if reseed_once_per_worker(self, self.transform) and get_worker_info() is not None:

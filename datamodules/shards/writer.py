@@ -130,7 +130,11 @@ def read_record(out_dir: Path, task: ShardTask) -> dict[str, Any] | None:
 
 
 def write_shard(
-    task: ShardTask, out_dir: str, on_bad_image: str, verify: str, max_pixels: int | None = DEFAULT_MAX_IMAGE_PIXELS,
+    task: ShardTask,
+    out_dir: str,
+    on_bad_image: str,
+    verify: str,
+    max_pixels: int | None = DEFAULT_MAX_IMAGE_PIXELS,
 ) -> dict[str, Any]:
     """Write ``task``'s shard and its record into ``out_dir``; return the record."""
     from webdataset import TarWriter
@@ -162,12 +166,14 @@ def write_shard(
                     bad_files.append({"id": escape_name(member.id), "reason": escape_surrogates(reason)})
                     continue
                 key = f"{task.first_key + offset:08d}"
-                tar.write({
-                    "__key__": key,
-                    image_field(member.id): data,
-                    "cls": str(member.label).encode(),
-                    "id.txt": member.id.encode("utf-8", "surrogateescape"),
-                })
+                tar.write(
+                    {
+                        "__key__": key,
+                        image_field(member.id): data,
+                        "cls": str(member.label).encode(),
+                        "id.txt": member.id.encode("utf-8", "surrogateescape"),
+                    }
+                )
                 labels[member.label] += 1
                 source_bytes += len(data)
         _stop_if_orphaned()  # last chance before the rename makes the shard visible

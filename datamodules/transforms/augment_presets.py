@@ -188,8 +188,12 @@ def _warp(img: np.ndarray, inverse_map: Any, fill: Any) -> np.ndarray:
     channels = img.shape[2] if img.ndim == 3 else 1
     border = tuple(fill) if isinstance(fill, tuple) else (float(fill),) * min(channels, 4)
     out = cv2.warpAffine(
-        img, np.asarray(inverse_map, dtype=np.float64), (img.shape[1], img.shape[0]),
-        flags=cv2.INTER_NEAREST | cv2.WARP_INVERSE_MAP, borderMode=cv2.BORDER_CONSTANT, borderValue=border,
+        img,
+        np.asarray(inverse_map, dtype=np.float64),
+        (img.shape[1], img.shape[0]),
+        flags=cv2.INTER_NEAREST | cv2.WARP_INVERSE_MAP,
+        borderMode=cv2.BORDER_CONSTANT,
+        borderValue=border,
     )
     return out.reshape(img.shape)
 

@@ -43,8 +43,12 @@ class BatchNormalize(torch.nn.Module):
             batch, channels, height, width = out.shape
             flat = out.permute(0, 2, 3, 1).view(batch, -1)  # NHWC memory, one row per image
             pixels = height * width
-            return flat.sub_(mean.view(channels).repeat(pixels)).mul_(inv_std.view(channels).repeat(pixels)).view(
-                batch, height, width, channels).permute(0, 3, 1, 2)
+            return (
+                flat.sub_(mean.view(channels).repeat(pixels))
+                .mul_(inv_std.view(channels).repeat(pixels))
+                .view(batch, height, width, channels)
+                .permute(0, 3, 1, 2)
+            )
         return out.sub_(mean).mul_(inv_std)
 
 
@@ -63,11 +67,12 @@ def reseed_transform(transform: Any, seed: int, rank: int = 0) -> None:
     processes differ: ``seed_everything`` gives every rank the same worker seeds. Rank 0 keeps
     the stream a single process draws.
     """
+
     def visit(node: Any, seq: np.random.SeedSequence) -> None:
         if hasattr(node, "set_random_seed"):
             node.set_random_seed(int(seq.generate_state(1)[0]))
         children = list(getattr(node, "transforms", None) or [])
-        for child, child_seq in zip(children, seq.spawn(len(children))):
+        for child, child_seq in zip(children, seq.spawn(len(children)), strict=True):
             visit(child, child_seq)
 
     # (RANK_STREAMS, rank) is a spawn key no transform tree reaches (visit spawns (i, j, ...) by child position)

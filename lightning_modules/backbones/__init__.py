@@ -12,13 +12,12 @@ from typing import Any
 
 from torch import nn
 
-from litvision.utils.errors import ConfigError
-
 from litvision.lightning_modules.backbones.airbench import AirbenchNet
 from litvision.lightning_modules.backbones.cifar_cnn import ResNet9, SmallCNN
 from litvision.lightning_modules.backbones.cifar_resnet import CifarResNet18
 from litvision.lightning_modules.backbones.resnet import MODELS as IMAGENET_RESNETS
 from litvision.lightning_modules.backbones.tta import TTA
+from litvision.utils.errors import ConfigError
 
 BACKBONES: dict[str, Callable[..., nn.Module]] = {
     "small_cnn": SmallCNN,

@@ -36,7 +36,9 @@ class ResNet9(nn.Module):
     original) tames the large max-pooled logits, which otherwise destabilise early training.
     """
 
-    def __init__(self, num_classes: int = 10, width: int = 64, in_channels: int = 3, logit_scale: float = 0.125) -> None:
+    def __init__(
+        self, num_classes: int = 10, width: int = 64, in_channels: int = 3, logit_scale: float = 0.125
+    ) -> None:
         super().__init__()
         self.logit_scale = logit_scale
         w = width

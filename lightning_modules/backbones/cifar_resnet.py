@@ -28,7 +28,9 @@ class BasicBlock(nn.Module):
 class CifarResNet18(nn.Module):
     def __init__(self, num_classes: int = 10, width: int = 64, in_channels: int = 3) -> None:
         super().__init__()
-        self.stem = nn.Sequential(nn.Conv2d(in_channels, width, 3, 1, 1, bias=False), nn.BatchNorm2d(width), nn.ReLU(inplace=True))
+        self.stem = nn.Sequential(
+            nn.Conv2d(in_channels, width, 3, 1, 1, bias=False), nn.BatchNorm2d(width), nn.ReLU(inplace=True)
+        )
         layers, c_in = [], width
         for i, stride in enumerate([1, 2, 2, 2]):
             c_out = width * 2**i

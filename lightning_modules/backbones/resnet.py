@@ -75,7 +75,10 @@ class ResNet(nn.Module):
     """
 
     def __init__(
-        self, block: type[BasicBlock | Bottleneck], layers: list[int], num_classes: int = 1000,
+        self,
+        block: type[BasicBlock | Bottleneck],
+        layers: list[int],
+        num_classes: int = 1000,
         zero_init_residual: bool = False,
     ) -> None:
         super().__init__()
@@ -104,7 +107,9 @@ class ResNet(nn.Module):
                 elif isinstance(m, BasicBlock):
                     nn.init.constant_(m.bn2.weight, 0)
 
-    def _make_layer(self, block: type[BasicBlock | Bottleneck], planes: int, blocks: int, stride: int = 1) -> nn.Sequential:
+    def _make_layer(
+        self, block: type[BasicBlock | Bottleneck], planes: int, blocks: int, stride: int = 1
+    ) -> nn.Sequential:
         downsample = None
         if stride != 1 or self.inplanes != planes * block.expansion:
             downsample = nn.Sequential(

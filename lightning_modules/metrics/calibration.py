@@ -47,5 +47,9 @@ def reliability_bins(confidences: torch.Tensor, accuracies: torch.Tensor, n_bins
     accuracy_top = (accuracy[-2] * count[-2] + accuracy[-1] * count[-1]) / (count[-2] + count[-1]).clamp(min=1)
     confidence_top = (confidence[-2] * count[-2] + confidence[-1] * count[-1]) / (count[-2] + count[-1]).clamp(min=1)
     accuracy, confidence, count = accuracy[:-1].clone(), confidence[:-1].clone(), count[:-1].clone()
-    accuracy[-1], confidence[-1], count[-1] = accuracy_top, confidence_top, count[-1] + proportion[-1] * len(confidences)
+    accuracy[-1], confidence[-1], count[-1] = (
+        accuracy_top,
+        confidence_top,
+        count[-1] + proportion[-1] * len(confidences),
+    )
     return {"accuracy": accuracy.cpu(), "confidence": confidence.cpu(), "count": count.round().cpu()}

@@ -121,10 +121,14 @@ def flatten_results(
     if f"{prefix}ece" in results:
         flat[f"{prefix}ece"] = float(results[f"{prefix}ece"])
     recall = results[f"{prefix}recall"].float()
-    for kind, classes in (("recall", present), ("precision", in_targets_or_predictions), ("f1", in_targets_or_predictions)):
+    for kind, classes in (
+        ("recall", present),
+        ("precision", in_targets_or_predictions),
+        ("f1", in_targets_or_predictions),
+    ):
         values = results[f"{prefix}{kind}"].float()
         flat[f"{prefix}{kind}_macro"] = float(values[classes].mean()) if classes.any() else float("nan")
-    for name, value, has_images in zip(names, recall.tolist(), present.tolist()):
+    for name, value, has_images in zip(names, recall.tolist(), present.tolist(), strict=True):
         flat[f"{prefix}recall/{name}"] = value if has_images else float("nan")
     if present.any():
         present_recall = recall[present]

@@ -215,7 +215,9 @@ def focal(
     if beta is None:
         return FocalLoss(gamma=gamma, label_smoothing=label_smoothing)
     counts = _require_counts(class_counts, "focal with beta")
-    return FocalLoss(gamma=gamma, weight=torch.tensor(class_weights(counts, beta=beta)), label_smoothing=label_smoothing)
+    return FocalLoss(
+        gamma=gamma, weight=torch.tensor(class_weights(counts, beta=beta)), label_smoothing=label_smoothing
+    )
 
 
 def logit_adjusted(

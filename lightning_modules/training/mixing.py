@@ -62,11 +62,15 @@ class BatchMixer:
     Random draws come from torch's global generator (seeded by ``seed_everything``).
     """
 
-    def __init__(self, mixup_alpha: float = 0.0, cutmix_alpha: float = 0.0, switch_prob: float = 0.5, prob: float = 1.0) -> None:
+    def __init__(
+        self, mixup_alpha: float = 0.0, cutmix_alpha: float = 0.0, switch_prob: float = 0.5, prob: float = 1.0
+    ) -> None:
         if mixup_alpha < 0 or cutmix_alpha < 0:
             raise ConfigError(f"mixing alphas must be >= 0, got mixup_alpha={mixup_alpha}, cutmix_alpha={cutmix_alpha}")
         if mixup_alpha == 0 and cutmix_alpha == 0:
-            raise ConfigError("mixing: both mixup_alpha and cutmix_alpha are 0; use mixing=none to train without mixing")
+            raise ConfigError(
+                "mixing: both mixup_alpha and cutmix_alpha are 0; use mixing=none to train without mixing"
+            )
         if not 0.0 <= switch_prob <= 1.0 or not 0.0 <= prob <= 1.0:
             raise ConfigError(f"mixing.switch_prob and mixing.prob must be in [0, 1], got {switch_prob}, {prob}")
         self.mixup_alpha = float(mixup_alpha)
@@ -97,7 +101,9 @@ class BatchMixer:
     def apply(images: torch.Tensor, targets: torch.Tensor, num_classes: int, params: MixParams) -> MixedBatch:
         """Mix ``images`` (N, C, H, W) and integer ``targets`` (N,) as ``params`` says."""
         if targets.ndim != 1 or targets.is_floating_point():
-            raise ValueError(f"mixing needs integer class labels of shape (N,), got {tuple(targets.shape)} {targets.dtype}")
+            raise ValueError(
+                f"mixing needs integer class labels of shape (N,), got {tuple(targets.shape)} {targets.dtype}"
+            )
         one_hot = F.one_hot(targets, num_classes).float()
         if params.kind == "none":
             return MixedBatch(images, one_hot, targets, params)

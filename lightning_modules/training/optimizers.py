@@ -32,7 +32,9 @@ def sgd_scaled_vectors(
         vector_lr_scale: LR factor of the 1-D parameters.
     """
     if vector_lr_scale <= 0:
-        raise ConfigError(f"optimizer.vector_lr_scale={vector_lr_scale}: must be > 0, e.g. optimizer.vector_lr_scale=64")
+        raise ConfigError(
+            f"optimizer.vector_lr_scale={vector_lr_scale}: must be > 0, e.g. optimizer.vector_lr_scale=64"
+        )
     flat = []
     for item in params:
         flat.extend(item["params"] if isinstance(item, dict) else [item])

@@ -59,14 +59,18 @@ class OneCycle(OneCycleLR):
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")  # get_lr() outside step() warns; here it is deliberate
             lrs = self.get_lr()  # also sets the momentum/betas of the new plan
-        for group, lr in zip(self.optimizer.param_groups, lrs):
+        for group, lr in zip(self.optimizer.param_groups, lrs, strict=True):
             group["lr"] = lr
         self._last_lr = [group["lr"] for group in self.optimizer.param_groups]
 
 
 def one_cycle(
-    optimizer: torch.optim.Optimizer, total_steps: int, pct_start: float = 0.25, div_factor: float = 25.0,
-    final_div_factor: float = 1e4, anneal_strategy: str = "linear",
+    optimizer: torch.optim.Optimizer,
+    total_steps: int,
+    pct_start: float = 0.25,
+    div_factor: float = 25.0,
+    final_div_factor: float = 1e4,
+    anneal_strategy: str = "linear",
 ) -> OneCycle:
     """OneCycle with peak LR = the optimizer's configured LR (Smith & Topin 2019).
 
@@ -78,8 +82,13 @@ def one_cycle(
     total = max(int(total_steps), 1)
     max_lr = [group["lr"] for group in optimizer.param_groups]
     return OneCycle(
-        optimizer, max_lr=max_lr, total_steps=total, pct_start=whole_step_warmup(pct_start, total) / total,
-        div_factor=div_factor, final_div_factor=final_div_factor, anneal_strategy=anneal_strategy,
+        optimizer,
+        max_lr=max_lr,
+        total_steps=total,
+        pct_start=whole_step_warmup(pct_start, total) / total,
+        div_factor=div_factor,
+        final_div_factor=final_div_factor,
+        anneal_strategy=anneal_strategy,
     )
 
 
@@ -107,7 +116,9 @@ def multistep(
     dataset size (the classifier passes ``total_steps``); stepped every optimizer step.
     """
     if any(not 0.0 < m < 1.0 for m in milestones) or list(milestones) != sorted(milestones):
-        raise ConfigError(f"scheduler.milestones must be increasing fractions of the run in (0, 1), got {list(milestones)}")
+        raise ConfigError(
+            f"scheduler.milestones must be increasing fractions of the run in (0, 1), got {list(milestones)}"
+        )
     boundaries = [round(m * total_steps) for m in milestones]
     return LambdaLR(optimizer, lambda step: gamma ** sum(step >= b for b in boundaries))
 

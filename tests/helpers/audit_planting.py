@@ -16,7 +16,9 @@ from litvision.datamodules.readers.cifar_pickle import CIFAR10_DIRNAME, META_FIL
 from tests.helpers.fake_cifar import write_batch
 
 # the mix of planted copies: how each test image is changed before it replaces a training image
-PLANT_MIX = ["exact"] * 10 + ["jpeg75"] * 10 + ["shift"] * 10 + ["brighter10"] * 10 + ["resized"] * 5 + ["jpeg75+shift"] * 5
+PLANT_MIX = (
+    ["exact"] * 10 + ["jpeg75"] * 10 + ["shift"] * 10 + ["brighter10"] * 10 + ["resized"] * 5 + ["jpeg75+shift"] * 5
+)
 SHIFTS = [(1, 0), (0, 2), (-1, 1), (2, -2), (-2, -1), (1, 2), (0, -1), (-2, 0), (2, 1), (-1, -2)]
 
 
@@ -63,7 +65,7 @@ def copy_tree(source_root: Path, target_root: Path, train_images: np.ndarray, tr
     source, target = Path(source_root) / CIFAR10_DIRNAME, Path(target_root) / CIFAR10_DIRNAME
     target.mkdir(parents=True, exist_ok=True)
     bounds = np.cumsum([0] + [len(load_batch_labels(source / name)) for name in TRAIN_FILES])
-    for name, start, stop in zip(TRAIN_FILES, bounds[:-1], bounds[1:]):
+    for name, start, stop in zip(TRAIN_FILES, bounds[:-1], bounds[1:], strict=True):
         write_batch(target / name, train_images[start:stop], train_labels[start:stop])
     for name in (*TEST_FILES, META_FILE):
         shutil.copyfile(source / name, target / name)
@@ -76,7 +78,9 @@ def load_batch_labels(path: Path) -> list[int]:
     return list(load_batch(path)[1])
 
 
-def plant_test_copies(source_root: Path, target_root: Path, seed: int = 0, mix: list[str] = PLANT_MIX) -> list[tuple[str, str, str]]:
+def plant_test_copies(
+    source_root: Path, target_root: Path, seed: int = 0, mix: list[str] = PLANT_MIX
+) -> list[tuple[str, str, str]]:
     """Replace ``len(mix)`` training images by altered copies of distinct test images.
 
     Returns [(train id, test id, kind)] of the planted pairs.
@@ -89,7 +93,7 @@ def plant_test_copies(source_root: Path, target_root: Path, seed: int = 0, mix: 
     train_positions = rng.choice(len(train_images), len(mix), replace=False)
     train_images, train_labels = train_images.copy(), train_labels.copy()
     planted = []
-    for n, (kind, t, p) in enumerate(zip(mix, test_positions, train_positions)):
+    for n, (kind, t, p) in enumerate(zip(mix, test_positions, train_positions, strict=True)):
         train_images[p] = altered(test_images[t], kind, n)
         train_labels[p] = test_labels[t]
         planted.append((f"train/{p}", f"test/{t}", kind))

@@ -41,7 +41,7 @@ def jpeg_bomb(width: int = 30000, height: int = 30000) -> bytes:
     data = bytearray(encoded.tobytes())
     sof = data.find(b"\xff\xc0")
     assert sof > 0
-    data[sof + 5:sof + 9] = struct.pack(">HH", height, width)
+    data[sof + 5 : sof + 9] = struct.pack(">HH", height, width)
     return bytes(data)
 
 

@@ -8,8 +8,9 @@ from __future__ import annotations
 
 import pickle
 import struct
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 import numpy as np
 
@@ -21,7 +22,6 @@ from litvision.datamodules.readers.cifar_pickle import (
     TEST_FILES,
     TRAIN_FILES,
 )
-
 
 # The official label order (batches.meta's label_names); the loader reads names from the files.
 CIFAR10_CLASSES = ["airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck"]
@@ -131,11 +131,10 @@ def write_fake_cifar(
     train_labels = rng.permutation(np.repeat(np.arange(len(names)), n_train_per_class))
     train_images = _fake_images(train_labels, rng, noise)
     chunks = np.array_split(np.arange(len(train_labels)), len(TRAIN_FILES))
-    for name, idx in zip(TRAIN_FILES, chunks):
+    for name, idx in zip(TRAIN_FILES, chunks, strict=True):
         write_batch(out / name, train_images[idx], train_labels[idx])
 
     test_labels = rng.permutation(np.repeat(np.arange(len(names)), n_test_per_class))
     write_batch(out / TEST_FILES[0], _fake_images(test_labels, rng, noise), test_labels)
     write_meta(out / META_FILE, names, num_cases_per_batch=max(len(c) for c in chunks))
     return out
-

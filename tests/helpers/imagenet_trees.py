@@ -26,7 +26,9 @@ def real_samples() -> list[tuple[str, Path]]:
     return [(f.name.split("_", 1)[0], f) for f in files]
 
 
-def generated_samples(folder: Path, num_classes: int = 6, per_class: int = 1, size=(120, 160)) -> list[tuple[str, Path]]:
+def generated_samples(
+    folder: Path, num_classes: int = 6, per_class: int = 1, size=(120, 160)
+) -> list[tuple[str, Path]]:
     """JPEGs with a class-specific colour, in wnid-like classes n9000000k."""
     from PIL import Image
 
@@ -64,7 +66,9 @@ def val_assignment(samples: list[tuple[str, Path]], seed: int = 0) -> dict[str, 
     return {f"ILSVRC2012_val_{i + 1:08d}": samples[j] for i, j in enumerate(order)}
 
 
-def build_val(root: Path, samples: list[tuple[str, Path]], layout: str, link: bool = True, seed: int = 0) -> dict[str, str]:
+def build_val(
+    root: Path, samples: list[tuple[str, Path]], layout: str, link: bool = True, seed: int = 0
+) -> dict[str, str]:
     """Write val in ``layout`` (folders | kaggle | devkit); return {val file name: wnid}."""
     assignment = val_assignment(samples, seed)
     truth = {}
@@ -93,7 +97,7 @@ def write_devkit(devkit: Path, val_wnids: list[str], rng: np.random.Generator) -
     ids = rng.permutation(len(wnids)) + 1
     if len(wnids) > 1 and np.all(np.argsort(ids) == np.arange(len(ids))):
         ids = ids[::-1].copy()  # never the sorted order
-    id_of = {w: int(i) for w, i in zip(wnids, ids)}
+    id_of = {w: int(i) for w, i in zip(wnids, ids, strict=True)}
     dtype = [("ILSVRC2012_ID", "O"), ("WNID", "O"), ("words", "O"), ("gloss", "O"), ("num_children", "O")]
     rows = [(id_of[w], w, f"name of {w}, synonym", "gloss", 0) for w in wnids]
     rows += [(len(wnids) + 1 + k, f"n0{k:08d}", "inner node", "gloss", 3) for k in range(3)]
@@ -110,7 +114,7 @@ def age_tree(root: Path, seconds: float = 3600) -> None:
     """Date every folder and file ``seconds`` back: a tree nobody is modifying right now
     (the index cache ignores trees changed in the last 2 s)."""
     when = time.time() - seconds
-    for dirpath, dirnames, filenames in os.walk(root):
+    for dirpath, _dirnames, filenames in os.walk(root):
         for name in filenames:
             os.utime(os.path.join(dirpath, name), (when, when), follow_symlinks=False)
         os.utime(dirpath, (when, when))

@@ -47,13 +47,14 @@ def encoded_images(predicted: np.ndarray, margins: np.ndarray) -> np.ndarray:
     return images
 
 
-def write_encoded_cifar(root: Path, train: tuple[np.ndarray, np.ndarray, np.ndarray],
-                        test: tuple[np.ndarray, np.ndarray, np.ndarray]) -> Path:
+def write_encoded_cifar(
+    root: Path, train: tuple[np.ndarray, np.ndarray, np.ndarray], test: tuple[np.ndarray, np.ndarray, np.ndarray]
+) -> Path:
     """CIFAR-format tree: ``train``/``test`` = (labels, predicted, margins) per image."""
     out = Path(root) / CIFAR10_DIRNAME
     labels, predicted, margins = train
     chunks = np.array_split(np.arange(len(labels)), len(TRAIN_FILES))
-    for name, idx in zip(TRAIN_FILES, chunks):
+    for name, idx in zip(TRAIN_FILES, chunks, strict=True):
         write_batch(out / name, encoded_images(predicted[idx], margins[idx]), labels[idx])
     labels, predicted, margins = test
     write_batch(out / TEST_FILES[0], encoded_images(predicted, margins), labels)
@@ -62,7 +63,12 @@ def write_encoded_cifar(root: Path, train: tuple[np.ndarray, np.ndarray, np.ndar
 
 
 OVERRIDES = [
-    "model=small_cnn", "model.backbone._target_=tests.helpers.report_models.EncodedPredictionNet",
-    "augmentation=none", "augmentation.normalize=null", "dataset.num_workers=0", "dataset.batch_size=20",
-    "optimizer.lr=0.01", "dataset.val_fraction=0.2",
+    "model=small_cnn",
+    "model.backbone._target_=tests.helpers.report_models.EncodedPredictionNet",
+    "augmentation=none",
+    "augmentation.normalize=null",
+    "dataset.num_workers=0",
+    "dataset.batch_size=20",
+    "optimizer.lr=0.01",
+    "dataset.val_fraction=0.2",
 ]

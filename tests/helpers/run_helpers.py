@@ -22,15 +22,25 @@ def script_env() -> dict[str, str]:
 
 def start_script(script: str, *overrides: str, **popen: object) -> subprocess.Popen:
     """The script as a running subprocess (e.g. to kill it mid-run)."""
-    return subprocess.Popen([sys.executable, str(REPO_ROOT / script), *overrides], cwd=REPO_ROOT, env=script_env(), **popen)
+    return subprocess.Popen(
+        [sys.executable, str(REPO_ROOT / script), *overrides], cwd=REPO_ROOT, env=script_env(), **popen
+    )
 
 
 def run_script(
-    script: str, *overrides: str, timeout: int = 300, check: bool = True, wrapper: tuple[str, ...] = (),
+    script: str,
+    *overrides: str,
+    timeout: int = 300,
+    check: bool = True,
+    wrapper: tuple[str, ...] = (),
 ) -> subprocess.CompletedProcess:
     proc = subprocess.run(
         [*wrapper, sys.executable, str(REPO_ROOT / script), *overrides],
-        cwd=REPO_ROOT, env=script_env(), capture_output=True, text=True, timeout=timeout,
+        cwd=REPO_ROOT,
+        env=script_env(),
+        capture_output=True,
+        text=True,
+        timeout=timeout,
     )
     if check and proc.returncode != 0:
         raise AssertionError(f"{script} failed ({proc.returncode}):\n{proc.stdout[-3000:]}\n{proc.stderr[-5000:]}")

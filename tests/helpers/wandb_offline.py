@@ -29,11 +29,11 @@ def records(path: str | Path) -> Iterator[object]:
         if left < HEADER:  # block trailer padding
             pos += left
             continue
-        _crc, length, kind = struct.unpack("<IHB", data[pos:pos + HEADER])
+        _crc, length, kind = struct.unpack("<IHB", data[pos : pos + HEADER])
         if kind == 0 and length == 0:  # zero padding up to the block end
             pos += left
             continue
-        buffer += data[pos + HEADER:pos + HEADER + length]
+        buffer += data[pos + HEADER : pos + HEADER + length]
         pos += HEADER + length
         if kind in (1, 4):
             record = pb.Record()

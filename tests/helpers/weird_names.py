@@ -15,8 +15,18 @@ import cv2
 import numpy as np
 
 CLASSES = [b"caf\xe9", b"=SUM(1+1)", b"tab\there", b"back\\slash"]
-FILES = [b"img\xff.png", b"=HYPERLINK(1).png", b"-2.png", b"@x.png", b"tab\tname.png", b"back\\slash.png",
-         b"#hash.png", b" lead.png", b"new\nline.png", b"plain.png"]
+FILES = [
+    b"img\xff.png",
+    b"=HYPERLINK(1).png",
+    b"-2.png",
+    b"@x.png",
+    b"tab\tname.png",
+    b"back\\slash.png",
+    b"#hash.png",
+    b" lead.png",
+    b"new\nline.png",
+    b"plain.png",
+]
 BROKEN = {b"train": (b"caf\xe9", b"broken\xfe.png"), b"val": (b"=SUM(1+1)", b"broken\xfe.png")}
 SIZE = 32
 
@@ -35,7 +45,11 @@ def build_weird_tree(root: Path, seed: int = 0) -> Path:
         colour = np.array([(c * 97 + 30) % 256, (c * 151 + 80) % 256, (c * 59 + 160) % 256], np.float32)
         for file in FILES:
             train = np.clip(colour + rng.normal(0, 20, (SIZE, SIZE, 3)), 0, 255).astype(np.uint8)
-            val = train if file != b"plain.png" else np.clip(colour + rng.normal(0, 20, (SIZE, SIZE, 3)), 0, 255).astype(np.uint8)
+            val = (
+                train
+                if file != b"plain.png"
+                else np.clip(colour + rng.normal(0, 20, (SIZE, SIZE, 3)), 0, 255).astype(np.uint8)
+            )
             for split, image in ((b"train", train), (b"val", val)):
                 folder = os.path.join(base, split, name)
                 os.makedirs(folder, exist_ok=True)
@@ -49,7 +63,9 @@ def build_weird_tree(root: Path, seed: int = 0) -> Path:
 
 def file_ids(split: bytes) -> set[str]:
     """The ids of a split's files as litvision keeps them (``os.fsdecode`` of the path under ROOT)."""
-    files = {os.path.join(split, name, file) for name in CLASSES for file in FILES} | {os.path.join(split, *BROKEN[split])}
+    files = {os.path.join(split, name, file) for name in CLASSES for file in FILES} | {
+        os.path.join(split, *BROKEN[split])
+    }
     return {os.fsdecode(path) for path in files}
 
 
