@@ -9,6 +9,8 @@ import warnings
 from collections.abc import Iterator
 from contextlib import contextmanager
 
+from litvision.utils.distributed import global_rank
+
 # Set by Lightning's subprocess launcher in the launching process (and left there).
 _LAUNCH_ENV = ("MASTER_ADDR", "MASTER_PORT", "NODE_RANK", "LOCAL_RANK", "WORLD_SIZE")
 
@@ -36,13 +38,6 @@ def isolated_ddp_job() -> Iterator[None]:
                 os.environ.pop(name, None)
             else:
                 os.environ[name] = value
-
-
-def global_rank() -> int:
-    """This process's rank as Lightning sees it before the Trainer exists (env vars), later exact."""
-    from lightning.pytorch.utilities import rank_zero_only
-
-    return int(getattr(rank_zero_only, "rank", 0) or 0)
 
 
 def quiet_non_zero_ranks() -> None:

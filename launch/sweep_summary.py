@@ -207,7 +207,7 @@ class SweepSummary(Callback):
     """Record each multirun job's outcome and keep the sweep summary up to date (no-op for single runs)."""
 
     def on_job_end(self, config: DictConfig, job_return: JobReturn, **kwargs: Any) -> None:
-        from litvision.launch.process import global_rank
+        from litvision.utils.distributed import global_rank
 
         if not _is_multirun(config) or global_rank() != 0:
             return  # single runs need no summary; under SLURM every rank runs the job: write once

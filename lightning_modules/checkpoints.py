@@ -7,7 +7,8 @@ checkpoints hold tensors and plain hyper-parameters only (see
 carries pickled Python objects (e.g. one written before litvision stored plain
 hyper-parameters) is refused with one line that says how to convert a trusted one.
 
-* :func:`load_checkpoint`: path -> checkpoint dict (every load goes through it: eval.py,
+* :func:`load_checkpoint` (from :mod:`litvision.utils.checkpoint_io`, which the CheckpointIO plugin
+  calls too): path -> checkpoint dict (every load goes through it: eval.py,
   resume and the test of the best checkpoint via ``AtomicCheckpointIO``, predict.py);
 * :func:`load_classifier`: path -> :class:`ImageClassifier` with the checkpoint's weights;
 * :func:`convert_trusted_checkpoint`: rewrite an old checkpoint in the plain form (also read
@@ -30,39 +31,15 @@ from typing import Any
 
 import torch
 
-from litvision.utils.errors import DataError, MissingDataError
+from litvision.utils.checkpoint_io import (
+    converted_name,
+    first_line,
+    load_checkpoint,
+)
+from litvision.utils.errors import DataError
 
-# how torch's weights_only unpickler names what it refused to load
-UNSAFE_GLOBAL = re.compile(r"Unsupported global: GLOBAL ([\w.]+)")
 # ... and what its unpickler raised (the line after torch's generic advice)
 UNPICKLER_ERROR = re.compile(r"WeightsUnpickler error:\s*(.+)")
-
-
-def load_checkpoint(path: str | Path, map_location: Any = "cpu") -> dict[str, Any]:
-    """``torch.load(path, weights_only=True)`` with one-line errors for missing, unreadable or unsafe files."""
-    path = Path(path)
-    if not path.is_file():
-        raise MissingDataError(f"ckpt_path={path} does not exist (pass ckpt_path=<run dir>/checkpoints/<file>.ckpt)")
-    try:
-        checkpoint = torch.load(path, map_location=map_location, weights_only=True)
-    except pickle.UnpicklingError as err:
-        if UNSAFE_GLOBAL.search(str(err)) is None:  # not a refusal: the file is damaged or not a checkpoint
-            raise DataError(f"ckpt_path={path} is not a readable checkpoint ({_what_it_is(path)})") from err
-        raise DataError(
-            f"ckpt_path={path} holds pickled Python objects ({_unsafe_global(err)}), so loading it could run code: "
-            f'refused. If you trust where it came from, convert it once: python -c "from '
-            f"litvision.lightning_modules.checkpoints import convert_trusted_checkpoint as c; "
-            f"c('{path}', '{converted_name(path)}')\" and use the new file"
-        ) from err
-    except (RuntimeError, EOFError, OSError) as err:
-        raise DataError(
-            f"ckpt_path={path} is not a readable checkpoint ({_what_it_is(path)}): {_first_line(err)}"
-        ) from err
-    except Exception as err:
-        raise DataError(f"ckpt_path={path} is not a readable checkpoint ({_what_it_is(path)})") from err
-    if not isinstance(checkpoint, dict):
-        raise DataError(f"ckpt_path={path} holds a {type(checkpoint).__name__}, not a Lightning checkpoint")
-    return checkpoint
 
 
 def load_classifier(
@@ -128,11 +105,6 @@ def _state_dict_difference(err: BaseException) -> str:
     return detail if len(detail) <= 200 else detail[:200] + "..."
 
 
-def converted_name(path: str | Path) -> str:
-    path = Path(path)
-    return str(path.with_name(f"{path.stem}.plain{path.suffix}"))
-
-
 def convert_trusted_checkpoint(source: str | Path, target: str | Path | None = None) -> Path:
     """Rewrite a checkpoint whose hyper-parameters are pickled factories as a plain one.
 
@@ -145,7 +117,7 @@ def convert_trusted_checkpoint(source: str | Path, target: str | Path | None = N
     ``_target_`` names it carries are what the model builds when it is loaded.
     """
     from litvision.lightning_modules.plain_config import factory_config, is_plain
-    from litvision.plugins.atomic_checkpoint import atomic_torch_save
+    from litvision.utils.checkpoint_io import atomic_torch_save
 
     source = Path(source)
     target = Path(target) if target is not None else Path(converted_name(source))
@@ -201,10 +173,10 @@ def _load_without_code(source: Path) -> dict[str, Any]:
             checkpoint = torch.load(source, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as err:
         found = UNPICKLER_ERROR.search(str(err))
-        raise DataError(f"{source} cannot be converted: {found.group(1) if found else _first_line(err)}") from err
+        raise DataError(f"{source} cannot be converted: {found.group(1) if found else first_line(err)}") from err
     except (RuntimeError, EOFError, OSError) as err:
         raise DataError(
-            f"{source} is not a readable checkpoint (truncated or not a torch file): {_first_line(err)}"
+            f"{source} is not a readable checkpoint (truncated or not a torch file): {first_line(err)}"
         ) from err
     if not isinstance(checkpoint, dict):
         raise DataError(f"{source} holds a {type(checkpoint).__name__}, not a Lightning checkpoint")
@@ -251,28 +223,3 @@ def _plain(value: Any) -> Any:
     if isinstance(value, dict):
         return {key: _plain(item) for key, item in value.items()}
     return value
-
-
-def _unsafe_global(err: BaseException) -> str:
-    """What torch refused, e.g. "functools.partial", from its long weights_only message."""
-    found = UNSAFE_GLOBAL.search(str(err))
-    return f"e.g. {found.group(1)}" if found else "not tensors and plain values"
-
-
-def _what_it_is(path: Path) -> str:
-    """ "a text file starting 'epoch: 3'" for a file that is text; else "truncated or not a torch file"."""
-    try:
-        with open(path, "rb") as handle:
-            head = handle.read(256)
-        text = head.decode("utf-8")
-    except (OSError, UnicodeDecodeError):
-        return "truncated or not a torch file"
-    if not text or not all(char.isprintable() or char in "\n\r\t" for char in text):
-        return "truncated or not a torch file"
-    first = text.strip().splitlines()[0][:40] if text.strip() else ""
-    return f"it is a text file, starting {first!r}; pass the .ckpt file a run wrote"
-
-
-def _first_line(err: BaseException) -> str:
-    text = str(err).strip().splitlines()
-    return text[0] if text else type(err).__name__

@@ -10,39 +10,30 @@ crash can leave an empty file after the rename.
 
 Here the temp file lives in the destination folder (same filesystem, so ``os.replace`` is
 an atomic rename), is fsynced before the rename, and the folder is fsynced after it
-(:mod:`litvision.utils.atomic_write`). Remote URLs (``s3://``...) keep Lightning's own path.
+(:mod:`litvision.utils.checkpoint_io`, :mod:`litvision.utils.atomic_write`). Remote URLs (``s3://``...) keep Lightning's own path.
 """
 
 from __future__ import annotations
 
-import os
 from typing import Any
 
-import torch
 from fsspec.utils import get_protocol
 from lightning.pytorch.plugins.io import TorchCheckpointIO
 
-from litvision.utils.atomic_write import write_atomic
-
-
-def atomic_torch_save(obj: Any, path: str | os.PathLike, then: str = "rerun") -> None:
-    """``torch.save`` to ``path`` via a same-folder temp file, fsync and rename."""
-    write_atomic(path, lambda handle: torch.save(obj, handle), then=then)
+from litvision.utils.checkpoint_io import atomic_torch_save, load_checkpoint
 
 
 class AtomicCheckpointIO(TorchCheckpointIO):
     """``TorchCheckpointIO`` with an atomic, fsynced local save (see the module docstring).
 
     Local checkpoints are read with ``weights_only=True`` whatever the caller asks
-    (:func:`litvision.lightning_modules.checkpoints.load_checkpoint`): resuming or testing a
+    (:func:`litvision.utils.checkpoint_io.load_checkpoint`): resuming or testing a
     checkpoint never runs code from it, and an unsafe one is refused with one line.
     """
 
     def load_checkpoint(self, path: Any, map_location: Any = "cpu", weights_only: bool | None = None) -> dict[str, Any]:
         if get_protocol(str(path)) != "file":
             return super().load_checkpoint(path, map_location=map_location, weights_only=True)
-        from litvision.lightning_modules.checkpoints import load_checkpoint
-
         return load_checkpoint(str(path).removeprefix("file://"), map_location=map_location)
 
     def save_checkpoint(self, checkpoint: dict[str, Any], path: Any, storage_options: Any | None = None) -> None:

@@ -109,9 +109,9 @@ class CrossFit:
 
     def run_fold(self, k: int) -> Path:
         """Train fold ``k`` without its images, predict them; returns the result file."""
-        from litvision.launch.process import global_rank
         from litvision.tasks.predict import predict
         from litvision.tasks.train import train
+        from litvision.utils.distributed import global_rank
 
         if not 0 <= k < self.folds:
             raise ConfigError(f"audit.fold={k}: must be in 0..{self.folds - 1} (audit.label_errors.folds={self.folds})")

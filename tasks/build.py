@@ -14,9 +14,9 @@ from lightning.pytorch.callbacks import ModelCheckpoint
 from omegaconf import DictConfig, OmegaConf
 
 from litvision.callbacks.metrics_summary import MetricsSummary
-from litvision.lightning_modules.checkpoints import load_checkpoint
 from litvision.lightning_modules.resume_check import check_resume_config
 from litvision.tasks.seed import seed_run
+from litvision.utils.checkpoint_io import load_checkpoint
 from litvision.utils.errors import ConfigError
 
 log = logging.getLogger("litvision")

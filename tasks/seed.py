@@ -18,8 +18,8 @@ from pathlib import Path
 import lightning as L
 from omegaconf import DictConfig, OmegaConf, open_dict
 
-from litvision.launch.process import global_rank
 from litvision.utils.atomic_write import write_text_atomic
+from litvision.utils.distributed import global_rank
 from litvision.utils.errors import ConfigError
 
 log = logging.getLogger("litvision")

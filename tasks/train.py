@@ -8,10 +8,10 @@ from typing import Any
 
 from omegaconf import DictConfig
 
-from litvision.launch.process import global_rank
 from litvision.loggers.wandb_run_id import assign_wandb_run_id
 from litvision.tasks.build import build_callbacks, find_last_checkpoint, metrics_of, setup_run
 from litvision.tasks.evaluate import test_checkpoint
+from litvision.utils.distributed import global_rank
 from litvision.utils.errors import ConfigError, MissingDataError
 
 log = logging.getLogger("litvision")
