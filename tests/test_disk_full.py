@@ -20,8 +20,9 @@ from lightning.pytorch.callbacks import ModelCheckpoint
 from lightning.pytorch.demos.boring_classes import BoringModel
 
 from litvision.callbacks.metrics_summary import MetricsSummary
-from litvision.plugins.atomic_checkpoint import AtomicCheckpointIO, atomic_torch_save
+from litvision.plugins.atomic_checkpoint import AtomicCheckpointIO
 from litvision.utils.atomic_write import write_atomic, write_json_atomic
+from litvision.utils.checkpoint_io import atomic_torch_save
 from litvision.utils.errors import DiskFullError
 from tests.helpers.disk_full import fill_disk_at
 from tests.helpers.run_helpers import TINY_MODEL, run_script
