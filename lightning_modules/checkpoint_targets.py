@@ -43,6 +43,28 @@ TIMM_CREATE_MODEL = ("timm.create_model", "timm.models.create_model", "timm.mode
 # create_model arguments that make timm read a local file or fetch a config/weights by name
 TIMM_FILE_ARGUMENTS = ("checkpoint_path", "pretrained_cfg", "pretrained_cfg_overlay", "cache_dir")
 
+# modules that moved (issue 18's layout): checkpoints written before name them by their old path
+MOVED_MODULES = {
+    f"litvision.lightning_modules.{name}.": f"litvision.lightning_modules.training.{name}."
+    for name in ("losses", "schedulers", "optimizers", "mixing")
+}
+
+
+def with_moved_targets(value: Any) -> Any:
+    """``value`` with every ``_target_`` string of a moved module renamed to where it lives now (a
+    plain string rewrite: nothing is imported), so checkpoints from before the move still load."""
+    if isinstance(value, Mapping):
+        renamed = {key: with_moved_targets(item) for key, item in value.items()}
+        target = renamed.get("_target_")
+        if isinstance(target, str):
+            for old, new in MOVED_MODULES.items():
+                if target.startswith(old):
+                    renamed["_target_"] = new + target[len(old) :]
+        return renamed
+    if isinstance(value, list | tuple):
+        return type(value)(with_moved_targets(item) for item in value)
+    return value
+
 
 def dotted_name(obj: Any) -> str:
     return f"{obj.__module__}.{obj.__qualname__}"

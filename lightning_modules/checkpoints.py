@@ -61,7 +61,11 @@ def load_classifier(
     ``overrides``: hyper-parameters the caller sets instead of the file's (not checked: they
     are the caller's own).
     """
-    from litvision.lightning_modules.checkpoint_targets import CheckpointTrust, check_checkpoint_targets
+    from litvision.lightning_modules.checkpoint_targets import (
+        CheckpointTrust,
+        check_checkpoint_targets,
+        with_moved_targets,
+    )
 
     if model_class is None:
         from litvision.lightning_modules.classifier import ImageClassifier as model_class
@@ -70,7 +74,9 @@ def load_classifier(
     if not isinstance(checkpoint.get("state_dict"), dict) or not isinstance(checkpoint.get("hyper_parameters"), dict):
         raise DataError(f"ckpt_path={path} is not a litvision model checkpoint (no state_dict/hyper_parameters)")
     overrides = dict(overrides or {})
-    from_file = {key: value for key, value in checkpoint["hyper_parameters"].items() if key not in overrides}
+    from_file = {
+        key: with_moved_targets(value) for key, value in checkpoint["hyper_parameters"].items() if key not in overrides
+    }
     _check_known_keys(path, from_file, model_class)
     check_checkpoint_targets(from_file, f"ckpt_path={path}", trust)
     model = model_class(**from_file, **overrides)

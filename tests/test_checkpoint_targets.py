@@ -312,3 +312,27 @@ def test_eval_py_with_a_trusted_target(fake_cifar_root: Path, tmp_path: Path) ->
     common = [f"ckpt_path={path}", f"dataset.data_dir={fake_cifar_root}", "logger=none", "dataset.num_workers=0"]
     run_script("eval.py", *common, f"trust_checkpoint_targets=[{BENIGN_FOREIGN}]", f"hydra.run.dir={tmp_path / 'run'}")
     assert "test/acc_top1" in read_metrics(tmp_path / "run")
+
+
+def test_checkpoints_from_before_the_layout_move_still_load(tmp_path: Path) -> None:
+    """Losses, schedulers and optimizer helpers moved to lightning_modules/training/: a
+    checkpoint written before names them by the old module path, renamed on load (no import)."""
+    cfg = _compose(
+        "loss=focal",
+        "scheduler=cosine",
+        "optimizer=sgd_scaled_vectors",
+        "mixing=mixup",
+        "model=small_cnn",
+        "model.backbone.width=4",
+    )
+    model = instantiate(cfg.model, class_names=CIFAR10_CLASSES, class_counts=[5 + i for i in range(10)])
+    path = _write(tmp_path / "new.ckpt", model)
+    checkpoint = torch.load(path, weights_only=True)
+    for key in ("loss", "scheduler", "optimizer"):
+        target = checkpoint["hyper_parameters"][key]["_target_"]
+        assert target.startswith("litvision.lightning_modules.training."), target
+        checkpoint["hyper_parameters"][key]["_target_"] = target.replace(".training.", ".", 1)
+    torch.save(checkpoint, tmp_path / "old_layout.ckpt")
+    loaded = load_classifier(tmp_path / "old_layout.ckpt")
+    for key in ("loss", "scheduler", "optimizer"):
+        assert loaded.hparams[key] == model.hparams[key]
