@@ -7,6 +7,8 @@ Recipes are stated as rules (linear LR scaling with the batch size, eval resize 
 
 from __future__ import annotations
 
+import os
+
 from omegaconf import OmegaConf
 
 from litvision.config_utils.slurm import slurm_gpus_per_node, slurm_tasks_per_node
@@ -27,8 +29,22 @@ def _round(value: float) -> int:
     return int(round(float(value)))
 
 
+def _launch_dir() -> str:
+    """The directory the command was started in: ``hydra.runtime.cwd`` inside a job.
+
+    A sweeper resolves ``hydra.sweep.dir`` before any job exists, when ``${hydra:...}`` fails
+    ("HydraConfig was not set"); Hydra never changes directory before a job (and ours keep
+    ``hydra.job.chdir=false``), so the current directory is the same one there.
+    """
+    from hydra.core.hydra_config import HydraConfig
+
+    return HydraConfig.get().runtime.cwd if HydraConfig.initialized() else os.getcwd()
+
+
 RESOLVERS = {
     "lv.mul": _mul, "lv.div": _div, "lv.round": _round,
+    # conf/paths/default.yaml: paths.root_dir, also where a sweeper resolves hydra.sweep.dir
+    "lv.launch_dir": _launch_dir,
     # the SLURM request that matches the trainer (conf/hydra/launcher/slurm.yaml)
     "lv.slurm_tasks_per_node": slurm_tasks_per_node, "lv.slurm_gpus_per_node": slurm_gpus_per_node,
 }

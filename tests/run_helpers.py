@@ -12,14 +12,16 @@ REPO_ROOT = Path(__file__).resolve().parents[1]
 TINY_MODEL = ["model=small_cnn", "model.backbone.width=8", "dataset.num_workers=0", "dataset.batch_size=32"]
 
 
-def run_script(script: str, *overrides: str, timeout: int = 300, check: bool = True) -> subprocess.CompletedProcess:
+def run_script(
+    script: str, *overrides: str, timeout: int = 300, check: bool = True, cwd: Path | None = None
+) -> subprocess.CompletedProcess:
     env = {**os.environ, "WANDB_MODE": "offline", "WANDB_SILENT": "true", "NO_ALBUMENTATIONS_UPDATE": "1"}
     # the script starts its own processes: no account, and no DDP placement inherited from a launcher
     for name in ("WANDB_API_KEY", "MASTER_PORT", "LOCAL_RANK", "WORLD_SIZE", "NODE_RANK"):
         env.pop(name, None)
     proc = subprocess.run(
         [sys.executable, str(REPO_ROOT / script), *overrides],
-        cwd=REPO_ROOT, env=env, capture_output=True, text=True, timeout=timeout,
+        cwd=cwd or REPO_ROOT, env=env, capture_output=True, text=True, timeout=timeout,
     )
     if check and proc.returncode != 0:
         raise AssertionError(f"{script} failed ({proc.returncode}):\n{proc.stdout[-3000:]}\n{proc.stderr[-5000:]}")
