@@ -11,6 +11,8 @@ import numpy as np
 import torch
 from lightning.pytorch.loggers import WandbLogger
 
+from litvision.utils.thumbnails import same_size
+
 # (confidence, tie-breaker, thumbnail HWC uint8, true class, predicted class)
 Mistake = tuple[float, int, np.ndarray, int, int]
 
@@ -102,7 +104,9 @@ class MisclassifiedExamples(L.Callback):
         """
         import wandb
 
-        images = [wandb.Image(thumb, caption=f"{true} -> {pred} ({conf:.2f})") for thumb, true, pred, conf in self.rows]
+        thumbs = same_size([thumb for thumb, _, _, _ in self.rows])  # one size: W&B warns otherwise
+        images = [wandb.Image(thumb, caption=f"{true} -> {pred} ({conf:.2f})")
+                  for thumb, (_, true, pred, conf) in zip(thumbs, self.rows)]
         table = wandb.Table(columns=["image", "true", "predicted", "confidence"])
         for image, (_, true, pred, conf) in zip(images, self.rows):
             table.add_data(image, true, pred, conf)

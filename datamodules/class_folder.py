@@ -35,8 +35,8 @@ class ClassFolderDataModule(ClassificationDataModule):
         num_workers: loader processes per device, or ``auto`` (:func:`default_num_workers`).
         on_bad_image: ``skip`` (default: an unreadable file is logged once, counted, and
             replaced in training / dropped in evaluation) or ``raise`` (stop with its path).
-        index_cache_dir: where file indices are cached; None = ``<data_dir>/.litvision_index``
-            if writable, else ``~/.cache/litvision/index``.
+        index_cache_dir: where file indices are cached; None = the user cache
+            (``~/.cache/litvision/index``, :func:`~litvision.datamodules.file_index.user_cache_dir`).
         extensions: file extensions counted as images (case-insensitive).
         progress: show a progress bar while indexing.
         **kwargs: see :class:`~litvision.datamodules.base.ClassificationDataModule`.

@@ -12,7 +12,14 @@ from hydra.types import RunMode
 from omegaconf import DictConfig, open_dict
 
 from litvision.launch.ddp_relaunch import use_hydra_job_command_for_ddp
-from litvision.launch.process import ignore_sync_dist_advice, isolated_ddp_job, quiet_non_zero_ranks
+from litvision.launch.final_summary import print_final_summary
+from litvision.launch.process import (
+    global_rank,
+    ignore_sync_dist_advice,
+    isolated_ddp_job,
+    quiet_library_noise,
+    quiet_non_zero_ranks,
+)
 from litvision.launch.user_errors import user_errors_as_one_line
 from litvision.loggers.wandb_logger import finish_wandb
 from litvision.sweeps.objective import metric_direction, optimized_value
@@ -40,6 +47,7 @@ def managed_job(module: str) -> Iterator[None]:
     use_hydra_job_command_for_ddp(module)
     quiet_non_zero_ranks()
     ignore_sync_dist_advice()
+    quiet_library_noise()
     try:
         with isolated_ddp_job():  # the next job of a sweep starts a fresh process group
             yield
@@ -60,6 +68,8 @@ def run_job(module: str, cfg: DictConfig, task: Callable[[DictConfig], dict[str,
     single_run = hydra_cfg is not None and hydra_cfg.mode == RunMode.RUN
     with user_errors_as_one_line(single_run), managed_job(module):
         metrics = task(cfg)
+    if global_rank() == 0:
+        print_final_summary(cfg, metrics)  # after managed_job has finished W&B: the result is printed last
     name = cfg.get("optimized_metric")
     if single_run and name not in metrics:
         return None  # no sweeper reads it; e.g. train=false has no val/ metrics
