@@ -51,7 +51,8 @@ def metrics_lines(metrics: dict[str, Any], run_dir: Path, metrics_path: Path) ->
 def prediction_lines(summary: dict[str, Any]) -> list[str]:
     """predict.py: how many images, how many unreadable, accuracy when labels are known, the files."""
     missing = len(summary.get("missing_ids") or [])
-    line = f"Predicted {summary.get('num_samples', 0)} images ({summary.get('source', '?')})"
+    count = int(summary.get("num_samples", 0))
+    line = f"Predicted {count} image{'' if count == 1 else 's'} ({summary.get('source', '?')})"
     line += f", {missing} unreadable left out" if missing else ", none unreadable"
     lines = [line]
     if summary.get("accuracy_top1") is not None:
