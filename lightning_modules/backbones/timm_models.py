@@ -1,10 +1,13 @@
 """``model=timm``: any timm model, with one line saying what to install when timm cannot be imported.
 
 timm is not a litvision dependency (the ``timm`` extra). It imports torchvision when imported
-(timm 1.0.31: ``timm.layers`` -> ``torchvision.ops``), and a torchvision built for another torch
-fails there: PyPI's torchvision wheels are built against PyPI's CUDA torch, so beside a CPU
-torch (``2.13.0+cpu``) ``import timm`` raises ``RuntimeError: operator torchvision::nms does not
-exist``. The fix is the torchvision build made for the installed torch.
+(timm 1.0.31: ``timm.layers`` -> ``torchvision.ops``), so ``pip install timm --no-deps`` leaves a
+timm that cannot import. A torchvision built for another torch is worse: PyPI's torchvision wheels
+are built against PyPI's CUDA torch, and beside a CPU torch (``2.13.0+cpu``) importing it raises
+``RuntimeError: operator torchvision::nms does not exist``, and Lightning imports torchvision
+whenever it is installed, so then every command fails before litvision runs (README, "Quick
+start": uninstall it, install the matching build). The fix is the torchvision made for the
+installed torch.
 """
 
 from __future__ import annotations
@@ -46,13 +49,6 @@ def import_timm() -> ModuleType:
     except ModuleNotFoundError as err:
         missing = err.name or "timm"
         raise ConfigError(f"model=timm needs {missing}, which is not installed: {install_hint()}") from err
-    except RuntimeError as err:
-        if "torchvision::" not in str(err):
-            raise
-        raise ConfigError(
-            f"model=timm: timm imports torchvision, and the installed torchvision was not built for torch "
-            f"{torch.__version__} ({err}): {install_hint()}"
-        ) from err
     return timm
 
 
