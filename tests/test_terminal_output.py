@@ -162,3 +162,14 @@ def test_thumbnails_logged_together_get_one_size_for_wandb() -> None:
     assert {wandb.Image(t).image.size for t in padded} == {(96, 96)}
     assert np.array_equal(padded[0][:72, :96], thumbs[0]) and (padded[0][72:] == 255).all()
     assert np.array_equal(padded[2][:50, :50, 1], thumbs[2])
+
+
+def test_faiss_loads_without_its_loader_lines(tmp_path: Path) -> None:
+    """audit.py's faiss logs at INFO each instruction set it tries (`No module named
+    'faiss.swigfaiss_avx512'` on CPUs without it); jobs silence that logger."""
+    pytest.importorskip("faiss")
+    script = ("import logging; logging.basicConfig(level=logging.INFO)\n"
+              "from litvision.launch.process import quiet_library_noise; quiet_library_noise()\n"
+              "import faiss; print('loaded', faiss.__name__)\n")
+    proc = run_merged(["-c", script], tmp_path, timeout=120)
+    assert proc.returncode == 0 and proc.stdout.strip().splitlines() == ["loaded faiss"], proc.stdout

@@ -63,8 +63,8 @@ def test_train_py_with_the_timm_option_and_such_a_factory(fake_cifar_root: Path,
 
 # ---- when timm cannot be imported: one line with the install that fixes it ----------------------
 
-from litvision.lightning_modules.backbones.timm_models import install_hint, matching_torchvision  # noqa: E402
-from tests.run_helpers import run_script as _run_script  # noqa: E402
+from litvision.lightning_modules.backbones.timm_models import install_hint, matching_torchvision
+from tests.run_helpers import run_script as _run_script
 
 
 def test_the_torchvision_for_a_torch_release() -> None:

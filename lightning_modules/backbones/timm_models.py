@@ -25,7 +25,7 @@ CPU_INDEX = "https://download.pytorch.org/whl/cpu"
 
 def matching_torchvision(torch_version: str) -> str:
     """The torchvision release made for a torch release: torch 2.N.P <-> torchvision 0.(N+15).P (since 2.0)."""
-    public, _, local = torch_version.partition("+")
+    public = torch_version.partition("+")[0]
     major, minor, patch = (public.split(".") + ["0", "0"])[:3]
     if major != "2" or not minor.isdigit():
         return "torchvision"
