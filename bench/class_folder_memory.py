@@ -90,8 +90,9 @@ def peak_memory(args: list[str], cwd: Path) -> tuple[dict[str, int], float, int]
     start = time.monotonic()
     peaks = {"rss": 0, "pss": 0, "main_rss": 0}
     with open(cwd / "train_output.txt", "w") as out:
-        proc = subprocess.Popen([sys.executable, str(REPO / "train.py"), *args], cwd=cwd, env=env, stdout=out,
-                                stderr=subprocess.STDOUT)
+        proc = subprocess.Popen(
+            [sys.executable, str(REPO / "train.py"), *args], cwd=cwd, env=env, stdout=out, stderr=subprocess.STDOUT
+        )
         while proc.poll() is None:
             sizes = [memory(p) for p in tree(proc.pid)]
             peaks["rss"] = max(peaks["rss"], sum(r for r, _ in sizes))
@@ -125,9 +126,12 @@ def main() -> None:
                 print((cwd / "train_output.txt").read_text()[-3000:])
                 raise SystemExit(f"{name}: train.py exited with {code}")
             peaks[name] = peak["rss"]
-            print(f"{name}: peak RSS {peak['rss'] / 1e9:.2f} GB summed over the process tree (PSS {peak['pss'] / 1e9:.2f} GB, "
-                  f"training process alone {peak['main_rss'] / 1e9:.2f} GB), {wall:.0f} s "
-                  f"({' '.join([*extra, *overrides]) or 'no overrides'})", flush=True)
+            print(
+                f"{name}: peak RSS {peak['rss'] / 1e9:.2f} GB summed over the process tree (PSS {peak['pss'] / 1e9:.2f} GB, "
+                f"training process alone {peak['main_rss'] / 1e9:.2f} GB), {wall:.0f} s "
+                f"({' '.join([*extra, *overrides]) or 'no overrides'})",
+                flush=True,
+            )
         if args.baseline:
             print(f"baseline_peak_rss_gb={peaks['baseline'] / 1e9:.2f}")
             print(f"ratio={peaks['defaults'] / peaks['baseline']:.3f}")

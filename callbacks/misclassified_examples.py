@@ -105,8 +105,10 @@ class MisclassifiedExamples(L.Callback):
         import wandb
 
         thumbs = same_size([thumb for thumb, _, _, _ in self.rows])  # one size: W&B warns otherwise
-        images = [wandb.Image(thumb, caption=f"{true} -> {pred} ({conf:.2f})")
-                  for thumb, (_, true, pred, conf) in zip(thumbs, self.rows)]
+        images = [
+            wandb.Image(thumb, caption=f"{true} -> {pred} ({conf:.2f})")
+            for thumb, (_, true, pred, conf) in zip(thumbs, self.rows)
+        ]
         table = wandb.Table(columns=["image", "true", "predicted", "confidence"])
         for image, (_, true, pred, conf) in zip(images, self.rows):
             table.add_data(image, true, pred, conf)
@@ -127,7 +129,9 @@ class MisclassifiedExamples(L.Callback):
         scale = self.thumbnail_size / max(height, width)
         if scale < 1:
             size = (max(1, round(height * scale)), max(1, round(width * scale)))
-            image = torch.nn.functional.interpolate(image, size=size, mode="bilinear", antialias=True, align_corners=False)
+            image = torch.nn.functional.interpolate(
+                image, size=size, mode="bilinear", antialias=True, align_corners=False
+            )
         thumb = image[0].clamp(0, 255).round().byte().permute(1, 2, 0).contiguous().cpu().numpy()
         return thumb[:, :, 0] if thumb.shape[2] == 1 else thumb
 

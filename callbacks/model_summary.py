@@ -28,8 +28,15 @@ class ModelSummary(RichModelSummary):
         **summarize_kwargs: Any,
     ) -> None:
         if total_flops:
-            RichModelSummary.summarize(summary_data, total_parameters, trainable_parameters, model_size,
-                                       total_training_modes, total_flops, **summarize_kwargs)
+            RichModelSummary.summarize(
+                summary_data,
+                total_parameters,
+                trainable_parameters,
+                model_size,
+                total_training_modes,
+                total_flops,
+                **summarize_kwargs,
+            )
             return
         from rich import get_console
         from rich.table import Table
@@ -46,7 +53,9 @@ class ModelSummary(RichModelSummary):
         grid = Table.grid(expand=True)
         grid.add_column()
         grid.add_row(f"[bold]Trainable params[/]: {get_human_readable_count(int(trainable_parameters))}")
-        grid.add_row(f"[bold]Non-trainable params[/]: {get_human_readable_count(int(total_parameters - trainable_parameters))}")
+        grid.add_row(
+            f"[bold]Non-trainable params[/]: {get_human_readable_count(int(total_parameters - trainable_parameters))}"
+        )
         grid.add_row(f"[bold]Total params[/]: {get_human_readable_count(int(total_parameters))}")
         grid.add_row(f"[bold]Total estimated model params size (MB)[/]: {get_formatted_model_size(model_size)}")
         grid.add_row(f"[bold]Modules in train mode[/]: {total_training_modes['train']}")

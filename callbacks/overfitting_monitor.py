@@ -38,8 +38,10 @@ def memorising(history: list[EpochGaps], patience: int = 3, max_gap: float = 0.3
     """
     last = history[-1]
     if last.acc_gap is not None and last.acc_gap > max_gap:
-        return (f"train top-1 is {last.acc_gap:.3f} above val top-1 (train/val_gap > "
-                f"callbacks.overfitting_monitor.max_gap={max_gap})")
+        return (
+            f"train top-1 is {last.acc_gap:.3f} above val top-1 (train/val_gap > "
+            f"callbacks.overfitting_monitor.max_gap={max_gap})"
+        )
     losses = [h for h in history if h.val_loss is not None and h.train_loss is not None]
     if len(losses) <= patience or losses[-1] is not last:
         return None
@@ -48,9 +50,11 @@ def memorising(history: list[EpochGaps], patience: int = 3, max_gap: float = 0.3
     if len(since_best) < patience:
         return None
     if last.train_loss < best.train_loss and last.val_loss - last.train_loss > best.val_loss - best.train_loss:
-        return (f"val/loss has not improved for {len(since_best)} epochs (best {best.val_loss:.3f} at epoch "
-                f"{best.epoch}, now {last.val_loss:.3f}) while the training loss fell from {best.train_loss:.3f} "
-                f"to {last.train_loss:.3f}")
+        return (
+            f"val/loss has not improved for {len(since_best)} epochs (best {best.val_loss:.3f} at epoch "
+            f"{best.epoch}, now {last.val_loss:.3f}) while the training loss fell from {best.train_loss:.3f} "
+            f"to {last.train_loss:.3f}"
+        )
     return None
 
 
@@ -89,7 +93,10 @@ class OverfittingMonitor(L.Callback):
 
     def state_dict(self) -> dict[str, Any]:
         """The epochs seen so far, so a resumed run judges the trend over the whole run."""
-        return {"history": [[h.epoch, h.val_loss, h.train_loss, h.acc_gap] for h in self.history], "warned": self.warned}
+        return {
+            "history": [[h.epoch, h.val_loss, h.train_loss, h.acc_gap] for h in self.history],
+            "warned": self.warned,
+        }
 
     def load_state_dict(self, state_dict: dict[str, Any]) -> None:
         self.history = [EpochGaps(*row) for row in state_dict.get("history", [])]
@@ -116,19 +123,22 @@ class OverfittingMonitor(L.Callback):
         for key, value in gaps.items():
             pl_module.log(key, value, on_step=False, on_epoch=True)
         self.history = [h for h in self.history if h.epoch < trainer.current_epoch]
-        self.history.append(EpochGaps(
-            trainer.current_epoch,
-            None if val_loss is None else float(val_loss),
-            None if train_loss is None else float(train_loss),
-            gaps.get("train/val_gap"),
-        ))
+        self.history.append(
+            EpochGaps(
+                trainer.current_epoch,
+                None if val_loss is None else float(val_loss),
+                None if train_loss is None else float(train_loss),
+                gaps.get("train/val_gap"),
+            )
+        )
         reason = memorising(self.history, self.patience, self.max_gap)
         if reason and not self.warned and trainer.is_global_zero:
             log.warning(
                 "epoch %d: the model is memorising its training set: %s. Consider more augmentation or "
                 "regularisation, fewer epochs, or early stopping (callbacks=[default,early_stopping]). "
                 "Said once; train/val_gap and train/val_loss_gap are logged every epoch.",
-                trainer.current_epoch, reason,
+                trainer.current_epoch,
+                reason,
             )
         self.warned = self.warned or reason is not None
 

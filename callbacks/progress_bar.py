@@ -44,13 +44,16 @@ class RunProgressBar(RichProgressBar):
         super().on_train_start(trainer, pl_module)
         self._started, self._batches_done = None, 0
 
-    def on_train_batch_start(self, trainer: L.Trainer, pl_module: L.LightningModule, batch: Any, batch_idx: int) -> None:
+    def on_train_batch_start(
+        self, trainer: L.Trainer, pl_module: L.LightningModule, batch: Any, batch_idx: int
+    ) -> None:
         super().on_train_batch_start(trainer, pl_module, batch, batch_idx)
         if self._started is None:  # the first batch: start-up, data set-up and sanity check are behind
             self._started = time.monotonic()
 
-    def on_train_batch_end(self, trainer: L.Trainer, pl_module: L.LightningModule, outputs: Any, batch: Any,
-                           batch_idx: int) -> None:
+    def on_train_batch_end(
+        self, trainer: L.Trainer, pl_module: L.LightningModule, outputs: Any, batch: Any, batch_idx: int
+    ) -> None:
         self._batches_done += 1
         per_epoch = trainer.num_training_batches
         if isinstance(per_epoch, int):

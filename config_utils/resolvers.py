@@ -62,13 +62,16 @@ def _app_config_groups() -> str:
 
 
 RESOLVERS = {
-    "lv.mul": _mul, "lv.div": _div, "lv.round": _round,
+    "lv.mul": _mul,
+    "lv.div": _div,
+    "lv.round": _round,
     # conf/paths/default.yaml: paths.root_dir, also where a sweeper resolves hydra.sweep.dir
     "lv.launch_dir": _launch_dir,
     # conf/hydra/default.yaml help.template: --help lists the options a user can pick
     "lv.app_config_groups": _app_config_groups,
     # the SLURM request that matches the trainer (conf/hydra/launcher/slurm.yaml)
-    "lv.slurm_tasks_per_node": slurm_tasks_per_node, "lv.slurm_gpus_per_node": slurm_gpus_per_node,
+    "lv.slurm_tasks_per_node": slurm_tasks_per_node,
+    "lv.slurm_gpus_per_node": slurm_gpus_per_node,
 }
 
 

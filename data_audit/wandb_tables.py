@@ -62,7 +62,9 @@ def _log_wandb(run: Any, sections: list[Section], report: Path, metrics: dict[st
             payload[f"audit/{table.name}"] = wandb_table
             if images:
                 payload[f"audit/{table.name}_images"] = images
-                payload[f"audit/{table.name}_rows"] = wandb.Table(columns=table.columns, data=[list(r) for r in table.rows])
+                payload[f"audit/{table.name}_rows"] = wandb.Table(
+                    columns=table.columns, data=[list(r) for r in table.rows]
+                )
         for figure in section.figures:
             payload[f"audit/{figure.stem}"] = wandb.Image(str(figure))
     run.log(payload)

@@ -64,7 +64,6 @@ def ensure_cifar10(
     if still_missing:
         shutil.rmtree(resolve_cifar_dir(data_dir), ignore_errors=True)  # we just created it
         raise DownloadError(
-            f"Downloaded archive from {url} lacks {still_missing}. Expected layout: "
-            f"{expected_layout(data_dir)}."
+            f"Downloaded archive from {url} lacks {still_missing}. Expected layout: {expected_layout(data_dir)}."
         )
     return resolve_cifar_dir(data_dir)

@@ -11,7 +11,14 @@ from typing import Any
 from litvision.datamodules.base import ClassificationDataModule, Splits
 from litvision.datamodules.decode import POLICIES, BadImageLog, BadImagePolicy
 from litvision.datamodules.file_dataset import FileListDataset
-from litvision.datamodules.file_index import IMAGE_EXTENSIONS, FileIndex, IndexCache, cached_index, digest, scan_class_folders
+from litvision.datamodules.file_index import (
+    IMAGE_EXTENSIONS,
+    FileIndex,
+    IndexCache,
+    cached_index,
+    digest,
+    scan_class_folders,
+)
 from litvision.datamodules.splits import stratified_split
 
 log = logging.getLogger(__name__)
@@ -141,7 +148,10 @@ class ClassFolderDataModule(ClassificationDataModule):
         if split not in self._pools:
             index = self.index(split)
             pool = FileListDataset(
-                index.root, index.paths, index.labels, bad_images=BadImageLog(len(index), self.on_bad_image, split),
+                index.root,
+                index.paths,
+                index.labels,
+                bad_images=BadImageLog(len(index), self.on_bad_image, split),
                 id_prefix=relative_id_prefix(index.root, self.data_dir),
             )
             self._pools[split] = self.without_excluded(pool, split)
@@ -167,7 +177,8 @@ class ClassFolderDataModule(ClassificationDataModule):
         if self.test_split == self.val_split:
             log.warning(
                 "val_split and test_split are both %r: checkpoint selection sees the test images, so "
-                "test metrics are not an independent estimate (the usual ImageNet convention).", self.val_split,
+                "test metrics are not an independent estimate (the usual ImageNet convention).",
+                self.val_split,
             )
         return Splits(train=train, val=val, test=test)
 

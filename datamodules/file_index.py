@@ -69,7 +69,9 @@ def _encode(paths: Iterable[str]) -> np.ndarray:
     return np.array(encoded, dtype=f"S{max((len(p) for p in encoded), default=1)}")
 
 
-def make_index(root: str | os.PathLike, paths: Sequence[str], labels: Sequence[int], classes: Sequence[str]) -> FileIndex:
+def make_index(
+    root: str | os.PathLike, paths: Sequence[str], labels: Sequence[int], classes: Sequence[str]
+) -> FileIndex:
     return FileIndex(str(root), _encode(paths), np.asarray(labels, dtype=np.int64), list(classes))
 
 
@@ -112,8 +114,9 @@ def _progress(description: str, total: int | None, enabled: bool):
     from rich.errors import LiveError
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-    bar = Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
-                   disable=not enabled)
+    bar = Progress(
+        TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(), disable=not enabled
+    )
     try:
         bar.start()
     except LiveError:  # e.g. called while Lightning's rich progress bar is showing
@@ -255,7 +258,11 @@ class IndexCache:
                 if meta.get("version") != CACHE_VERSION or meta.get("key") != key:
                     return None
                 index = FileIndex(meta["root"], npz["paths"], npz["labels"].astype(np.int64), list(meta["classes"]))
-            if index.paths.ndim != 1 or index.paths.shape != index.labels.shape or not {"dirs", "files"} <= set(meta["fingerprint"]):
+            if (
+                index.paths.ndim != 1
+                or index.paths.shape != index.labels.shape
+                or not {"dirs", "files"} <= set(meta["fingerprint"])
+            ):
                 raise ValueError(f"{len(index.paths)} paths but {len(index.labels)} labels")
         except Exception as e:  # noqa: BLE001 - empty, truncated, garbage or foreign: any of these means re-index
             log.warning("ignoring the unreadable index cache %s (%s: %s): re-indexing", path, type(e).__name__, e)
@@ -267,11 +274,19 @@ class IndexCache:
         meta = {"version": CACHE_VERSION, "key": key, "root": index.root, "classes": index.classes, "fingerprint": fp}
         path = self.path_for(key)
         try:
-            write_atomic(path, lambda handle: np.savez(
-                handle, paths=index.paths, labels=index.labels, meta=np.array(json.dumps(meta))))
+            write_atomic(
+                path,
+                lambda handle: np.savez(
+                    handle, paths=index.paths, labels=index.labels, meta=np.array(json.dumps(meta))
+                ),
+            )
         except OSError as e:
-            log.warning("cannot write the index cache %s (%s): the tree will be re-indexed next time; "
-                        "set dataset.index_cache_dir to a writable folder", path, e)
+            log.warning(
+                "cannot write the index cache %s (%s): the tree will be re-indexed next time; "
+                "set dataset.index_cache_dir to a writable folder",
+                path,
+                e,
+            )
 
 
 def cached_index(

@@ -37,9 +37,15 @@ def metrics_lines(metrics: dict[str, Any], run_dir: Path, metrics_path: Path) ->
         if metrics.get(f"{split}/{key}") is not None:
             parts.append(f"{name} {metrics[f'{split}/{key}']:.4f}")
     lines = [f"Result ({split} split): " + ", ".join(parts)]
-    worst = {k.rsplit("/", 1)[1]: v for k, v in metrics.items() if k.startswith(f"{split}/worst_recall/") and v is not None}
+    worst = {
+        k.rsplit("/", 1)[1]: v for k, v in metrics.items() if k.startswith(f"{split}/worst_recall/") and v is not None
+    }
     if not worst:  # no accuracy-paradox report in this run: the lowest per-class recalls
-        recalls = {k[len(f"{split}/recall/"):]: v for k, v in metrics.items() if k.startswith(f"{split}/recall/") and v is not None}
+        recalls = {
+            k[len(f"{split}/recall/") :]: v
+            for k, v in metrics.items()
+            if k.startswith(f"{split}/recall/") and v is not None
+        }
         worst = dict(sorted(recalls.items(), key=lambda item: item[1])[:NUM_WORST])
     if worst:
         ranked = sorted(worst.items(), key=lambda item: item[1])[:NUM_WORST]
@@ -72,7 +78,9 @@ def final_summary_lines(cfg: DictConfig, result: dict[str, Any] | None) -> list[
     if output_dir is None:
         return []
     run_dir = Path(output_dir)
-    metrics_path = Path(OmegaConf.select(cfg, "callbacks.metrics_summary.path", default=None) or run_dir / "metrics.json")
+    metrics_path = Path(
+        OmegaConf.select(cfg, "callbacks.metrics_summary.path", default=None) or run_dir / "metrics.json"
+    )
     lines = metrics_lines(result, run_dir, metrics_path)
     offline = _offline_wandb_run(run_dir) if lines else None
     if offline is not None:

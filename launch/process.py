@@ -87,5 +87,7 @@ def quiet_library_noise() -> None:
         tips = logging.getLogger(name)  # rank_zero_info logs through one of them, depending on import order
         if not any(isinstance(f, _DropLightningTips) for f in tips.filters):
             tips.addFilter(_DropLightningTips())
-    warnings.filterwarnings("ignore", message=r"`isinstance\(treespec, LeafSpec\)` is deprecated", category=FutureWarning)
+    warnings.filterwarnings(
+        "ignore", message=r"`isinstance\(treespec, LeafSpec\)` is deprecated", category=FutureWarning
+    )
     logging.getLogger("faiss.loader").setLevel(logging.WARNING)

@@ -21,7 +21,11 @@ def run_script(
         env.pop(name, None)
     proc = subprocess.run(
         [sys.executable, str(REPO_ROOT / script), *overrides],
-        cwd=cwd or REPO_ROOT, env=env, capture_output=True, text=True, timeout=timeout,
+        cwd=cwd or REPO_ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
     )
     if check and proc.returncode != 0:
         raise AssertionError(f"{script} failed ({proc.returncode}):\n{proc.stdout[-3000:]}\n{proc.stderr[-5000:]}")

@@ -42,10 +42,21 @@ class ScriptedScore(L.LightningModule):
 def test_best_ckpt_follows_every_new_best(tmp_path: Path) -> None:
     data = torch.utils.data.DataLoader(torch.utils.data.TensorDataset(torch.ones(2, 2)), batch_size=2)
     model = ScriptedScore(tmp_path)
-    callback = BestCheckpoint(dirpath=tmp_path, filename="best_epoch{epoch:03d}", monitor="val/acc_top1", mode="max",
-                              auto_insert_metric_name=False)
-    trainer = L.Trainer(max_epochs=len(SCORES), callbacks=[callback], logger=False, enable_progress_bar=False,
-                        enable_model_summary=False, num_sanity_val_steps=0)
+    callback = BestCheckpoint(
+        dirpath=tmp_path,
+        filename="best_epoch{epoch:03d}",
+        monitor="val/acc_top1",
+        mode="max",
+        auto_insert_metric_name=False,
+    )
+    trainer = L.Trainer(
+        max_epochs=len(SCORES),
+        callbacks=[callback],
+        logger=False,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+        num_sanity_val_steps=0,
+    )
     trainer.fit(model, data, data)
     # after epoch e: best.ckpt is the best so far, and the only other best file is its epoch-numbered twin
     assert model.seen == [

@@ -38,7 +38,6 @@ def test_class_folder_selects_the_imagenet_augmentation():
     assert cfg.augmentation.normalize.mean == [0.485, 0.456, 0.406]
 
 
-
 def test_class_folder_picks_a_photo_model_and_batch():
     """The CIFAR ResNet-9 at 224 px and batch 128 took 9.95 GB of RAM on 100 photos: photo folders
     get a backbone made for 224-px inputs and a batch that fits a laptop."""
@@ -78,8 +77,14 @@ def test_train_py_on_a_real_jpeg_tree_of_mixed_sizes_with_the_default_augmentati
     root = real_jpeg_tree(tmp_path)
     run_dir = tmp_path / "run"
     run_script(
-        "train.py", "dataset=class_folder", f"dataset.data_dir={root}", *TINY_MODEL, "dataset.batch_size=4",
-        "dataset.progress=false", "logger=none", "trainer.max_epochs=1",  # the default resolution: 224
+        "train.py",
+        "dataset=class_folder",
+        f"dataset.data_dir={root}",
+        *TINY_MODEL,
+        "dataset.batch_size=4",
+        "dataset.progress=false",
+        "logger=none",
+        "trainer.max_epochs=1",  # the default resolution: 224
         f"hydra.run.dir={run_dir}",
     )
     metrics = json.loads((run_dir / "metrics.json").read_text())
@@ -91,9 +96,18 @@ def test_an_augmentation_that_leaves_mixed_sizes_stops_with_one_line(tmp_path: P
     loader worker process, as one line naming the cause and the fix."""
     root = real_jpeg_tree(tmp_path)
     done = run_script(
-        "train.py", "dataset=class_folder", f"dataset.data_dir={root}", "augmentation=none", *TINY_MODEL,
-        "dataset.num_workers=2", "dataset.batch_size=4", "dataset.progress=false", "logger=none",
-        "trainer.max_epochs=1", f"hydra.run.dir={tmp_path / 'run'}", check=False,
+        "train.py",
+        "dataset=class_folder",
+        f"dataset.data_dir={root}",
+        "augmentation=none",
+        *TINY_MODEL,
+        "dataset.num_workers=2",
+        "dataset.batch_size=4",
+        "dataset.progress=false",
+        "logger=none",
+        "trainer.max_epochs=1",
+        f"hydra.run.dir={tmp_path / 'run'}",
+        check=False,
     )
     assert done.returncode != 0
     last = done.stderr.strip().splitlines()[-1]

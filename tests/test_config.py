@@ -19,8 +19,19 @@ from litvision.utils.errors import ConfigError, UserError
 
 CONF = Path(__file__).resolve().parents[1] / "conf"
 GROUPS = [
-    "dataset", "augmentation", "model", "optimizer", "scheduler", "loss", "sampler", "mixing", "trainer", "logger",
-    "callbacks", "experiment", "debug",
+    "dataset",
+    "augmentation",
+    "model",
+    "optimizer",
+    "scheduler",
+    "loss",
+    "sampler",
+    "mixing",
+    "trainer",
+    "logger",
+    "callbacks",
+    "experiment",
+    "debug",
 ]
 # packages a config may target without litvision depending on them (model=timm)
 OPTIONAL_PACKAGES = {"timm"}
@@ -71,16 +82,26 @@ def check_option(group: str, option: str, *overrides: str) -> None:
     cfg = compose_train(f"{group}={option}", *overrides)
     missing = OmegaConf.missing_keys(cfg)  # required values (e.g. dataset.data_dir=???): any path
     if missing:
-        cfg = compose_train(f"{group}={option}", *overrides, *(f"{key}=/tmp/litvision-missing" for key in sorted(missing)))
+        cfg = compose_train(
+            f"{group}={option}", *overrides, *(f"{key}=/tmp/litvision-missing" for key in sorted(missing))
+        )
     resolved = OmegaConf.to_container(cfg, resolve=True)
     for path, target in targets(resolved):
         if target.split(".")[0] in OPTIONAL_PACKAGES and not installed(target):
             continue  # our own targets that need one import without it
         assert get_object(target) is not None, (path, target)  # raises if it does not import
     builders = {
-        "dataset": _build_dataset, "augmentation": _build_augmentation, "model": _build_model,
-        "optimizer": _build_optimizer, "scheduler": _build_scheduler, "loss": _build_loss, "sampler": _build_sampler,
-        "mixing": _build_mixing, "trainer": _build_trainer, "logger": _build_loggers, "callbacks": _build_callbacks,
+        "dataset": _build_dataset,
+        "augmentation": _build_augmentation,
+        "model": _build_model,
+        "optimizer": _build_optimizer,
+        "scheduler": _build_scheduler,
+        "loss": _build_loss,
+        "sampler": _build_sampler,
+        "mixing": _build_mixing,
+        "trainer": _build_trainer,
+        "logger": _build_loggers,
+        "callbacks": _build_callbacks,
     }
     # presets (experiment, debug) change several groups: build what they touch
     for name in [group] if group in builders else ["dataset", "model", "optimizer", "scheduler", "loss", "trainer"]:
@@ -205,8 +226,19 @@ def test_gpu_trainers_name_the_atomic_plugin_too(option: str) -> None:
 
 def test_eval_config_composes_only_what_evaluation_needs() -> None:
     cfg = compose_train("ckpt_path=x", config_name="eval")
-    assert set(cfg) == {"task_name", "tags", "seed", "ckpt_path", "augmentation", "model", "dataset", "trainer",
-                        "logger", "callbacks", "paths"}
+    assert set(cfg) == {
+        "task_name",
+        "tags",
+        "seed",
+        "ckpt_path",
+        "augmentation",
+        "model",
+        "dataset",
+        "trainer",
+        "logger",
+        "callbacks",
+        "paths",
+    }
     OmegaConf.to_container(cfg, resolve=True)
     # a dataset that picks its own model and augmentation composes here too
     imagenet = compose_train("ckpt_path=x", "dataset=imagenet", config_name="eval")

@@ -19,8 +19,6 @@ import pytest
 from litvision.datamodules import download as dl
 from litvision.datamodules.cifar_download import ensure_cifar10
 from litvision.datamodules.cifar_pickle import CIFAR10_DIRNAME, load_split
-from tests.fake_cifar import write_fake_cifar
-from litvision.utils.errors import MissingDataError
 from litvision.datamodules.download import (
     CIFAR10_MD5,
     CIFAR10_URL,
@@ -30,6 +28,8 @@ from litvision.datamodules.download import (
     extract_archive,
     md5sum,
 )
+from litvision.utils.errors import MissingDataError
+from tests.fake_cifar import write_fake_cifar
 
 TRUNCATED = "/truncated.tar.gz"
 
@@ -214,9 +214,7 @@ def test_download_and_extract_malicious_tar_leaves_nothing(served, tmp_path: Pat
     base, root = served
     data_dir = tmp_path / "a" / "b"
     with pytest.raises(DownloadError, match="extract"):
-        download_and_extract(
-            f"{base}/evil.tar", data_dir, _md5(root / "evil.tar"), CIFAR10_DIRNAME, progress=False
-        )
+        download_and_extract(f"{base}/evil.tar", data_dir, _md5(root / "evil.tar"), CIFAR10_DIRNAME, progress=False)
     _assert_empty(data_dir)
     assert not list(tmp_path.rglob("evil.txt"))
     assert not (tmp_path / "evil.txt").exists() and not (tmp_path / "a" / "evil.txt").exists()
@@ -359,9 +357,7 @@ def test_ensure_cifar10_uses_user_folder_without_md5(tmp_path: Path, closed_port
     assert {p.name: p.stat().st_mtime_ns for p in (tmp_path / CIFAR10_DIRNAME).iterdir()} == before
 
 
-def test_ensure_cifar10_incomplete_folder_is_not_downloaded_over(
-    tmp_path: Path, closed_port_url: str
-) -> None:
+def test_ensure_cifar10_incomplete_folder_is_not_downloaded_over(tmp_path: Path, closed_port_url: str) -> None:
     cdir = write_fake_cifar(tmp_path, n_train_per_class=1, n_test_per_class=1)
     (cdir / "test_batch").unlink()
     with pytest.raises(FileNotFoundError, match="test_batch"):

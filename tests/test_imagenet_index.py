@@ -124,7 +124,9 @@ def forbid_directory_walks(monkeypatch):
 
 
 @pytest.mark.parametrize("layout", LAYOUTS)
-def test_index_cache_is_used_on_second_start_and_rebuilt_when_a_file_is_added(tmp_path, monkeypatch, layout, user_cache):
+def test_index_cache_is_used_on_second_start_and_rebuilt_when_a_file_is_added(
+    tmp_path, monkeypatch, layout, user_cache
+):
     samples = generated_samples(tmp_path / "gen", num_classes=4, per_class=2)
     root = tmp_path / "tree"
     build_train(root, samples)
@@ -178,8 +180,15 @@ def test_the_index_cache_stays_out_of_the_data_folder_unless_asked(tmp_path, use
 
     conf = Path(__file__).resolve().parents[1] / "conf"
     with initialize_config_dir(config_dir=str(conf), version_base="1.3"):
-        cfg = compose("train", overrides=["dataset=class_folder", f"dataset.data_dir={root}", "dataset.progress=false",
-                                          "dataset.index_cache_dir=${dataset.data_dir}/.litvision_index"])
+        cfg = compose(
+            "train",
+            overrides=[
+                "dataset=class_folder",
+                f"dataset.data_dir={root}",
+                "dataset.progress=false",
+                "dataset.index_cache_dir=${dataset.data_dir}/.litvision_index",
+            ],
+        )
     instantiate(cfg.dataset).prepare_data()
     assert len(list((root / ".litvision_index").glob("index-*.npz"))) == 2
 
@@ -307,12 +316,14 @@ def test_a_broken_cache_file_is_re_indexed_with_a_warning_naming_it(tmp_path, mo
     assert len(caches) == 2
     for cache in caches:
         data = cache.read_bytes()
-        cache.write_bytes({
-            "empty": b"",
-            "truncated": data[: len(data) // 2],
-            "garbage": bytes(np.random.default_rng(0).integers(0, 256, 999, dtype=np.uint8)),
-            "not_an_index": _npz_bytes(labels=np.zeros(3)),
-        }[damage])
+        cache.write_bytes(
+            {
+                "empty": b"",
+                "truncated": data[: len(data) // 2],
+                "garbage": bytes(np.random.default_rng(0).integers(0, 256, 999, dtype=np.uint8)),
+                "not_an_index": _npz_bytes(labels=np.zeros(3)),
+            }[damage]
+        )
     with caplog.at_level("WARNING"):
         second = datamodule(root)
         for split in ("train", "val"):

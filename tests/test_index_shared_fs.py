@@ -16,7 +16,6 @@ import sys
 
 import pytest
 from imagenet_trees import age_tree, build_train, build_val, generated_samples
-
 from run_helpers import REPO_ROOT
 
 
@@ -35,16 +34,40 @@ def test_two_nodes_on_one_shared_tree_scan_it_once(tmp_path, user_cache):
     age_tree(root)
     record = tmp_path / "scans"
     env = {k: v for k, v in os.environ.items() if k not in ("LOCAL_RANK", "WORLD_SIZE", "NODE_RANK", "GLOBAL_RANK")}
-    env.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(free_port()), WANDB_MODE="disabled", NO_ALBUMENTATIONS_UPDATE="1")
+    env.update(
+        MASTER_ADDR="127.0.0.1", MASTER_PORT=str(free_port()), WANDB_MODE="disabled", NO_ALBUMENTATIONS_UPDATE="1"
+    )
     nodes = [
-        subprocess.Popen([
-            sys.executable, "train.py", "dataset=class_folder", f"dataset.data_dir={root}", "augmentation=imagenet",
-            "augmentation.resolution=16", "model=small_cnn", "model.backbone.width=4", "dataset.num_workers=0",
-            "dataset.batch_size=4", "trainer=ddp_sim", "trainer.devices=1", "trainer.num_nodes=2", "trainer.max_epochs=1",
-            "logger=none", "test=false", "~callbacks.rich_progress_bar",
-            "+callbacks.scan_counter._target_=tests.scan_counter.ScanCounter", f"+callbacks.scan_counter.tree={root}",
-            f"+callbacks.scan_counter.out_dir={record}", f"hydra.run.dir={tmp_path / f'node{node}'}",
-        ], cwd=REPO_ROOT, env={**env, "NODE_RANK": str(node)}, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+        subprocess.Popen(
+            [
+                sys.executable,
+                "train.py",
+                "dataset=class_folder",
+                f"dataset.data_dir={root}",
+                "augmentation=imagenet",
+                "augmentation.resolution=16",
+                "model=small_cnn",
+                "model.backbone.width=4",
+                "dataset.num_workers=0",
+                "dataset.batch_size=4",
+                "trainer=ddp_sim",
+                "trainer.devices=1",
+                "trainer.num_nodes=2",
+                "trainer.max_epochs=1",
+                "logger=none",
+                "test=false",
+                "~callbacks.rich_progress_bar",
+                "+callbacks.scan_counter._target_=tests.scan_counter.ScanCounter",
+                f"+callbacks.scan_counter.tree={root}",
+                f"+callbacks.scan_counter.out_dir={record}",
+                f"hydra.run.dir={tmp_path / f'node{node}'}",
+            ],
+            cwd=REPO_ROOT,
+            env={**env, "NODE_RANK": str(node)},
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+        )
         for node in (0, 1)
     ]
     outputs = [node.communicate(timeout=600)[0] for node in nodes]

@@ -26,9 +26,17 @@ def test_2x2_multirun_with_one_failing_job(fake_cifar_root: Path, tmp_path: Path
     (tmp_path / "data_0.05_4" / "cifar-10-batches-py" / "data_batch_1").write_bytes(b"damaged")
     sweep_dir = tmp_path / "lr_width_sweep"
     proc = run_script(
-        "train.py", "-m", "optimizer.lr=0.1,0.05", "model.backbone.width=8,4",
-        f"dataset.data_dir={tmp_path}/data_${{optimizer.lr}}_${{model.backbone.width}}", "dataset.download=false",
-        "logger=wandb", f"hydra.sweep.dir={sweep_dir}", *TINY, check=False, timeout=400,
+        "train.py",
+        "-m",
+        "optimizer.lr=0.1,0.05",
+        "model.backbone.width=8,4",
+        f"dataset.data_dir={tmp_path}/data_${{optimizer.lr}}_${{model.backbone.width}}",
+        "dataset.download=false",
+        "logger=wandb",
+        f"hydra.sweep.dir={sweep_dir}",
+        *TINY,
+        check=False,
+        timeout=400,
     )
     # Hydra runs every job, then reports the failure through the exit code
     assert proc.returncode != 0
@@ -56,7 +64,9 @@ def test_2x2_multirun_with_one_failing_job(fake_cifar_root: Path, tmp_path: Path
     values = [float(r["val/acc_best"]) for r in rows[:3]]
     assert values == sorted(values, reverse=True)
     for row in rows[:3]:
-        assert float(row["val/acc_best"]) == pytest.approx(read_metrics(sweep_dir / row["job"])["val/acc_best"], abs=1e-4)
+        assert float(row["val/acc_best"]) == pytest.approx(
+            read_metrics(sweep_dir / row["job"])["val/acc_best"], abs=1e-4
+        )
     markdown = (sweep_dir / "summary.md").read_text()
     assert markdown.count("| COMPLETED |") == 3 and markdown.count("| FAILED |") == 1
 
@@ -64,8 +74,14 @@ def test_2x2_multirun_with_one_failing_job(fake_cifar_root: Path, tmp_path: Path
 def _fake_job(sweep_dir: Path, num: int, status: str, metrics: dict | None, overrides: list[str]) -> None:
     job = sweep_dir / str(num)
     job.mkdir(parents=True)
-    record = {"job_num": num, "status": status, "overrides": overrides, "optimized_metric": "val/loss",
-              "error": "RuntimeError: boom" if status == "FAILED" else None, "output_dir": str(job)}
+    record = {
+        "job_num": num,
+        "status": status,
+        "overrides": overrides,
+        "optimized_metric": "val/loss",
+        "error": "RuntimeError: boom" if status == "FAILED" else None,
+        "output_dir": str(job),
+    }
     (job / STATUS_FILE).write_text(json.dumps(record))
     if metrics is not None:
         (job / "metrics.json").write_text(json.dumps(metrics))
@@ -74,10 +90,17 @@ def _fake_job(sweep_dir: Path, num: int, status: str, metrics: dict | None, over
 def test_summary_sorts_by_direction_and_marks_diverged_and_failed(tmp_path: Path) -> None:
     _fake_job(tmp_path, 0, "COMPLETED", {"val/loss": 0.9, "test/acc_top1": 0.5}, ["optimizer.lr=0.1", "seed=1"])
     _fake_job(tmp_path, 1, "COMPLETED", {"val/loss": 0.4, "test/acc_top1": 0.7}, ["optimizer.lr=0.05", "seed=1"])
-    _fake_job(tmp_path, 2, "COMPLETED", {"val/loss": None}, ["optimizer.lr=10", "seed=1"])  # NaN -> null in metrics.json
+    _fake_job(
+        tmp_path, 2, "COMPLETED", {"val/loss": None}, ["optimizer.lr=10", "seed=1"]
+    )  # NaN -> null in metrics.json
     _fake_job(tmp_path, 3, "FAILED", None, ["optimizer.lr=-1", "seed=1"])
     rows = write_summary(tmp_path, metric_direction("val/loss"))
-    assert [(r["job_num"], r["status"]) for r in rows] == [(1, "COMPLETED"), (0, "COMPLETED"), (2, "DIVERGED"), (3, "FAILED")]
+    assert [(r["job_num"], r["status"]) for r in rows] == [
+        (1, "COMPLETED"),
+        (0, "COMPLETED"),
+        (2, "DIVERGED"),
+        (3, "FAILED"),
+    ]
     header = (tmp_path / "summary.csv").read_text().splitlines()[0].split(",")
     assert "optimizer.lr" in header and "seed" not in header  # only the swept keys get columns
     assert "RuntimeError: boom" in (tmp_path / "summary.md").read_text()
@@ -96,8 +119,16 @@ def test_ddp_jobs_inside_a_multirun(fake_cifar_root: Path, tmp_path: Path) -> No
     """`-m` + strategy=ddp: rank 1 must re-run its own job, not the whole sweep again."""
     sweep_dir = tmp_path / "ddp_sweep"
     run_script(
-        "train.py", "-m", "trainer=ddp_sim", "optimizer.lr=0.1,0.05", "logger=csv", f"dataset.data_dir={fake_cifar_root}",
-        f"hydra.sweep.dir={sweep_dir}", "model.backbone.width=8", *TINY, timeout=600,
+        "train.py",
+        "-m",
+        "trainer=ddp_sim",
+        "optimizer.lr=0.1,0.05",
+        "logger=csv",
+        f"dataset.data_dir={fake_cifar_root}",
+        f"hydra.sweep.dir={sweep_dir}",
+        "model.backbone.width=8",
+        *TINY,
+        timeout=600,
     )
     job_dirs = sorted(p.name for p in sweep_dir.iterdir() if p.is_dir())
     assert job_dirs == ["0", "1"]  # no extra sweep started by a child rank
@@ -125,8 +156,16 @@ def test_sweep_dir_resolves_before_any_job_exists(tmp_path: Path, monkeypatch: p
 
 def test_a_multirun_without_sweep_dir_runs_under_the_start_dir(fake_cifar_root: Path, tmp_path: Path) -> None:
     """`python train.py -m ...` as the README writes it: no hydra.sweep.dir, jobs in ./logs/train/multiruns/<time>/."""
-    run_script("train.py", "-m", "optimizer.lr=0.1,0.05", "debug=fdr", f"dataset.data_dir={fake_cifar_root}",
-               "logger=none", *TINY, cwd=tmp_path)
+    run_script(
+        "train.py",
+        "-m",
+        "optimizer.lr=0.1,0.05",
+        "debug=fdr",
+        f"dataset.data_dir={fake_cifar_root}",
+        "logger=none",
+        *TINY,
+        cwd=tmp_path,
+    )
     (sweep_dir,) = (tmp_path / "logs" / "train" / "multiruns").iterdir()
     rows = list(csv.DictReader((sweep_dir / "summary.csv").read_text().splitlines()))
     assert [r["status"] for r in rows] == ["COMPLETED", "COMPLETED"]

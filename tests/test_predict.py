@@ -45,8 +45,16 @@ def odd_cifar(tmp_path_factory: pytest.TempPathFactory) -> Path:
 @pytest.fixture(scope="module")
 def checkpoint(odd_cifar: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
     run_dir = tmp_path_factory.mktemp("pred_train")
-    run_script("train.py", "trainer.max_epochs=1", "test=false", "logger=none", "optimizer.lr=0.02",
-               f"dataset.data_dir={odd_cifar}", f"hydra.run.dir={run_dir}", *TINY)
+    run_script(
+        "train.py",
+        "trainer.max_epochs=1",
+        "test=false",
+        "logger=none",
+        "optimizer.lr=0.02",
+        f"dataset.data_dir={odd_cifar}",
+        f"hydra.run.dir={run_dir}",
+        *TINY,
+    )
     return next((run_dir / "checkpoints").glob("best*.ckpt"))
 
 
@@ -66,8 +74,14 @@ def by_hand(ckpt: Path, images_hwc: np.ndarray) -> np.ndarray:
 @pytest.fixture(scope="module")
 def single_process(checkpoint: Path, odd_cifar: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
     out = tmp_path_factory.mktemp("pred_single")
-    run_script("predict.py", f"ckpt_path={checkpoint}", f"dataset.data_dir={odd_cifar}", "split=test",
-               f"hydra.run.dir={out}", *TINY)
+    run_script(
+        "predict.py",
+        f"ckpt_path={checkpoint}",
+        f"dataset.data_dir={odd_cifar}",
+        "split=test",
+        f"hydra.run.dir={out}",
+        *TINY,
+    )
     return out
 
 
@@ -88,12 +102,24 @@ def test_test_split_rows_match_the_model_run_by_hand(single_process: Path, check
     assert meta["classes"] == CLASSES and meta["num_samples"] == 15 and meta["missing_ids"] == []
 
 
-def test_ddp_sim_writes_every_sample_once_in_the_same_order(single_process: Path, checkpoint: Path, odd_cifar: Path, tmp_path: Path) -> None:
-    proc = run_script("predict.py", f"ckpt_path={checkpoint}", f"dataset.data_dir={odd_cifar}", "split=test",
-                      "trainer=ddp_sim", f"hydra.run.dir={tmp_path}", *TINY, timeout=420)
+def test_ddp_sim_writes_every_sample_once_in_the_same_order(
+    single_process: Path, checkpoint: Path, odd_cifar: Path, tmp_path: Path
+) -> None:
+    proc = run_script(
+        "predict.py",
+        f"ckpt_path={checkpoint}",
+        f"dataset.data_dir={odd_cifar}",
+        "split=test",
+        "trainer=ddp_sim",
+        f"hydra.run.dir={tmp_path}",
+        *TINY,
+        timeout=420,
+    )
     assert (tmp_path / "predict_ddp_process_1.log").exists(), proc.stderr[-2000:]  # really two processes
     assert read_csv(tmp_path / "predictions.csv") == read_csv(single_process / "predictions.csv")
-    np.testing.assert_allclose(np.load(tmp_path / "probabilities.npy"), np.load(single_process / "probabilities.npy"), atol=1e-6)
+    np.testing.assert_allclose(
+        np.load(tmp_path / "probabilities.npy"), np.load(single_process / "probabilities.npy"), atol=1e-6
+    )
 
 
 def test_images_folder_any_nesting_no_labels(checkpoint: Path, tmp_path: Path) -> None:
@@ -118,8 +144,14 @@ def test_images_folder_any_nesting_no_labels(checkpoint: Path, tmp_path: Path) -
 def test_predict_ends_with_a_short_summary(checkpoint: Path, odd_cifar: Path, tmp_path: Path) -> None:
     """The last lines: how many images, the unreadable ones, accuracy when labels are known, the files."""
     out = tmp_path / "split"
-    proc = run_script("predict.py", f"ckpt_path={checkpoint}", f"dataset.data_dir={odd_cifar}", "split=test",
-                      f"hydra.run.dir={out}", *TINY)
+    proc = run_script(
+        "predict.py",
+        f"ckpt_path={checkpoint}",
+        f"dataset.data_dir={odd_cifar}",
+        "split=test",
+        f"hydra.run.dir={out}",
+        *TINY,
+    )
     meta = json.loads((out / "predictions.json").read_text())
     assert proc.stdout.strip().splitlines()[-4:] == [
         f"Predicted 15 images ({meta['source']}), none unreadable",
@@ -132,12 +164,15 @@ def test_predict_ends_with_a_short_summary(checkpoint: Path, odd_cifar: Path, tm
     folder.mkdir()
     Image.fromarray(np.zeros((32, 32, 3), np.uint8)).save(folder / "ok.png")
     (folder / "broken.png").write_bytes(b"\x89PNG not really")
-    proc = run_script("predict.py", f"ckpt_path={checkpoint}", f"images={folder}", f"hydra.run.dir={tmp_path / 'dir'}",
-                      *TINY)
+    proc = run_script(
+        "predict.py", f"ckpt_path={checkpoint}", f"images={folder}", f"hydra.run.dir={tmp_path / 'dir'}", *TINY
+    )
     lines = proc.stdout.strip().splitlines()
     assert lines[-3].startswith("Predicted 1 image (") and lines[-3].endswith(", 1 unreadable left out")
-    assert lines[-2:] == [f"Predictions: {tmp_path / 'dir' / 'predictions.csv'}",
-                          f"Probabilities: {tmp_path / 'dir' / 'probabilities.npy'}"]
+    assert lines[-2:] == [
+        f"Predictions: {tmp_path / 'dir' / 'predictions.csv'}",
+        f"Probabilities: {tmp_path / 'dir' / 'probabilities.npy'}",
+    ]
 
 
 # ---- in-process: the data module and the writer ----------------------------------------------
@@ -155,8 +190,9 @@ def predict_in_process(classifier, data, out_dir: Path) -> dict:
 
 
 def cifar_source(root: Path, **kwargs) -> CIFAR10DataModule:
-    return CIFAR10DataModule(data_dir=str(root), batch_size=8, num_workers=0, download=False,
-                             normalize=CIFAR_NORM, **kwargs)
+    return CIFAR10DataModule(
+        data_dir=str(root), batch_size=8, num_workers=0, download=False, normalize=CIFAR_NORM, **kwargs
+    )
 
 
 def test_split_choices_name_the_runs_splits_and_the_source_splits(odd_cifar: Path, tmp_path: Path) -> None:

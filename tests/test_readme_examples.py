@@ -46,26 +46,18 @@ NOT_RUN = {
     "pip install -q -e .[dev]": "the install of this checkout, already done for the tests to run",
     "python -m pytest": "the test suite itself",
     "python -m pytest -m slow tests/test_resume.py": "the test suite itself",
-    "python -m pytest tests/test_ddp.py tests/test_multirun.py tests/test_optuna.py tests/test_submitit.py tests/test_resume.py":
-        "the test suite itself",
-    "python -m pytest -m slow tests/test_multirun.py tests/test_submitit.py tests/test_resume.py":
-        "the test suite itself",
-    "litvision-train --config-dir ./myconf dataset=mydata trainer=ddp_sim":
-        "needs the user's myconf/ files: tests/test_wheel_install.py runs this from an installed wheel",
-    "litvision-eval --config-dir ./myconf dataset=mydata ckpt_path=RUN_DIR/checkpoints/last.ckpt":
-        "needs the user's myconf/ files and a run: tests/test_wheel_install.py runs this from an installed wheel",
-    "python audit.py experiment=cifar10_cpu dataset.data_dir=../shared/data/cifar10-subset audit.sections=[label_errors]":
-        "minutes of cross-fitting on the real subset: tests/test_audit_label_errors.py runs it (slow)",
+    "python -m pytest tests/test_ddp.py tests/test_multirun.py tests/test_optuna.py tests/test_submitit.py tests/test_resume.py": "the test suite itself",
+    "python -m pytest -m slow tests/test_multirun.py tests/test_submitit.py tests/test_resume.py": "the test suite itself",
+    "litvision-train --config-dir ./myconf dataset=mydata trainer=ddp_sim": "needs the user's myconf/ files: tests/test_wheel_install.py runs this from an installed wheel",
+    "litvision-eval --config-dir ./myconf dataset=mydata ckpt_path=RUN_DIR/checkpoints/last.ckpt": "needs the user's myconf/ files and a run: tests/test_wheel_install.py runs this from an installed wheel",
+    "python audit.py experiment=cifar10_cpu dataset.data_dir=../shared/data/cifar10-subset audit.sections=[label_errors]": "minutes of cross-fitting on the real subset: tests/test_audit_label_errors.py runs it (slow)",
     "python audit.py dataset=imagenet dataset.data_dir=/data/imagenet audit.sections=[balance,health,duplicates] "
     "audit.num_workers=16": "needs ImageNet: tests/test_audit_health.py and test_audit_duplicates.py run these sections",
-    "python audit.py dataset.data_dir=../shared/data/cifar10-subset audit.write_exclusions=true":
-        "minutes of cross-fitting on the real subset: tests/test_audit_report.py runs the whole audit on small data",
+    "python audit.py dataset.data_dir=../shared/data/cifar10-subset audit.write_exclusions=true": "minutes of cross-fitting on the real subset: tests/test_audit_report.py runs the whole audit on small data",
     "python audit.py -m audit.fold=0,1,2 audit.folds_dir=/shared/audit_folds audit.sections=[label_errors] "
     "hydra/launcher=slurm trainer=gpu": "needs SLURM and GPUs: tests/test_audit_label_errors.py runs folds as a multirun",
-    "python audit.py audit.folds_dir=/shared/audit_folds trainer=gpu":
-        "needs a GPU and the folds above: tests/test_audit_label_errors.py merges a multirun's folds",
-    "python prepare_shards.py dataset=imagenet dataset.data_dir=/data/imagenet out=/data/imagenet-shards":
-        "needs ImageNet: tests/test_shards.py (the writer) and tests/test_shards_imagenet.py (the script, slow) cover it",
+    "python audit.py audit.folds_dir=/shared/audit_folds trainer=gpu": "needs a GPU and the folds above: tests/test_audit_label_errors.py merges a multirun's folds",
+    "python prepare_shards.py dataset=imagenet dataset.data_dir=/data/imagenet out=/data/imagenet-shards": "needs ImageNet: tests/test_shards.py (the writer) and tests/test_shards_imagenet.py (the script, slow) cover it",
 }
 # Examples checked by composition only (default suite), never run, and why.
 COMPOSE_ONLY = {
@@ -76,22 +68,21 @@ COMPOSE_ONLY = {
     "python train.py -m hydra/launcher=slurm trainer=multinode trainer.num_nodes=2 trainer.devices=8 "
     "hydra.launcher.partition=gpu hydra.launcher.timeout_min=1440 hydra.launcher.cpus_per_task=10 "
     "experiment=cifar10_resnet18 ckpt_path=last": "needs SLURM and GPUs (the sbatch script: tests/test_submitit.py)",
-    "srun python train.py trainer=multinode trainer.num_nodes=2 trainer.devices=8 ckpt_path=last":
-        "needs SLURM and 16 GPUs",
-    "python train.py hparams_search=cifar10_optuna hydra.sweeper.n_trials=50 hydra.sweeper.n_jobs=8 hydra/launcher=slurm ...":
-        "needs SLURM (the sbatch script: tests/test_submitit.py)",
-    "python train.py experiment=imagenet_resnet50_v2 dataset.data_dir=/data/imagenet trainer=ddp trainer.devices=8":
-        "needs 8 GPUs",
-    "python predict.py ckpt_path=... dataset=imagenet dataset.data_dir=/data/imagenet split=source_val trainer=ddp":
-        "needs GPUs",
+    "srun python train.py trainer=multinode trainer.num_nodes=2 trainer.devices=8 ckpt_path=last": "needs SLURM and 16 GPUs",
+    "python train.py hparams_search=cifar10_optuna hydra.sweeper.n_trials=50 hydra.sweeper.n_jobs=8 hydra/launcher=slurm ...": "needs SLURM (the sbatch script: tests/test_submitit.py)",
+    "python train.py experiment=imagenet_resnet50_v2 dataset.data_dir=/data/imagenet trainer=ddp trainer.devices=8": "needs 8 GPUs",
+    "python predict.py ckpt_path=... dataset=imagenet dataset.data_dir=/data/imagenet split=source_val trainer=ddp": "needs GPUs",
     "python train.py experiment=cifar10_fast trainer=gpu": "needs a GPU",
-    "python train.py dataset=imagenet_shards dataset.shards=/data/imagenet-shards trainer=multinode trainer.num_nodes=4":
-        "needs 4 GPU nodes and a shard set (tests/test_shards_imagenet.py trains from shards, slow)",
+    "python train.py dataset=imagenet_shards dataset.shards=/data/imagenet-shards trainer=multinode trainer.num_nodes=4": "needs 4 GPU nodes and a shard set (tests/test_shards_imagenet.py trains from shards, slow)",
 }
 # entry script -> its Hydra config (conf/<name>.yaml)
 ENTRY_SCRIPTS = {
-    "train.py": "train", "eval.py": "eval", "predict.py": "predict",
-    "litvision-train": "train", "litvision-eval": "eval", "litvision-predict": "predict",
+    "train.py": "train",
+    "eval.py": "eval",
+    "predict.py": "predict",
+    "litvision-train": "train",
+    "litvision-eval": "eval",
+    "litvision-predict": "predict",
 }
 
 
@@ -127,7 +118,11 @@ class Example:
 
     @property
     def multirun(self) -> bool:
-        return "-m" in self.flags or "--multirun" in self.flags or any(o.startswith("hparams_search=") for o in self.overrides)
+        return (
+            "-m" in self.flags
+            or "--multirun" in self.flags
+            or any(o.startswith("hparams_search=") for o in self.overrides)
+        )
 
 
 def parse_example(step: str) -> Example | None:
@@ -162,8 +157,10 @@ EXAMPLES = readme_examples()
 def first_point(overrides: list[str]) -> list[str]:
     """A sweep's first job: ``a=1,2`` -> ``a=1``, ``choice(x,y)`` -> ``x``."""
     parsed = OverridesParser.create().parse_overrides(overrides)
-    return [f"{o.get_key_element()}={next(iter(o.sweep_string_iterator()))}" if o.is_sweep_override() else text
-            for o, text in zip(parsed, overrides)]
+    return [
+        f"{o.get_key_element()}={next(iter(o.sweep_string_iterator()))}" if o.is_sweep_override() else text
+        for o, text in zip(parsed, overrides)
+    ]
 
 
 def compose_example(example: Example, output_dir: Path) -> dict:
@@ -173,8 +170,11 @@ def compose_example(example: Example, output_dir: Path) -> dict:
         with open_dict(cfg):
             cfg.hydra.runtime.output_dir = str(output_dir)  # set by a real run; ${hydra:runtime.output_dir}
         HydraConfig.instance().set_config(cfg)
-        job = {key: OmegaConf.to_container(cfg[key], resolve=True) if OmegaConf.is_config(cfg[key]) else cfg[key]
-               for key in cfg if key != "hydra"}
+        job = {
+            key: OmegaConf.to_container(cfg[key], resolve=True) if OmegaConf.is_config(cfg[key]) else cfg[key]
+            for key in cfg
+            if key != "hydra"
+        }
         return {
             **job,
             "hydra": {
@@ -218,10 +218,13 @@ def test_readme_example_composes(example: Example, tmp_path: Path) -> None:
 
 def test_architecture_table_names_every_folder_and_paths_exist() -> None:
     text = README.read_text()
-    architecture = text[text.index("## Architecture"):text.index("## Troubleshooting")]
+    architecture = text[text.index("## Architecture") : text.index("## Troubleshooting")]
     listed = set(re.findall(r"^\| `([\w]+)/` \|", architecture, flags=re.M))
-    folders = {p.name for p in REPO_ROOT.iterdir()
-               if p.is_dir() and ((p / "__init__.py").is_file() or p.name in ("tests", "bench"))}
+    folders = {
+        p.name
+        for p in REPO_ROOT.iterdir()
+        if p.is_dir() and ((p / "__init__.py").is_file() or p.name in ("tests", "bench"))
+    }
     assert listed == folders, f"Architecture table vs folders: missing {folders - listed}, gone {listed - folders}"
     # every repository path named in backticks exists (conf/..., launch/ddp_relaunch.py, tests/test_x.py, ...)
     tops = "|".join(sorted(folders | {".ci"}))
@@ -264,9 +267,22 @@ class TinyCheckpoints(dict):
     def __missing__(self, kind: str) -> Path:
         run = self.tmp_path_factory.mktemp(f"ckpt_{kind}")
         dataset = ["dataset=imagenet", "augmentation.resolution=64"] if kind == "imagenet" else []
-        _run([str(REPO_ROOT / "train.py"), *dataset, f"dataset.data_dir={self.data[kind]}", "model=small_cnn",
-              "model.backbone.width=8", "dataset.num_workers=0", "dataset.batch_size=24", "trainer.max_epochs=1",
-              "++trainer.limit_train_batches=2", "logger=csv", f"hydra.run.dir={run}"], run)
+        _run(
+            [
+                str(REPO_ROOT / "train.py"),
+                *dataset,
+                f"dataset.data_dir={self.data[kind]}",
+                "model=small_cnn",
+                "model.backbone.width=8",
+                "dataset.num_workers=0",
+                "dataset.batch_size=24",
+                "trainer.max_epochs=1",
+                "++trainer.limit_train_batches=2",
+                "logger=csv",
+                f"hydra.run.dir={run}",
+            ],
+            run,
+        )
         self[kind] = next((run / "checkpoints").glob("best*.ckpt"))
         return self[kind]
 
@@ -284,7 +300,9 @@ def _set(overrides: list[str], key: str, value: str, force: bool = True) -> list
     return [o for o in overrides if o not in same] + [f"{key}={value}"]
 
 
-def shrunk(example: Example, composed: dict, data: dict[str, Path], checkpoints: dict[str, Path], tmp: Path) -> list[str]:
+def shrunk(
+    example: Example, composed: dict, data: dict[str, Path], checkpoints: dict[str, Path], tmp: Path
+) -> list[str]:
     """The example's own overrides, made to run in seconds on generated data."""
     kind = "imagenet" if "imagenet" in composed["dataset"]["_target_"].lower() else "cifar"
     imagenet = kind == "imagenet"

@@ -55,8 +55,15 @@ def healthy_test() -> tuple[np.ndarray, np.ndarray, np.ndarray]:
 def run_train(tmp_path: Path, name: str, train, test, *extra: str) -> tuple[Path, str]:
     root = write_encoded_cifar(tmp_path / f"{name}_data", train, test)
     run_dir = tmp_path / name
-    proc = run_script("train.py", "logger=[wandb,csv]", "trainer.max_epochs=2", f"dataset.data_dir={root}",
-                      f"hydra.run.dir={run_dir}", *OVERRIDES, *extra)
+    proc = run_script(
+        "train.py",
+        "logger=[wandb,csv]",
+        "trainer.max_epochs=2",
+        f"dataset.data_dir={root}",
+        f"hydra.run.dir={run_dir}",
+        *OVERRIDES,
+        *extra,
+    )
     return run_dir, (run_dir / "train.log").read_text() + proc.stdout + proc.stderr
 
 
@@ -121,7 +128,9 @@ def test_memorising_run_logs_the_gap_every_epoch_and_warns(collapsed) -> None:
     for row in rows:
         # train: every image predicted right; val: every held-out image predicted wrong
         assert float(row["train/val_gap"]) == pytest.approx(1.0)
-        assert float(row["train/val_loss_gap"]) == pytest.approx(float(row["val/loss"]) - float(row["train/loss_epoch"]))
+        assert float(row["train/val_loss_gap"]) == pytest.approx(
+            float(row["val/loss"]) - float(row["train/loss_epoch"])
+        )
     warning = "epoch 0: the model is memorising its training set: train top-1 is 1.000 above val top-1"
     assert (run_dir / "train.log").read_text().count("memorising") == 1  # said once, at the first epoch
     assert warning in (run_dir / "train.log").read_text()
@@ -135,8 +144,13 @@ def test_healthy_run_has_no_gap_and_no_warning(healthy) -> None:
 
 def test_early_stopping_on_the_gap_via_config(tmp_path: Path) -> None:
     run_dir, log = run_train(
-        tmp_path, "stop", train_pool(val_wrong=True), healthy_test(), "trainer.max_epochs=5",
-        "callbacks=[default,early_stopping]", "callbacks.early_stopping.monitor=train/val_gap",
+        tmp_path,
+        "stop",
+        train_pool(val_wrong=True),
+        healthy_test(),
+        "trainer.max_epochs=5",
+        "callbacks=[default,early_stopping]",
+        "callbacks.early_stopping.monitor=train/val_gap",
         "callbacks.early_stopping.divergence_threshold=0.3",
     )
     assert read_metrics(run_dir)["epoch"] == 0  # stopped after the first epoch, not 5

@@ -33,15 +33,31 @@ def run_merged(args: list[str], cwd: Path, timeout: int = 300) -> subprocess.Com
     env = {**os.environ, "WANDB_MODE": "offline", "NO_ALBUMENTATIONS_UPDATE": "1"}
     for name in ("WANDB_API_KEY", "WANDB_SILENT", "MASTER_PORT", "LOCAL_RANK", "WORLD_SIZE", "NODE_RANK"):
         env.pop(name, None)  # W&B's own closing lines are part of what is checked
-    return subprocess.run([sys.executable, *args], cwd=cwd, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                          text=True, timeout=timeout)
+    return subprocess.run(
+        [sys.executable, *args],
+        cwd=cwd,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        timeout=timeout,
+    )
 
 
 @pytest.fixture(scope="module")
 def train_run(fake_cifar_root: Path, tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, list[str]]:
     cwd = tmp_path_factory.mktemp("terminal")
-    proc = run_merged([str(REPO_ROOT / "train.py"), f"dataset.data_dir={fake_cifar_root}", *TINY_MODEL,
-                       "trainer.max_epochs=2", "logger=wandb", "hydra.run.dir=run"], cwd)
+    proc = run_merged(
+        [
+            str(REPO_ROOT / "train.py"),
+            f"dataset.data_dir={fake_cifar_root}",
+            *TINY_MODEL,
+            "trainer.max_epochs=2",
+            "logger=wandb",
+            "hydra.run.dir=run",
+        ],
+        cwd,
+    )
     assert proc.returncode == 0, proc.stdout[-5000:]
     return cwd, [line.rstrip() for line in proc.stdout.splitlines() if line.strip()]
 
@@ -74,7 +90,7 @@ def test_a_run_prints_no_noise(train_run, what: str) -> None:
 def test_help_lists_options_not_the_shared_bases(tmp_path: Path) -> None:
     proc = run_merged([str(REPO_ROOT / "train.py"), "--help"], tmp_path, timeout=120)
     assert proc.returncode == 0, proc.stdout[-3000:]
-    groups = proc.stdout[proc.stdout.index("== Configuration groups =="):proc.stdout.index("== Config ==")]
+    groups = proc.stdout[proc.stdout.index("== Configuration groups ==") : proc.stdout.index("== Config ==")]
     assert "dataset: cifar10, cifar10_device, cifar10_lt, class_folder, imagenet, imagenet_shards\n" in groups
     assert re.search(r"^model: airbench, cifar_resnet18, resnet18, resnet50, resnet9, small_cnn, timm$", groups, re.M)
     assert not re.search(r"\b_(base|image_files|classifier)\b", groups), groups
@@ -120,8 +136,14 @@ def fit_with_bar(balanced) -> tuple[ScriptedValidation, str]:
     bar = RunProgressBar(console_kwargs={"file": screen, "force_terminal": True, "width": 250, "color_system": None})
     model = ScriptedValidation(balanced)
     data = torch.utils.data.DataLoader(torch.utils.data.TensorDataset(torch.ones(8, 2)), batch_size=2)
-    L.Trainer(max_epochs=3, callbacks=[bar], logger=False, enable_checkpointing=False, enable_model_summary=False,
-              num_sanity_val_steps=0).fit(model, data, data)
+    L.Trainer(
+        max_epochs=3,
+        callbacks=[bar],
+        logger=False,
+        enable_checkpointing=False,
+        enable_model_summary=False,
+        num_sanity_val_steps=0,
+    ).fit(model, data, data)
     return model, screen.getvalue()
 
 
@@ -139,7 +161,9 @@ def test_balanced_accuracy_is_shown_only_where_it_differs() -> None:
     model, _ = fit_with_bar(lambda epoch: 0.25 + 0.1 * epoch + 0.001)
     assert all("val/balanced_acc" not in shown for shown in model.shown)
     assert validation_fields({"val/acc_top1": 0.5, "val/balanced_acc": 0.45}, 0.01) == {
-        "val/acc_top1": 0.5, "val/balanced_acc": 0.45}
+        "val/acc_top1": 0.5,
+        "val/balanced_acc": 0.45,
+    }
 
 
 def test_durations_read_like_the_bars_own_time_column() -> None:
@@ -155,8 +179,11 @@ def test_thumbnails_logged_together_get_one_size_for_wandb() -> None:
     from litvision.utils.thumbnails import same_size
 
     rng = np.random.default_rng(0)
-    thumbs = [rng.integers(0, 255, (72, 96, 3), dtype=np.uint8), rng.integers(0, 255, (96, 64, 3), dtype=np.uint8),
-              rng.integers(0, 255, (50, 50), dtype=np.uint8)]  # a grayscale one
+    thumbs = [
+        rng.integers(0, 255, (72, 96, 3), dtype=np.uint8),
+        rng.integers(0, 255, (96, 64, 3), dtype=np.uint8),
+        rng.integers(0, 255, (50, 50), dtype=np.uint8),
+    ]  # a grayscale one
     assert len({wandb.Image(t).image.size for t in thumbs}) == 3  # what W&B warned about
     padded = same_size(thumbs)
     assert {wandb.Image(t).image.size for t in padded} == {(96, 96)}
@@ -168,8 +195,10 @@ def test_faiss_loads_without_its_loader_lines(tmp_path: Path) -> None:
     """audit.py's faiss logs at INFO each instruction set it tries (`No module named
     'faiss.swigfaiss_avx512'` on CPUs without it); jobs silence that logger."""
     pytest.importorskip("faiss")
-    script = ("import logging; logging.basicConfig(level=logging.INFO)\n"
-              "from litvision.launch.process import quiet_library_noise; quiet_library_noise()\n"
-              "import faiss; print('loaded', faiss.__name__)\n")
+    script = (
+        "import logging; logging.basicConfig(level=logging.INFO)\n"
+        "from litvision.launch.process import quiet_library_noise; quiet_library_noise()\n"
+        "import faiss; print('loaded', faiss.__name__)\n"
+    )
     proc = run_merged(["-c", script], tmp_path, timeout=120)
     assert proc.returncode == 0 and proc.stdout.strip().splitlines() == ["loaded faiss"], proc.stdout

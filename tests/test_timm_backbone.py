@@ -42,22 +42,38 @@ def test_readme_timm_example_builds_a_classifier_with_the_datasets_classes() -> 
 
 def test_timm_config_with_a_factory_of_timms_signature() -> None:
     """model_name/pretrained come from the config, num_classes from the classifier."""
-    cfg = _compose("model=timm", "model.backbone._target_=tests.timm_like.create_model",
-                   "model.backbone.model_name=small_cnn", "+model.backbone.width=8")
+    cfg = _compose(
+        "model=timm",
+        "model.backbone._target_=tests.timm_like.create_model",
+        "model.backbone.model_name=small_cnn",
+        "+model.backbone.width=8",
+    )
     model = instantiate(cfg.model, num_classes=7)
     assert model(torch.zeros(2, 3, 32, 32)).shape == (2, 7)
     assert model.hparams.backbone == {
-        "_target_": "tests.timm_like.create_model", "_partial_": True, "model_name": "small_cnn", "pretrained": False,
+        "_target_": "tests.timm_like.create_model",
+        "_partial_": True,
+        "model_name": "small_cnn",
+        "pretrained": False,
         "width": 8,
     }
 
 
 def test_train_py_with_the_timm_option_and_such_a_factory(fake_cifar_root: Path, tmp_path: Path) -> None:
     run_dir = tmp_path / "run"
-    run_script("train.py", "model=timm", "model.backbone._target_=tests.timm_like.create_model",
-               "model.backbone.model_name=small_cnn", "+model.backbone.width=8", "debug=fdr", "logger=csv",
-               "dataset.num_workers=0", "dataset.batch_size=32", f"dataset.data_dir={fake_cifar_root}",
-               f"hydra.run.dir={run_dir}")
+    run_script(
+        "train.py",
+        "model=timm",
+        "model.backbone._target_=tests.timm_like.create_model",
+        "model.backbone.model_name=small_cnn",
+        "+model.backbone.width=8",
+        "debug=fdr",
+        "logger=csv",
+        "dataset.num_workers=0",
+        "dataset.batch_size=32",
+        f"dataset.data_dir={fake_cifar_root}",
+        f"hydra.run.dir={run_dir}",
+    )
     assert "test/acc_top1" in read_metrics(run_dir)
 
 
@@ -77,8 +93,9 @@ def test_the_torchvision_for_a_torch_release() -> None:
 def test_the_readme_gives_the_cpu_install_line_the_error_gives() -> None:
     readme = (REPO_ROOT / "README.md").read_text()
     line = install_hint("2.13.0+cpu").split(" (")[0]
-    assert line == ("pip install 'torchvision==0.28.0' --index-url https://download.pytorch.org/whl/cpu "
-                    "&& pip install timm")
+    assert line == (
+        "pip install 'torchvision==0.28.0' --index-url https://download.pytorch.org/whl/cpu && pip install timm"
+    )
     assert line in readme
 
 
@@ -89,15 +106,23 @@ def _one_line(proc) -> str:
 
 @pytest.mark.skipif(importlib.util.find_spec("timm") is not None, reason="timm is installed here")
 def test_model_timm_without_timm_is_one_line_naming_the_install(fake_cifar_root: Path, tmp_path: Path) -> None:
-    proc = _run_script("train.py", "model=timm", "debug=fdr", "logger=none", f"dataset.data_dir={fake_cifar_root}",
-                       f"hydra.run.dir={tmp_path / 'run'}", check=False)
+    proc = _run_script(
+        "train.py",
+        "model=timm",
+        "debug=fdr",
+        "logger=none",
+        f"dataset.data_dir={fake_cifar_root}",
+        f"hydra.run.dir={tmp_path / 'run'}",
+        check=False,
+    )
     last = _one_line(proc)
     assert last.startswith("ConfigError: model=timm needs timm, which is not installed: pip install")
     assert ("--index-url https://download.pytorch.org/whl/cpu" in last) == ("+cpu" in torch.__version__)
 
 
-def test_timm_without_its_torchvision_is_one_line(fake_cifar_root: Path, tmp_path: Path,
-                                                  monkeypatch: pytest.MonkeyPatch) -> None:
+def test_timm_without_its_torchvision_is_one_line(
+    fake_cifar_root: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     """`pip install timm --no-deps` beside a torch without torchvision: timm imports torchvision when
     imported (timm 1.0.31: timm.layers -> torchvision.ops), so it cannot import. A stand-in timm on
     PYTHONPATH does the same."""
@@ -107,7 +132,14 @@ def test_timm_without_its_torchvision_is_one_line(fake_cifar_root: Path, tmp_pat
     (site / "timm").mkdir(parents=True)
     (site / "timm" / "__init__.py").write_text("import torchvision\n")
     monkeypatch.setenv("PYTHONPATH", os.pathsep.join(filter(None, [str(site), os.environ.get("PYTHONPATH")])))
-    proc = _run_script("train.py", "model=timm", "debug=fdr", "logger=none", f"dataset.data_dir={fake_cifar_root}",
-                       f"hydra.run.dir={tmp_path / 'run'}", check=False)
+    proc = _run_script(
+        "train.py",
+        "model=timm",
+        "debug=fdr",
+        "logger=none",
+        f"dataset.data_dir={fake_cifar_root}",
+        f"hydra.run.dir={tmp_path / 'run'}",
+        check=False,
+    )
     last = _one_line(proc)
     assert last.startswith("ConfigError: model=timm needs torchvision, which is not installed: pip install")

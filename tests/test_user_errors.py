@@ -19,9 +19,9 @@ import lightning as L
 import pytest
 import torch
 
-from tests.fake_cifar import CIFAR10_CLASSES
 from litvision.lightning_modules.backbones import build_backbone
 from litvision.lightning_modules.classifier import ImageClassifier
+from tests.fake_cifar import CIFAR10_CLASSES
 from tests.run_helpers import REPO_ROOT, TINY_MODEL, run_script
 
 ERROR_LINE = re.compile(r"^(ConfigError|DataError|MissingDataError): \S")
@@ -41,8 +41,16 @@ def assert_one_error_line(proc: subprocess.CompletedProcess, *fragments: str) ->
 
 
 def train(data_dir: Path, run_dir: Path, *overrides: str) -> subprocess.CompletedProcess:
-    return run_script("train.py", "logger=csv", f"dataset.data_dir={data_dir}", f"hydra.run.dir={run_dir}",
-                      *TINY_MODEL, *overrides, check=False, timeout=240)
+    return run_script(
+        "train.py",
+        "logger=csv",
+        f"dataset.data_dir={data_dir}",
+        f"hydra.run.dir={run_dir}",
+        *TINY_MODEL,
+        *overrides,
+        check=False,
+        timeout=240,
+    )
 
 
 @pytest.mark.parametrize(
@@ -50,17 +58,30 @@ def train(data_dir: Path, run_dir: Path, *overrides: str) -> subprocess.Complete
     [
         pytest.param(["dataset.batch_size=0"], ["dataset.batch_size=0", "dataset.batch_size=128"], id="batch_size"),
         pytest.param(["optimizer.lr=-0.1"], ["optimizer.lr=-0.1", "Invalid learning rate"], id="lr"),
-        pytest.param(["optimizer=adamw", "optimizer.weight_decay=-1"], ["optimizer.weight_decay=-1"],
-                     id="adamw_weight_decay", marks=pytest.mark.slow),
+        pytest.param(
+            ["optimizer=adamw", "optimizer.weight_decay=-1"],
+            ["optimizer.weight_decay=-1"],
+            id="adamw_weight_decay",
+            marks=pytest.mark.slow,
+        ),
         pytest.param(["dataset.num_workers=-1"], ["dataset.num_workers=-1", "or auto"], id="num_workers"),
-        pytest.param(["dataset.download=false", "dataset.data_dir=/nonexistent/cifar"],
-                     ["dataset.data_dir=/nonexistent/cifar", "dataset.download=true"], id="missing_data_dir"),
-        pytest.param(["ckpt_path=/nonexistent/last.ckpt"], ["ckpt_path=/nonexistent/last.ckpt"], id="missing_ckpt",
-                     marks=pytest.mark.slow),
+        pytest.param(
+            ["dataset.download=false", "dataset.data_dir=/nonexistent/cifar"],
+            ["dataset.data_dir=/nonexistent/cifar", "dataset.download=true"],
+            id="missing_data_dir",
+        ),
+        pytest.param(
+            ["ckpt_path=/nonexistent/last.ckpt"],
+            ["ckpt_path=/nonexistent/last.ckpt"],
+            id="missing_ckpt",
+            marks=pytest.mark.slow,
+        ),
         pytest.param(["seed=-1"], ["seed=-1"], id="seed", marks=pytest.mark.slow),
     ],
 )
-def test_bad_train_input_is_one_line(fake_cifar_root: Path, tmp_path: Path, overrides: list[str], fragments: list[str]) -> None:
+def test_bad_train_input_is_one_line(
+    fake_cifar_root: Path, tmp_path: Path, overrides: list[str], fragments: list[str]
+) -> None:
     proc = train(fake_cifar_root, tmp_path / "run", *overrides)
     assert_one_error_line(proc, *fragments)
     assert not (tmp_path / "run" / "metrics.json").exists()
@@ -81,8 +102,9 @@ def test_debug_fdr_without_data_offline_is_one_line(tmp_path: Path, monkeypatch:
     for name in ("no_proxy", "NO_PROXY"):
         monkeypatch.delenv(name, raising=False)
     proc = run_script("train.py", "debug=fdr", check=False, cwd=tmp_path)
-    last = assert_one_error_line(proc, f"dataset.data_dir={tmp_path / 'data'}", "set dataset.data_dir=PATH",
-                                 "cifar-10-python.tar.gz")
+    last = assert_one_error_line(
+        proc, f"dataset.data_dir={tmp_path / 'data'}", "set dataset.data_dir=PATH", "cifar-10-python.tar.gz"
+    )
     assert last.startswith("MissingDataError: CIFAR-10 is not in dataset.data_dir=")
     assert not any((tmp_path / "data").iterdir()), "a failed download leaves nothing behind"
 
@@ -95,9 +117,19 @@ def test_gpu_trainer_without_a_gpu_says_to_use_cpu(fake_cifar_root: Path, tmp_pa
 def test_full_traceback_on_request(fake_cifar_root: Path, tmp_path: Path) -> None:
     env = {**os.environ, "HYDRA_FULL_ERROR": "1", "WANDB_MODE": "offline", "NO_ALBUMENTATIONS_UPDATE": "1"}
     proc = subprocess.run(
-        [sys.executable, str(REPO_ROOT / "train.py"), "logger=csv", "dataset.batch_size=0",
-         f"dataset.data_dir={fake_cifar_root}", f"hydra.run.dir={tmp_path / 'run'}"],
-        cwd=REPO_ROOT, env=env, capture_output=True, text=True, timeout=240,
+        [
+            sys.executable,
+            str(REPO_ROOT / "train.py"),
+            "logger=csv",
+            "dataset.batch_size=0",
+            f"dataset.data_dir={fake_cifar_root}",
+            f"hydra.run.dir={tmp_path / 'run'}",
+        ],
+        cwd=REPO_ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=240,
     )
     assert proc.returncode != 0
     assert "Traceback" in proc.stderr and "dataset.batch_size=0" in proc.stderr
@@ -107,8 +139,16 @@ def test_a_bad_job_in_a_sweep_fails_alone(fake_cifar_root: Path, tmp_path: Path)
     """MULTIRUN: the error reaches Hydra (job FAILED in the sweep summary), the next job still runs."""
     sweep = tmp_path / "sweep"
     proc = run_script(
-        "train.py", "-m", "optimizer.lr=-0.1,0.05", "debug=fdr", "logger=csv", f"dataset.data_dir={fake_cifar_root}",
-        f"hydra.sweep.dir={sweep}", *TINY_MODEL, check=False, timeout=300,
+        "train.py",
+        "-m",
+        "optimizer.lr=-0.1,0.05",
+        "debug=fdr",
+        "logger=csv",
+        f"dataset.data_dir={fake_cifar_root}",
+        f"hydra.sweep.dir={sweep}",
+        *TINY_MODEL,
+        check=False,
+        timeout=300,
     )
     assert proc.returncode != 0  # Hydra: a sweep with a failed job exits non-zero after all jobs ran
     with open(sweep / "summary.csv") as handle:
@@ -122,19 +162,35 @@ def test_a_bad_job_in_a_sweep_fails_alone(fake_cifar_root: Path, tmp_path: Path)
 @pytest.fixture(scope="module")
 def tiny_checkpoint(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A real (Lightning-written) checkpoint of a tiny CIFAR-10 classifier, trained one step."""
-    model = ImageClassifier(backbone=functools.partial(build_backbone, "small_cnn", width=4), class_names=CIFAR10_CLASSES)
+    model = ImageClassifier(
+        backbone=functools.partial(build_backbone, "small_cnn", width=4), class_names=CIFAR10_CLASSES
+    )
     data = torch.utils.data.TensorDataset(torch.rand(8, 3, 32, 32), torch.arange(8))
     root = tmp_path_factory.mktemp("ckpt")
-    trainer = L.Trainer(max_steps=1, logger=False, enable_progress_bar=False, enable_model_summary=False,
-                        enable_checkpointing=False, default_root_dir=root)
+    trainer = L.Trainer(
+        max_steps=1,
+        logger=False,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+        enable_checkpointing=False,
+        default_root_dir=root,
+    )
     trainer.fit(model, torch.utils.data.DataLoader(data, batch_size=4))
     trainer.save_checkpoint(root / "tiny.ckpt")
     return root / "tiny.ckpt"
 
 
 def evaluate(ckpt: Path, data_dir: Path, run_dir: Path, *overrides: str) -> subprocess.CompletedProcess:
-    return run_script("eval.py", f"ckpt_path={ckpt}", f"dataset.data_dir={data_dir}", f"hydra.run.dir={run_dir}",
-                      "dataset.num_workers=0", *overrides, check=False, timeout=240)
+    return run_script(
+        "eval.py",
+        f"ckpt_path={ckpt}",
+        f"dataset.data_dir={data_dir}",
+        f"hydra.run.dir={run_dir}",
+        "dataset.num_workers=0",
+        *overrides,
+        check=False,
+        timeout=240,
+    )
 
 
 def test_eval_on_data_with_unknown_class_names_is_one_line(tiny_checkpoint: Path, tmp_path: Path) -> None:
@@ -142,8 +198,9 @@ def test_eval_on_data_with_unknown_class_names_is_one_line(tiny_checkpoint: Path
 
     other = tmp_path / "other"
     write_fake_cifar(other, n_train_per_class=2, n_test_per_class=1, class_names=[*CIFAR10_CLASSES[:9], "zebra"])
-    last = assert_one_error_line(evaluate(tiny_checkpoint, other, tmp_path / "eval"),
-                                 "'zebra'", "evaluate it on the dataset it was trained on")
+    last = assert_one_error_line(
+        evaluate(tiny_checkpoint, other, tmp_path / "eval"), "'zebra'", "evaluate it on the dataset it was trained on"
+    )
     assert "unknown to the model" in last
     assert not (tmp_path / "eval" / "metrics.json").exists()
 
@@ -157,8 +214,9 @@ def test_eval_on_the_same_classes_in_another_order_is_one_line(tiny_checkpoint: 
     assert_one_error_line(evaluate(tiny_checkpoint, other, tmp_path / "eval"), "another order")
 
 
-def test_eval_of_a_checkpoint_carrying_code_is_refused_in_one_line(tiny_checkpoint: Path, fake_cifar_root: Path,
-                                                                   tmp_path: Path) -> None:
+def test_eval_of_a_checkpoint_carrying_code_is_refused_in_one_line(
+    tiny_checkpoint: Path, fake_cifar_root: Path, tmp_path: Path
+) -> None:
     checkpoint = torch.load(tiny_checkpoint, weights_only=True)
     checkpoint["hyper_parameters"]["backbone"] = functools.partial(build_backbone, "small_cnn", width=4)
     old = tmp_path / "old.ckpt"
@@ -201,8 +259,10 @@ def test_bad_optimizer_settings_fail_at_construction() -> None:
     from litvision.utils.errors import ConfigError
 
     with pytest.raises(ConfigError, match=r"optimizer\.momentum=-0\.5"):
-        ImageClassifier(backbone=functools.partial(build_backbone, "small_cnn"),
-                        optimizer={"_target_": "torch.optim.SGD", "lr": 0.1, "momentum": -0.5})
+        ImageClassifier(
+            backbone=functools.partial(build_backbone, "small_cnn"),
+            optimizer={"_target_": "torch.optim.SGD", "lr": 0.1, "momentum": -0.5},
+        )
 
 
 def test_train_false_without_a_checkpoint_is_refused(tmp_path: Path) -> None:
@@ -213,7 +273,9 @@ def test_train_false_without_a_checkpoint_is_refused(tmp_path: Path) -> None:
     from litvision.utils.errors import ConfigError
 
     with initialize_config_dir(config_dir=str(REPO_ROOT / "conf"), version_base="1.3"):
-        cfg = compose("train", overrides=["train=false", "logger=csv", f"paths.root_dir={tmp_path}",
-                                          f"paths.output_dir={tmp_path}"])
+        cfg = compose(
+            "train",
+            overrides=["train=false", "logger=csv", f"paths.root_dir={tmp_path}", f"paths.output_dir={tmp_path}"],
+        )
     with pytest.raises(ConfigError, match="pass ckpt_path="):
         train_task(cfg)

@@ -27,8 +27,21 @@ from tests.run_helpers import REPO_ROOT, read_metrics
 
 TINY = ["model=small_cnn", "model.backbone.width=8", "trainer.max_epochs=1", "logger=csv"]
 # what a source checkout may hold besides the package (never part of the wheel)
-NOT_SOURCE = (".venv", ".git", "build", "dist", "*.egg-info", "__pycache__", "logs", "outputs", "multirun",
-              "wandb", "data", "lightning_logs", ".pytest_cache")
+NOT_SOURCE = (
+    ".venv",
+    ".git",
+    "build",
+    "dist",
+    "*.egg-info",
+    "__pycache__",
+    "logs",
+    "outputs",
+    "multirun",
+    "wandb",
+    "data",
+    "lightning_logs",
+    ".pytest_cache",
+)
 
 
 def _run(command: list[str], cwd: Path, env: dict[str, str], timeout: int = 300) -> subprocess.CompletedProcess:
@@ -53,10 +66,16 @@ def _fresh_venv(tmp: Path, wheel: Path) -> Path:
     venv = tmp / "venv"
     _run([sys.executable, "-m", "venv", "--without-pip", str(venv)], tmp, os.environ.copy())
     python = venv / "bin" / "python"
-    _run([sys.executable, "-m", "pip", "--python", str(python), "install", "-q", "--no-deps", str(wheel)], tmp,
-         os.environ.copy())
-    site_packages = Path(_run([str(python), "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"],
-                              tmp, os.environ.copy()).stdout.strip())
+    _run(
+        [sys.executable, "-m", "pip", "--python", str(python), "install", "-q", "--no-deps", str(wheel)],
+        tmp,
+        os.environ.copy(),
+    )
+    site_packages = Path(
+        _run(
+            [str(python), "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"], tmp, os.environ.copy()
+        ).stdout.strip()
+    )
     ours = {sysconfig.get_paths()["purelib"], sysconfig.get_paths()["platlib"]}
     (site_packages / "_litvision_test_deps.pth").write_text("\n".join(sorted(ours)) + "\n")
     return venv
@@ -64,18 +83,30 @@ def _fresh_venv(tmp: Path, wheel: Path) -> Path:
 
 def _user_env(venv: Path) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "VIRTUAL_ENV", "WANDB_API_KEY")}
-    env.update(PATH=f"{venv / 'bin'}{os.pathsep}{env['PATH']}", PYTHONNOUSERSITE="1", WANDB_MODE="offline",
-               WANDB_SILENT="true", NO_ALBUMENTATIONS_UPDATE="1")
+    env.update(
+        PATH=f"{venv / 'bin'}{os.pathsep}{env['PATH']}",
+        PYTHONNOUSERSITE="1",
+        WANDB_MODE="offline",
+        WANDB_SILENT="true",
+        NO_ALBUMENTATIONS_UPDATE="1",
+    )
     return env
 
 
 def _write_user_dataset_option(path: Path, data_dir: Path) -> None:
     """The user's own ``dataset=mydata``, defined only in their config dir, built on our ``cifar10`` option."""
     path.parent.mkdir(parents=True)
-    path.write_text(yaml.safe_dump({
-        "defaults": ["cifar10", "_self_"], "data_dir": str(data_dir), "download": False,
-        "batch_size": 16, "num_workers": 0,
-    }))
+    path.write_text(
+        yaml.safe_dump(
+            {
+                "defaults": ["cifar10", "_self_"],
+                "data_dir": str(data_dir),
+                "download": False,
+                "batch_size": 16,
+                "num_workers": 0,
+            }
+        )
+    )
 
 
 USER_SCRIPT = '''"""The user's own entry script: litvision's training task with the user's own primary config."""
@@ -111,16 +142,34 @@ def test_wheel_in_fresh_venv_trains_on_a_users_own_dataset_option(tmp_path: Path
     write_fake_cifar(data, n_train_per_class=12, n_test_per_class=4, seed=0)
 
     # the wheel's litvision is the one imported: not the checkout, not the editable install's hook
-    probe = _run([str(venv / "bin" / "python"), "-c",
-                  "import sys, litvision, litvision.conf; print(litvision.__file__); "
-                  "print([f.__module__ for f in sys.meta_path])"], user, env).stdout.splitlines()
+    probe = _run(
+        [
+            str(venv / "bin" / "python"),
+            "-c",
+            "import sys, litvision, litvision.conf; print(litvision.__file__); "
+            "print([f.__module__ for f in sys.meta_path])",
+        ],
+        user,
+        env,
+    ).stdout.splitlines()
     assert Path(probe[0]).is_relative_to(venv) and "editable" not in probe[1], probe
 
     # 1. `--config-dir`: the user's option next to ours; 2 DDP processes (rank 1 is relaunched
     #    as `python -m litvision.train --config-dir ...` and must find dataset=mydata too)
     _write_user_dataset_option(user / "myconf" / "dataset" / "mydata.yaml", data)
-    proc = _run(["litvision-train", "--config-dir", "./myconf", "dataset=mydata", "trainer=ddp_sim",
-                 "hydra.run.dir=run", *TINY], user, env)
+    proc = _run(
+        [
+            "litvision-train",
+            "--config-dir",
+            "./myconf",
+            "dataset=mydata",
+            "trainer=ddp_sim",
+            "hydra.run.dir=run",
+            *TINY,
+        ],
+        user,
+        env,
+    )
     assert "Starting with 2 processes" in proc.stdout + proc.stderr
     trained = read_metrics(user / "run")
     assert "test/acc_top1" in trained
@@ -129,8 +178,11 @@ def test_wheel_in_fresh_venv_trains_on_a_users_own_dataset_option(tmp_path: Path
 
     # litvision-eval from the same place: the same test metrics as the run's own test of that checkpoint
     best = user / "run" / "checkpoints" / "best.ckpt"
-    _run(["litvision-eval", "--config-dir", "./myconf", "dataset=mydata", f"ckpt_path={best}",
-          "hydra.run.dir=eval"], user, env)
+    _run(
+        ["litvision-eval", "--config-dir", "./myconf", "dataset=mydata", f"ckpt_path={best}", "hydra.run.dir=eval"],
+        user,
+        env,
+    )
     evaluated = read_metrics(user / "eval")
     assert evaluated["test/acc_top1"] == trained["test/acc_top1"]
     assert evaluated["test/loss"] == pytest.approx(trained["test/loss"], rel=1e-5)

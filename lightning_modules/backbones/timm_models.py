@@ -37,9 +37,11 @@ def install_hint(torch_version: str | None = None) -> str:
     """The install line for timm that keeps the installed torch."""
     version = torch_version or torch.__version__
     if "+cpu" in version:
-        return (f"pip install '{matching_torchvision(version)}' --index-url {CPU_INDEX} && pip install timm "
-                f"(a CPU torch needs PyTorch's CPU torchvision; `pip install -e \".[timm]\"` would bring PyPI's CUDA one)")
-    return "pip install -e \".[timm]\" (or pip install timm)"
+        return (
+            f"pip install '{matching_torchvision(version)}' --index-url {CPU_INDEX} && pip install timm "
+            f"(a CPU torch needs PyTorch's CPU torchvision; `pip install -e \".[timm]\"` would bring PyPI's CUDA one)"
+        )
+    return 'pip install -e ".[timm]" (or pip install timm)'
 
 
 def import_timm() -> ModuleType:
