@@ -31,9 +31,11 @@ class MetricsSummary(L.Callback):
     callbacks, which Lightning always runs last, save in ``on_validation_end`` or
     ``on_train_epoch_end``). A run that fails in between, e.g. a checkpoint save on a full
     disk, leaves the file claiming no epoch beyond the last saved checkpoint.
+    ``print_table=True`` prints every metric as a table at the end of testing; the entry
+    scripts print a short result after W&B's closing lines instead (``launch/final_summary.py``).
     """
 
-    def __init__(self, path: str | Path = "metrics.json", print_table: bool = True) -> None:
+    def __init__(self, path: str | Path = "metrics.json", print_table: bool = False) -> None:
         self.path = Path(path)
         self.print_table = print_table
         self.metrics: dict[str, float | None] = {}
@@ -91,7 +93,7 @@ class MetricsSummary(L.Callback):
         from rich.console import Console
         from rich.table import Table
 
-        table = Table(title=f"final metrics ({self.path})")
+        table = Table(title="final metrics")
         table.add_column("metric")
         table.add_column("value", justify="right")
         for key in sorted(self.metrics):
@@ -99,4 +101,6 @@ class MetricsSummary(L.Callback):
                 continue  # 1000 ImageNet classes: those live in metrics.json and W&B
             value = self.metrics[key]
             table.add_row(key, "-" if value is None else f"{value:.4f}")
-        Console().print(table)
+        console = Console()
+        console.print(table)
+        console.print(f"written to {self.path}", soft_wrap=True)  # a path is not wrapped inside a word

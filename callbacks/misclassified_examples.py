@@ -12,6 +12,7 @@ import torch
 from lightning.pytorch.loggers import WandbLogger
 
 from litvision.utils.names import escape_name
+from litvision.utils.thumbnails import same_size
 
 # (confidence, tie-breaker, thumbnail HWC uint8, true class, predicted class)
 Mistake = tuple[float, int, np.ndarray, int, int]
@@ -104,7 +105,11 @@ class MisclassifiedExamples(L.Callback):
         """
         import wandb
 
-        images = [wandb.Image(thumb, caption=f"{true} -> {pred} ({conf:.2f})") for thumb, true, pred, conf in self.rows]
+        thumbs = same_size([thumb for thumb, _, _, _ in self.rows])  # one size: W&B warns otherwise
+        images = [
+            wandb.Image(thumb, caption=f"{true} -> {pred} ({conf:.2f})")
+            for thumb, (_, true, pred, conf) in zip(thumbs, self.rows, strict=True)
+        ]
         table = wandb.Table(columns=["image", "true", "predicted", "confidence"])
         for image, (_, true, pred, conf) in zip(images, self.rows, strict=True):
             table.add_data(image, true, pred, conf)

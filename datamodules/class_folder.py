@@ -50,8 +50,8 @@ class ClassFolderDataModule(ClassificationDataModule):
             replaced in training / dropped in evaluation) or ``raise`` (stop with its path).
         max_image_pixels: an image whose header claims more pixels (or sides more than 100:1)
             is a bad image, refused before it is decoded; None lifts the pixel budget.
-        index_cache_dir: where file indices are cached; None = ``<data_dir>/.litvision_index``
-            if writable, else ``~/.cache/litvision/index``.
+        index_cache_dir: where file indices are cached; None = the user cache
+            (``~/.cache/litvision/index``, :func:`~litvision.datamodules.readers.file_index.user_cache_dir`).
         extensions: file extensions counted as images (case-insensitive).
         progress: show a progress bar while indexing.
         **kwargs: see :class:`~litvision.datamodules.base.ClassificationDataModule`.

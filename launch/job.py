@@ -12,15 +12,18 @@ from hydra.types import RunMode
 from omegaconf import DictConfig, open_dict
 
 from litvision.launch.ddp_relaunch import use_hydra_job_command_for_ddp
+from litvision.launch.final_summary import print_final_summary
 from litvision.launch.process import (
     escape_names_in_logs,
     ignore_sync_dist_advice,
     isolated_ddp_job,
+    quiet_library_noise,
     quiet_non_zero_ranks,
 )
 from litvision.launch.sweep_objective import metric_direction, optimized_value
 from litvision.launch.user_errors import user_errors_as_one_line
 from litvision.loggers.wandb_logger import finish_wandb
+from litvision.utils.distributed import global_rank
 
 
 def hydra_settings() -> DictConfig | None:
@@ -46,6 +49,7 @@ def managed_job(module: str) -> Iterator[None]:
     quiet_non_zero_ranks()
     escape_names_in_logs()
     ignore_sync_dist_advice()
+    quiet_library_noise()
     try:
         with isolated_ddp_job():  # the next job of a sweep starts a fresh process group
             yield
@@ -66,6 +70,8 @@ def run_job(module: str, cfg: DictConfig, task: Callable[[DictConfig], dict[str,
     single_run = hydra_cfg is not None and hydra_cfg.mode == RunMode.RUN
     with user_errors_as_one_line(single_run), managed_job(module):
         metrics = task(cfg)
+    if global_rank() == 0:
+        print_final_summary(cfg, metrics)  # after managed_job has finished W&B: the result is printed last
     name = cfg.get("optimized_metric")
     if single_run and name not in metrics:
         return None  # no sweeper reads it; e.g. train=false has no val/ metrics

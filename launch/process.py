@@ -69,3 +69,33 @@ def ignore_sync_dist_advice() -> None:
     running mean: syncing it would mean a collective on every training step.
     """
     warnings.filterwarnings("ignore", message=r".*when logging on epoch level in distributed setting.*")
+
+
+class _DropLightningTips(logging.Filter):
+    """Lightning 2.6 advertises its cloud products (litlogger, litmodels) at INFO on every run, and
+    says that it keeps the model summary callback our config gives it (conf/callbacks/model_summary.yaml)."""
+
+    DROPPED = ("\U0001f4a1 Tip:", "Trainer already configured with model summary callbacks")
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not str(record.msg).startswith(self.DROPPED)
+
+
+def quiet_library_noise() -> None:
+    """Silence what libraries print that a user cannot act on (each line checked against the
+    library versions we pin; a real problem still comes through as a warning or error):
+
+    - Lightning's "Tip: ... try installing litlogger / litmodels" advertisements;
+    - torch's FutureWarning about ``isinstance(treespec, LeafSpec)``, raised inside Lightning's
+      own ``utilities/_pytree.py`` (nothing in litvision or the user's code to change);
+    - faiss's loader, which logs at INFO every instruction set it tries, with a
+      ``No module named 'faiss.swigfaiss_avx512'`` line on CPUs without AVX512.
+    """
+    for name in ("lightning.pytorch.utilities.rank_zero", "lightning.fabric.utilities.rank_zero"):
+        tips = logging.getLogger(name)  # rank_zero_info logs through one of them, depending on import order
+        if not any(isinstance(f, _DropLightningTips) for f in tips.filters):
+            tips.addFilter(_DropLightningTips())
+    warnings.filterwarnings(
+        "ignore", message=r"`isinstance\(treespec, LeafSpec\)` is deprecated", category=FutureWarning
+    )
+    logging.getLogger("faiss.loader").setLevel(logging.WARNING)

@@ -7,6 +7,8 @@ Recipes are stated as rules (linear LR scaling with the batch size, eval resize 
 
 from __future__ import annotations
 
+import os
+
 from omegaconf import OmegaConf
 
 from litvision.launch.slurm_resolvers import slurm_gpus_per_node, slurm_tasks_per_node
@@ -27,10 +29,46 @@ def _round(value: float) -> int:
     return int(round(float(value)))
 
 
+def _launch_dir() -> str:
+    """The directory the command was started in: ``hydra.runtime.cwd`` inside a job.
+
+    A sweeper resolves ``hydra.sweep.dir`` before any job exists, when ``${hydra:...}`` fails
+    ("HydraConfig was not set"); Hydra never changes directory before a job (and ours keep
+    ``hydra.job.chdir=false``), so the current directory is the same one there.
+    """
+    from hydra.core.hydra_config import HydraConfig
+
+    return HydraConfig.get().runtime.cwd if HydraConfig.initialized() else os.getcwd()
+
+
+def _app_config_groups() -> str:
+    """``--help``'s group list (Hydra's ``$APP_CONFIG_GROUPS``) without the shared bases (``_base``,
+    ``_image_files``, ``_classifier``: files other options build on, not options to pick).
+
+    Read from the running app's config loader, so groups from ``--config-dir`` are listed too;
+    outside an app (nothing to ask) it leaves Hydra's own placeholder in place.
+    """
+    from hydra.core.global_hydra import GlobalHydra
+
+    if not GlobalHydra.instance().is_initialized():
+        return "$APP_CONFIG_GROUPS"
+    hydra = GlobalHydra.instance().hydra
+    lines = []
+    for group in sorted(g for g in hydra.list_all_config_groups() if g != "hydra" and not g.startswith("hydra/")):
+        options = sorted(o for o in hydra.config_loader.get_group_options(group) if not o.startswith("_"))
+        if options:
+            lines.append(f"{group}: {', '.join(options)}")
+    return "\n".join(lines)
+
+
 RESOLVERS = {
     "lv.mul": _mul,
     "lv.div": _div,
     "lv.round": _round,
+    # conf/paths/default.yaml: paths.root_dir, also where a sweeper resolves hydra.sweep.dir
+    "lv.launch_dir": _launch_dir,
+    # conf/hydra/default.yaml help.template: --help lists the options a user can pick
+    "lv.app_config_groups": _app_config_groups,
     # the SLURM request that matches the trainer (conf/hydra/launcher/slurm.yaml)
     "lv.slurm_tasks_per_node": slurm_tasks_per_node,
     "lv.slurm_gpus_per_node": slurm_gpus_per_node,

@@ -48,7 +48,13 @@ def make_wandb_logger(mode: str = "auto", **kwargs: Any) -> WandbLogger:
     resolved = resolve_wandb_mode(mode)
     if resolved == "offline":
         log.info("W&B: no credentials found, logging offline (sync later with `wandb sync <run dir>/wandb`)")
-    return WandbLogger(mode=resolved, **kwargs)
+    logger = WandbLogger(mode=resolved, **kwargs)
+    # Lightning 2.6 always passes anonymous=None to wandb.init, and wandb >= 0.19 warns about any
+    # value of that retired setting ("The anonymous setting has no effect ..."): leave it out.
+    init_kwargs = getattr(logger, "_wandb_init", None)
+    if isinstance(init_kwargs, dict) and init_kwargs.get("anonymous") is None:
+        init_kwargs.pop("anonymous", None)
+    return logger
 
 
 def finish_wandb(exit_code: int | None = None) -> None:
@@ -63,8 +69,6 @@ def finish_wandb(exit_code: int | None = None) -> None:
     run = wandb.run
     if run is None:
         return
-    offline = run.settings.mode == "offline" if hasattr(run.settings, "mode") else False
-    run_dir = getattr(run, "dir", None)
+    # W&B prints the `wandb sync` command of an offline run itself; the run's final summary
+    # repeats it last (launch/final_summary.py)
     wandb.finish(exit_code=exit_code)
-    if offline and run_dir:
-        log.info("W&B offline run saved; upload it with: wandb sync %s", os.path.dirname(run_dir))

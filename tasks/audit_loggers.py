@@ -20,6 +20,7 @@ from omegaconf import DictConfig
 from litvision.data_audit.section import Section
 from litvision.tasks.build import instantiate_group, log_config
 from litvision.utils.names import escape_name
+from litvision.utils.thumbnails import same_size
 
 
 def finite_metrics(sections: list[Section]) -> dict[str, float]:
@@ -52,15 +53,18 @@ def _log_wandb(run: Any, sections: list[Section], report: Path, metrics: dict[st
             with_images = bool(table.image_columns) and len(table.thumbnails) == len(table.rows)
             columns = [*table.image_columns, *table.columns] if with_images else table.columns
             wandb_table = wandb.Table(columns=columns)
-            images = []
+            strips, captions = [], []
             rows = [[escape_name(v) if isinstance(v, str) else v for v in row] for row in table.rows]
             for k, row in enumerate(rows):
                 cells = [wandb.Image(t) for t in table.thumbnails[k]] if with_images else []
                 wandb_table.add_data(*cells, *row)
                 if with_images:
-                    images.append(
-                        wandb.Image(_side_by_side(table.thumbnails[k]), caption=" | ".join(str(v) for v in row[:4]))
-                    )
+                    strips.append(_side_by_side(table.thumbnails[k]))
+                    captions.append(" | ".join(str(v) for v in row[:4]))
+            # one size for the whole list: W&B warns "Images sizes do not match" otherwise
+            images = [
+                wandb.Image(strip, caption=caption) for strip, caption in zip(same_size(strips), captions, strict=True)
+            ]
             payload[f"audit/{table.name}"] = wandb_table
             if images:
                 payload[f"audit/{table.name}_images"] = images

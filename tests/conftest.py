@@ -22,6 +22,19 @@ CIFAR_SUBSET = SHARED_DATA / "cifar10-subset"
 IMAGENET_SAMPLES = SHARED_DATA / "imagenet-samples"
 
 
+@pytest.fixture(scope="session", autouse=True)
+def _no_writes_to_the_user_cache(tmp_path_factory: pytest.TempPathFactory) -> None:
+    """File indices go to the user cache by default (~/.cache/litvision/index): in tests, a temp one."""
+    os.environ["XDG_CACHE_HOME"] = str(tmp_path_factory.mktemp("xdg_cache"))
+
+
+@pytest.fixture
+def user_cache(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """A fresh user cache for this test (also for the scripts it runs): the index folder in it."""
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "xdg_cache"))
+    return tmp_path / "xdg_cache" / "litvision" / "index"
+
+
 @pytest.fixture(scope="session")
 def fake_cifar_root(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A tiny CIFAR-10 tree in the official pickle format: 20 train / 7 test images per class."""

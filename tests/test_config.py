@@ -35,6 +35,8 @@ GROUPS = [
 ]
 # packages a config may target without litvision depending on them (model=timm)
 OPTIONAL_PACKAGES = {"timm"}
+# our targets that import one of them when called
+NEEDS_OPTIONAL = {"litvision.lightning_modules.backbones.timm_models.create_model": "timm"}
 
 
 def options(group: str) -> list[str]:
@@ -65,6 +67,11 @@ def installed(target: str) -> bool:
     return importlib.util.find_spec(target.split(".")[0]) is not None
 
 
+def optional_and_missing(target: str) -> bool:
+    package = NEEDS_OPTIONAL.get(target, target.split(".")[0])
+    return package in OPTIONAL_PACKAGES and not installed(package)
+
+
 def check_option(group: str, option: str, *overrides: str) -> None:
     """Compose ``group=option``, resolve it, import every target and build the group's objects.
 
@@ -81,7 +88,7 @@ def check_option(group: str, option: str, *overrides: str) -> None:
     resolved = OmegaConf.to_container(cfg, resolve=True)
     for path, target in targets(resolved):
         if target.split(".")[0] in OPTIONAL_PACKAGES and not installed(target):
-            continue
+            continue  # our own targets that need one import without it
         assert get_object(target) is not None, (path, target)  # raises if it does not import
     builders = {
         "dataset": _build_dataset,
@@ -117,7 +124,7 @@ def _build_augmentation(cfg, _: bool) -> None:
 
 
 def _build_model(cfg, _: bool) -> None:
-    if cfg.model.backbone._target_.split(".")[0] in OPTIONAL_PACKAGES and not installed(cfg.model.backbone._target_):
+    if optional_and_missing(cfg.model.backbone._target_):
         return
     model = instantiate(cfg.model, num_classes=10)
     size = 64 if cfg.model.backbone.get("name") in ("resnet18", "resnet50") else 32

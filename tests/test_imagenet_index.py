@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -123,7 +124,9 @@ def forbid_directory_walks(monkeypatch):
 
 
 @pytest.mark.parametrize("layout", LAYOUTS)
-def test_index_cache_is_used_on_second_start_and_rebuilt_when_a_file_is_added(tmp_path, monkeypatch, layout):
+def test_index_cache_is_used_on_second_start_and_rebuilt_when_a_file_is_added(
+    tmp_path, monkeypatch, layout, user_cache
+):
     samples = generated_samples(tmp_path / "gen", num_classes=4, per_class=2)
     root = tmp_path / "tree"
     build_train(root, samples)
@@ -133,7 +136,7 @@ def test_index_cache_is_used_on_second_start_and_rebuilt_when_a_file_is_added(tm
     first = datamodule(root)
     first.prepare_data()
     first.setup("fit")
-    assert (root / ".litvision_index").is_dir()
+    assert len(list(user_cache.glob("index-*.npz"))) == 2  # train + val, in the user cache
 
     with monkeypatch.context() as patch:
         forbid_directory_walks(patch)
@@ -153,12 +156,41 @@ def test_index_cache_is_used_on_second_start_and_rebuilt_when_a_file_is_added(tm
     assert f"{wnid}/added.JPEG" in names and len(names) == len(samples) + 1
 
 
-def test_index_cache_location_can_be_chosen(tmp_path):
+def test_index_cache_location_can_be_chosen(tmp_path, user_cache):
     root, samples = generated_tree(tmp_path, 2, "folders")
     age_tree(root)
     cache = tmp_path / "cache"
     datamodule(root, index_cache_dir=str(cache)).prepare_data()
     assert len(list(cache.glob("index-*.npz"))) == 2 and not (root / ".litvision_index").exists()
+    assert not user_cache.exists()
+
+
+def test_the_index_cache_stays_out_of_the_data_folder_unless_asked(tmp_path, user_cache):
+    """A user's photo folder is theirs: by default the index goes to the user cache, and
+    ``dataset.index_cache_dir=${dataset.data_dir}/.litvision_index`` puts it beside the data."""
+    from hydra import compose, initialize_config_dir
+    from hydra.utils import instantiate
+
+    root, samples = generated_tree(tmp_path, 2, "folders")
+    age_tree(root)
+    before = sorted(str(p.relative_to(root)) for p in root.rglob("*"))
+    datamodule(root).prepare_data()
+    assert sorted(str(p.relative_to(root)) for p in root.rglob("*")) == before  # nothing written into the tree
+    assert len(list(user_cache.glob("index-*.npz"))) == 2
+
+    conf = Path(__file__).resolve().parents[1] / "conf"
+    with initialize_config_dir(config_dir=str(conf), version_base="1.3"):
+        cfg = compose(
+            "train",
+            overrides=[
+                "dataset=class_folder",
+                f"dataset.data_dir={root}",
+                "dataset.progress=false",
+                "dataset.index_cache_dir=${dataset.data_dir}/.litvision_index",
+            ],
+        )
+    instantiate(cfg.dataset).prepare_data()
+    assert len(list((root / ".litvision_index").glob("index-*.npz"))) == 2
 
 
 def test_holdout_split_is_stratified_and_removed_from_training(tmp_path):
@@ -235,11 +267,11 @@ def small_tree(tmp_path, val_layout: str):
     return root, build_val(root, samples, val_layout)
 
 
-def test_another_kaggle_csv_serves_its_own_labels_not_the_cached_ones(tmp_path):
+def test_another_kaggle_csv_serves_its_own_labels_not_the_cached_ones(tmp_path, user_cache):
     root, truth = small_tree(tmp_path, "kaggle")
     age_tree(root)
     assert val_labels(datamodule(root)) == expected_labels(truth)
-    assert len(list((root / ".litvision_index").glob("index-*.npz"))) == 2  # train + val cached
+    assert len(list(user_cache.glob("index-*.npz"))) == 2  # train + val cached
 
     other = tmp_path / "other.csv"
     kaggle_csv(other, shifted(truth))
@@ -275,12 +307,12 @@ def test_another_devkit_dir_serves_its_own_labels_not_the_cached_ones(tmp_path):
 
 
 @pytest.mark.parametrize("damage", ["empty", "truncated", "garbage", "not_an_index"])
-def test_a_broken_cache_file_is_re_indexed_with_a_warning_naming_it(tmp_path, monkeypatch, caplog, damage):
+def test_a_broken_cache_file_is_re_indexed_with_a_warning_naming_it(tmp_path, monkeypatch, caplog, damage, user_cache):
     root, samples = generated_tree(tmp_path, 3, "folders")
     age_tree(root)
     first = datamodule(root)
     first.prepare_data()
-    caches = sorted((root / ".litvision_index").glob("index-*.npz"))
+    caches = sorted(user_cache.glob("index-*.npz"))
     assert len(caches) == 2
     for cache in caches:
         data = cache.read_bytes()

@@ -27,7 +27,7 @@ def free_port() -> int:
 
 
 @pytest.mark.slow
-def test_two_nodes_on_one_shared_tree_scan_it_once(tmp_path):
+def test_two_nodes_on_one_shared_tree_scan_it_once(tmp_path, user_cache):
     samples = generated_samples(tmp_path / "gen", num_classes=3, per_class=4, size=(24, 24))
     root = tmp_path / "tree"
     build_train(root, samples)
@@ -77,4 +77,4 @@ def test_two_nodes_on_one_shared_tree_scan_it_once(tmp_path):
     scans = [json.loads((record / f"scans_rank{rank}.json").read_text())["scans"] for rank in (0, 1)]
     assert scans[0] > 0  # global rank 0 listed train/ and val/ and their class folders
     assert scans[1] == 0, f"node 1 listed the shared tree again ({scans[1]} directory listings)"
-    assert len(list((root / ".litvision_index").glob("index-*.npz"))) == 2  # train + val, written once
+    assert len(list(user_cache.glob("index-*.npz"))) == 2  # train + val, written once

@@ -137,3 +137,35 @@ def test_ddp_jobs_inside_a_multirun(fake_cifar_root: Path, tmp_path: Path) -> No
         assert read_metrics(sweep_dir / name)["epoch"] == 0
     rows = list(csv.DictReader((sweep_dir / "summary.csv").read_text().splitlines()))
     assert sorted(r["optimizer.lr"] for r in rows) == ["0.05", "0.1"]
+
+
+def test_sweep_dir_resolves_before_any_job_exists(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A sweeper reads ``hydra.sweep.dir`` before any job, when ``${hydra:...}`` cannot resolve: the
+    default sweep dir (under ``paths.log_dir``) used to end every `-m` run without an explicit
+    ``hydra.sweep.dir`` in ``InterpolationResolutionError: HydraConfig was not set``."""
+    from hydra import compose, initialize_config_dir
+    from hydra.core.hydra_config import HydraConfig
+
+    monkeypatch.chdir(tmp_path)
+    with initialize_config_dir(config_dir=str(Path(__file__).resolve().parents[1] / "conf"), version_base="1.3"):
+        cfg = compose("train", overrides=["optimizer.lr=0.1"], return_hydra_config=True)
+    monkeypatch.setattr(HydraConfig.instance(), "cfg", None)  # as in the sweeper: no job yet
+    sweep_dir = Path(cfg.hydra.sweep.dir)
+    assert sweep_dir.parent == tmp_path / "logs" / "train" / "multiruns"
+
+
+def test_a_multirun_without_sweep_dir_runs_under_the_start_dir(fake_cifar_root: Path, tmp_path: Path) -> None:
+    """`python train.py -m ...` as the README writes it: no hydra.sweep.dir, jobs in ./logs/train/multiruns/<time>/."""
+    run_script(
+        "train.py",
+        "-m",
+        "optimizer.lr=0.1,0.05",
+        "debug=fdr",
+        f"dataset.data_dir={fake_cifar_root}",
+        "logger=none",
+        *TINY,
+        cwd=tmp_path,
+    )
+    (sweep_dir,) = (tmp_path / "logs" / "train" / "multiruns").iterdir()
+    rows = list(csv.DictReader((sweep_dir / "summary.csv").read_text().splitlines()))
+    assert [r["status"] for r in rows] == ["COMPLETED", "COMPLETED"]

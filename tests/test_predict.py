@@ -141,6 +141,40 @@ def test_images_folder_any_nesting_no_labels(checkpoint: Path, tmp_path: Path) -
     np.testing.assert_allclose(np.load(out / "probabilities.npy"), expected, rtol=1e-4, atol=1e-6)
 
 
+def test_predict_ends_with_a_short_summary(checkpoint: Path, odd_cifar: Path, tmp_path: Path) -> None:
+    """The last lines: how many images, the unreadable ones, accuracy when labels are known, the files."""
+    out = tmp_path / "split"
+    proc = run_script(
+        "predict.py",
+        f"ckpt_path={checkpoint}",
+        f"dataset.data_dir={odd_cifar}",
+        "split=test",
+        f"hydra.run.dir={out}",
+        *TINY,
+    )
+    meta = json.loads((out / "predictions.json").read_text())
+    assert proc.stdout.strip().splitlines()[-4:] == [
+        f"Predicted 15 images ({meta['source']}), none unreadable",
+        f"Top-1 accuracy against the labels: {meta['accuracy_top1']:.4f}",
+        f"Predictions: {out / 'predictions.csv'}",
+        f"Probabilities: {out / 'probabilities.npy'}",
+    ]
+
+    folder = tmp_path / "images"
+    folder.mkdir()
+    Image.fromarray(np.zeros((32, 32, 3), np.uint8)).save(folder / "ok.png")
+    (folder / "broken.png").write_bytes(b"\x89PNG not really")
+    proc = run_script(
+        "predict.py", f"ckpt_path={checkpoint}", f"images={folder}", f"hydra.run.dir={tmp_path / 'dir'}", *TINY
+    )
+    lines = proc.stdout.strip().splitlines()
+    assert lines[-3].startswith("Predicted 1 image (") and lines[-3].endswith(", 1 unreadable left out")
+    assert lines[-2:] == [
+        f"Predictions: {tmp_path / 'dir' / 'predictions.csv'}",
+        f"Probabilities: {tmp_path / 'dir' / 'probabilities.npy'}",
+    ]
+
+
 # ---- in-process: the data module and the writer ----------------------------------------------
 
 

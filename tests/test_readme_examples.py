@@ -5,7 +5,8 @@ The commands are read from those files, so a new example is checked without touc
   sweep at its first point), including the launcher and sweeper settings, in this process.
 - ``-m slow``: each example that can run on this machine runs as a user would (a subprocess
   in a temp dir), shrunk: generated data, one epoch of 2 batches, small images, CSV logging,
-  2 Optuna trials. Examples that need a GPU or SLURM must be listed in COMPOSE_ONLY (the
+  2 Optuna trials. A sweep keeps its own sweep dir (none is added): the default one, under the
+  temp working dir, must work as written. Examples that need a GPU or SLURM must be listed in COMPOSE_ONLY (the
   default suite checks that the list is right); other commands that cannot run inside a
   test are listed in NOT_RUN with the reason.
 The Architecture page (docs/architecture.md) is checked too: every package folder (subpackages included)
@@ -352,7 +353,8 @@ def shrunk(
         ("++trainer.limit_test_batches", "2", True),
         ("logger", "csv", False),
         ("hydra.run.dir", str(tmp / "run"), True),
-        ("hydra.sweep.dir", str(tmp / "sweep"), True),
+        # no hydra.sweep.dir: a sweep runs as written, into <working dir>/logs/<task>/multiruns/<time>/
+        # (an explicit one hid that the default sweep dir could not be resolved)
     ]:
         overrides = _set(overrides, key, value, force)
     if imagenet:
@@ -379,7 +381,8 @@ def test_readme_example_runs(
     if "--cfg" in example.flags:
         assert "dataset:" in proc.stdout
     elif example.multirun:
-        rows = list(csv.DictReader((tmp_path / "sweep" / "summary.csv").read_text().splitlines()))
+        (sweep_dir,) = (tmp_path / "logs" / example.config_name / "multiruns").iterdir()
+        rows = list(csv.DictReader((sweep_dir / "summary.csv").read_text().splitlines()))
         assert rows and {r["status"] for r in rows} == {"COMPLETED"}, rows
     elif example.config_name == "predict":
         assert (tmp_path / "run" / "predictions.csv").is_file()

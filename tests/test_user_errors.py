@@ -87,6 +87,28 @@ def test_bad_train_input_is_one_line(
     assert not (tmp_path / "run" / "metrics.json").exists()
 
 
+def test_debug_fdr_without_data_offline_is_one_line(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The README's `python train.py debug=fdr`, as written, on a machine without internet: the CIFAR
+    download into ./data fails, and the user gets one line naming dataset.data_dir (it was ~114 lines of
+    three chained tracebacks). The download goes through a proxy nobody listens on, so CI with internet
+    fails it too."""
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    for name in ("https_proxy", "HTTPS_PROXY"):
+        monkeypatch.setenv(name, f"http://127.0.0.1:{port}")
+    for name in ("no_proxy", "NO_PROXY"):
+        monkeypatch.delenv(name, raising=False)
+    proc = run_script("train.py", "debug=fdr", check=False, cwd=tmp_path)
+    last = assert_one_error_line(
+        proc, f"dataset.data_dir={tmp_path / 'data'}", "set dataset.data_dir=PATH", "cifar-10-python.tar.gz"
+    )
+    assert last.startswith("MissingDataError: CIFAR-10 is not in dataset.data_dir=")
+    assert not any((tmp_path / "data").iterdir()), "a failed download leaves nothing behind"
+
+
 @pytest.mark.skipif(torch.cuda.is_available(), reason="this machine has a GPU: trainer=gpu is valid here")
 def test_gpu_trainer_without_a_gpu_says_to_use_cpu(fake_cifar_root: Path, tmp_path: Path) -> None:
     assert_one_error_line(train(fake_cifar_root, tmp_path / "run", "trainer=gpu"), "trainer=cpu")

@@ -177,7 +177,7 @@ def test_wheel_in_fresh_venv_trains_on_a_users_own_dataset_option(tmp_path: Path
     assert composed["dataset"]["data_dir"] == str(data)  # only mydata.yaml knows this folder
 
     # litvision-eval from the same place: the same test metrics as the run's own test of that checkpoint
-    (best,) = (user / "run" / "checkpoints").glob("best*.ckpt")
+    best = user / "run" / "checkpoints" / "best.ckpt"
     _run(
         ["litvision-eval", "--config-dir", "./myconf", "dataset=mydata", f"ckpt_path={best}", "hydra.run.dir=eval"],
         user,

@@ -88,6 +88,31 @@ def write_json_atomic(path: str | os.PathLike, payload: dict[str, Any]) -> None:
     write_text_atomic(path, json.dumps(payload, indent=2, sort_keys=True, allow_nan=False) + "\n")
 
 
+def link_atomic(source: str | os.PathLike, path: str | os.PathLike) -> None:
+    """Make ``path`` a second name of the file ``source`` (a hard link), replacing ``path`` in one rename.
+
+    Readers of ``path`` see the old file or the new one. Where hard links are not possible
+    (another filesystem, a filesystem without them) the file is copied through :func:`write_atomic`.
+    """
+    import shutil
+
+    path = Path(path)
+    tmp = path.parent / f".{path.name}.{os.getpid()}.link{TMP_SUFFIX}"
+    try:
+        tmp.unlink(missing_ok=True)
+        os.link(source, tmp)
+    except OSError:
+        with open(source, "rb") as src:
+            write_atomic(path, lambda handle: shutil.copyfileobj(src, handle))
+        return
+    try:
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+    _fsync_dir(path.parent)
+
+
 def _umask() -> int:
     mask = os.umask(0o022)
     os.umask(mask)

@@ -52,11 +52,13 @@ def ensure_cifar10(
     try:
         download_and_extract(url, data_dir, md5, CIFAR10_DIRNAME, progress=progress)
     except DownloadError as e:
-        raise DownloadError(
-            f"Could not download CIFAR-10 into {data_dir}: {e}\n"
-            f"Expected layout: {expected_layout(data_dir)}.\n"
-            f"Manual download: {url} (md5 {md5}); extract it into PATH so that "
-            f"PATH/{CIFAR10_DIRNAME}/ exists, then run with dataset.data_dir=PATH."
+        # one line (a MissingDataError, launch/user_errors.py): the data is missing and the fix is
+        # to point at a copy; the network's own words, without download_url's generic hint
+        reason = e.__cause__ or e
+        raise MissingDataError(
+            f"CIFAR-10 is not in dataset.data_dir={data_dir} and its download failed ({reason}): "
+            f"set dataset.data_dir=PATH where PATH/{CIFAR10_DIRNAME}/ exists, or fetch {url} "
+            f"(md5 {md5}) yourself and extract it into PATH"
         ) from e
     still_missing = missing_files(data_dir)
     if still_missing:

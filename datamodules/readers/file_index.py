@@ -36,7 +36,7 @@ log = logging.getLogger(__name__)
 
 IMAGE_EXTENSIONS = (".jpeg", ".jpg", ".png", ".bmp", ".webp", ".tif", ".tiff")
 CACHE_VERSION = 2  # 2: label files content-hashed, label inputs in the key
-CACHE_DIRNAME = ".litvision_index"
+CACHE_DIRNAME = ".litvision_index"  # the folder name to use beside the data, when asked for there
 RACY_WINDOW_NS = 2_000_000_000
 
 
@@ -221,25 +221,27 @@ def scan_flat_folder(
     return index, IndexSource([split_dir])
 
 
+def user_cache_dir() -> Path:
+    """``$XDG_CACHE_HOME/litvision/index`` (``~/.cache/litvision/index``): the default place for index files."""
+    base = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache")
+    return base / "litvision" / "index"
+
+
 class IndexCache:
-    """``.npz`` files of indices; by default next to the data, else in the user cache.
+    """``.npz`` files of indices, in the user's cache unless ``cache_dir`` names a folder.
+
+    Not next to the data by default: a photo folder is the user's, and litvision writes nothing
+    into it unasked. The cache key holds the tree's absolute path, so one cache folder serves
+    every tree. To share the index with everyone who reads the tree (a team's ImageNet copy), ask
+    for it there: ``dataset.index_cache_dir=${dataset.data_dir}/.litvision_index``.
 
     Args:
-        cache_dir: where to keep the index files; None: ``<data_dir>/.litvision_index`` if
-            that can be written, else ``$XDG_CACHE_HOME/litvision/index`` (``~/.cache/...``).
-        data_dir: the dataset root (for the default location).
+        cache_dir: where to keep the index files; None: :func:`user_cache_dir`.
+        data_dir: the dataset root (kept for callers; the key names the tree).
     """
 
     def __init__(self, cache_dir: str | os.PathLike | None, data_dir: str | os.PathLike) -> None:
-        self.dir = Path(cache_dir).expanduser() if cache_dir else self._default_dir(Path(data_dir))
-
-    @staticmethod
-    def _default_dir(data_dir: Path) -> Path:
-        local = data_dir / CACHE_DIRNAME
-        if local.is_dir() and os.access(local, os.W_OK) or os.access(data_dir, os.W_OK):
-            return local
-        base = Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache"))
-        return base / "litvision" / "index"
+        self.dir = Path(cache_dir).expanduser() if cache_dir else user_cache_dir()
 
     def path_for(self, key: str) -> Path:
         digest = hashlib.sha1(key.encode("utf-8", "surrogateescape")).hexdigest()[:16]

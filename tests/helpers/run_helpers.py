@@ -33,10 +33,11 @@ def run_script(
     timeout: int = 300,
     check: bool = True,
     wrapper: tuple[str, ...] = (),
+    cwd: Path | None = None,
 ) -> subprocess.CompletedProcess:
     proc = subprocess.run(
         [*wrapper, sys.executable, str(REPO_ROOT / script), *overrides],
-        cwd=REPO_ROOT,
+        cwd=cwd or REPO_ROOT,
         env=script_env(),
         capture_output=True,
         text=True,
