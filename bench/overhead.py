@@ -36,7 +36,7 @@ from hydra.utils import instantiate  # noqa: E402
 
 from litvision.launch.resolvers import register_resolvers  # noqa: E402
 from litvision.loggers.wandb_logger import finish_wandb  # noqa: E402
-from litvision.tasks.build import setup_run  # noqa: E402
+from litvision.tasks.build import build_run  # noqa: E402
 
 register_resolvers()  # conf/ uses ${lv.*} arithmetic (train.py registers them at import)
 
@@ -141,7 +141,8 @@ def main() -> None:
     with initialize_config_dir(config_dir=str(REPO / "conf"), version_base="1.3"):
         cfg = compose("train", overrides=overrides)
 
-    datamodule, model, trainer = setup_run(cfg)
+    run = build_run(cfg)
+    datamodule, model, trainer, cfg = run.datamodule, run.model, run.trainer, run.cfg
     datamodule.prepare_data()
     datamodule.setup("fit")
     raw = RawLoop(cfg, datamodule, seed=cfg.seed, epochs=args.epochs, max_batches=args.max_batches)

@@ -4,12 +4,11 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from pathlib import Path
 from typing import Any
 
 from hydra.core.hydra_config import HydraConfig
 from hydra.types import RunMode
-from omegaconf import DictConfig, open_dict
+from omegaconf import DictConfig
 
 from litvision.launch.ddp_relaunch import use_hydra_job_command_for_ddp
 from litvision.launch.final_summary import print_final_summary
@@ -29,16 +28,6 @@ from litvision.utils.distributed import global_rank
 def hydra_settings() -> DictConfig | None:
     """The ``hydra`` node of this job, or None when a task is called without @hydra.main."""
     return HydraConfig.get() if HydraConfig.initialized() else None
-
-
-def apply_sweep_group(cfg: DictConfig, hydra_cfg: DictConfig | None) -> None:
-    """In a multirun, every job's W&B run joins the group named after the sweep dir."""
-    wandb_cfg = (cfg.get("logger") or {}).get("wandb")
-    if hydra_cfg is None or hydra_cfg.mode != RunMode.MULTIRUN or not isinstance(wandb_cfg, DictConfig):
-        return
-    if wandb_cfg.get("group") is None:
-        with open_dict(wandb_cfg):
-            wandb_cfg.group = Path(hydra_cfg.sweep.dir).name
 
 
 @contextmanager
@@ -66,7 +55,6 @@ def run_job(module: str, cfg: DictConfig, task: Callable[[DictConfig], dict[str,
     in a sweep it fails the job only (:mod:`litvision.launch.user_errors`).
     """
     hydra_cfg = hydra_settings()
-    apply_sweep_group(cfg, hydra_cfg)
     single_run = hydra_cfg is not None and hydra_cfg.mode == RunMode.RUN
     with user_errors_as_one_line(single_run), managed_job(module):
         metrics = task(cfg)

@@ -15,8 +15,6 @@ import secrets
 import string
 from pathlib import Path
 
-from omegaconf import DictConfig, open_dict
-
 from litvision.utils.atomic_write import write_text_atomic
 
 log = logging.getLogger(__name__)
@@ -36,27 +34,16 @@ def read_run_id(output_dir: str | Path) -> str | None:
     return path.read_text().strip() or None
 
 
-def assign_wandb_run_id(cfg: DictConfig, resuming: bool, is_rank_zero: bool = True) -> str | None:
-    """Set ``cfg.logger.wandb.id``/``resume``: the stored id when resuming, else a new one.
-
-    Returns the id, or None when the config has no W&B logger. An id the user set
-    (``logger.wandb.id=...``) is kept. Only rank zero writes the file (the other ranks never
-    create a W&B run: Lightning's WandbLogger is rank-zero only).
-    """
-    node = (cfg.get("logger") or {}).get("wandb")
-    if not isinstance(node, DictConfig) or "_target_" not in node:
-        return None
-    if node.get("id"):
-        run_id = str(node.id)
-    else:
-        run_id = read_run_id(cfg.paths.output_dir) if resuming else None
+def wandb_run_id(given: str | None, output_dir: str | Path, resuming: bool, is_rank_zero: bool = True) -> str:
+    """The W&B run id of a training run: ``given`` (``logger.wandb.id=...``) as is, else the stored id
+    when resuming, else a new one. Only rank zero writes the file (the other ranks never create a
+    W&B run: Lightning's WandbLogger is rank-zero only)."""
+    run_id = str(given) if given else None
+    if run_id is None and resuming:
+        run_id = read_run_id(output_dir)
         if run_id:
-            log.info("W&B: resuming run id %s from %s", run_id, Path(cfg.paths.output_dir) / RUN_ID_FILE)
-        else:
-            run_id = new_run_id()
+            log.info("W&B: resuming run id %s from %s", run_id, Path(output_dir) / RUN_ID_FILE)
+    run_id = run_id or new_run_id()
     if is_rank_zero:
-        write_text_atomic(Path(cfg.paths.output_dir) / RUN_ID_FILE, run_id + "\n")
-    with open_dict(node):
-        node.id = run_id
-        node.resume = "allow"
+        write_text_atomic(Path(output_dir) / RUN_ID_FILE, run_id + "\n")
     return run_id

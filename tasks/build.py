@@ -1,25 +1,48 @@
-"""Build a run's objects from its config: every one by ``hydra.utils.instantiate`` from a ``_target_``."""
+"""Build a run once: settle its config, then instantiate every object from it.
+
+One place completes what the composed config leaves open (:func:`settle_config`: the seed, a
+sweep's W&B group, the W&B run id of a resumed run) and makes it read-only; :func:`build_run`
+then instantiates the DataModule, the model, the loggers, the callbacks and the Trainer, each by
+``hydra.utils.instantiate`` from its ``_target_``. Nothing edits the config after that, and
+nothing is built twice. Which checkpoint ``ckpt_path=last`` resumes is asked of the run's own
+ModelCheckpoint callbacks (:func:`last_checkpoint`); the fit itself is handed ``"last"``.
+"""
 
 from __future__ import annotations
 
+import copy
 import logging
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import lightning as L
 import torch
 from hydra.core.hydra_config import HydraConfig
+from hydra.types import RunMode
 from hydra.utils import instantiate
 from lightning.pytorch.callbacks import ModelCheckpoint
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import DictConfig, OmegaConf, open_dict
 
 from litvision.callbacks.metrics_summary import MetricsSummary
 from litvision.lightning_modules.resume_check import check_resume_config
-from litvision.tasks.seed import seed_run
+from litvision.loggers.wandb_run_id import wandb_run_id
+from litvision.tasks.seed import settled_seed
 from litvision.utils.checkpoint_io import load_checkpoint
+from litvision.utils.distributed import global_rank
 from litvision.utils.errors import ConfigError
 
 log = logging.getLogger("litvision")
+
+
+@dataclass(frozen=True)
+class Run:
+    """The objects of one run, built from one settled, read-only config."""
+
+    cfg: DictConfig
+    datamodule: L.LightningDataModule
+    model: L.LightningModule
+    trainer: L.Trainer
 
 
 def instantiate_group(group: DictConfig | None) -> list[Any]:
@@ -38,21 +61,21 @@ def build_callbacks(cfg: DictConfig) -> list[L.Callback]:
     return callbacks
 
 
-def find_last_checkpoint(callbacks: list[L.Callback]) -> str | None:
-    """The checkpoint ``trainer.fit(ckpt_path="last")`` resumes from, or None.
+def last_checkpoint(callbacks: list[L.Callback]) -> str | None:
+    """The file ``trainer.fit(ckpt_path="last")`` resumes, by Lightning's own rule, or None.
 
-    Lightning's own rule (checked in 2.6, ``_CheckpointConnector._parse_ckpt_path``): the
-    newest ``last*.ckpt`` in the ``dirpath`` of any ModelCheckpoint. Fitting passes "last" to
-    Lightning; this answer is only needed before the Trainer exists (to continue the W&B
-    run) and for ``train=false ckpt_path=last``.
+    Each ModelCheckpoint lists its own ``last*.ckpt`` (``_find_last_checkpoints``, the method
+    Lightning's ``_CheckpointConnector._parse_ckpt_path`` calls) and the newest wins, as there.
+    Asked before the Trainer exists: the W&B run id and the resume checks must be settled
+    before anything is logged or restored; the fit itself is still given ``"last"``.
     """
-    found = [
-        path
-        for cb in callbacks
-        if isinstance(cb, ModelCheckpoint) and cb.dirpath
-        for path in Path(cb.dirpath).glob(f"{cb.CHECKPOINT_NAME_LAST}*{cb.FILE_EXTENSION}")
-    ]
-    return str(max(found, key=lambda path: path.stat().st_mtime)) if found else None
+    modified: dict[str, Any] = {}
+    for callback in callbacks:
+        if isinstance(callback, ModelCheckpoint) and callback.dirpath is not None:  # no trainer needed then
+            for path in callback._find_last_checkpoints(None):  # type: ignore[arg-type]
+                if callback._fs.exists(path):
+                    modified[path] = callback._fs.modified(path)
+    return max(modified, key=modified.__getitem__) if modified else None
 
 
 def checkpoint_trust(cfg: DictConfig) -> dict[str, Any]:
@@ -81,31 +104,74 @@ def log_config(cfg: DictConfig, loggers: list[Any]) -> None:
         logger.log_hyperparams(config)
 
 
-def setup_run(
+def settle_config(cfg: DictConfig, resuming: bool | None = None) -> DictConfig:
+    """The run's config, complete and read-only: the one place anything is filled in.
+
+    * ``seed``: a null seed is drawn (or inherited from rank 0), recorded in ``.hydra/config.yaml``,
+      and everything is seeded with it;
+    * ``logger.wandb.group``: in a multirun, every job's W&B run joins the group named after the
+      sweep dir (unless set);
+    * ``logger.wandb.id``: for a training run (``resuming`` not None), the run dir's stored id when
+      resuming, else a new one (stored): a resumed run continues its W&B run.
+
+    The caller's ``cfg`` is left as Hydra composed it; the returned copy cannot be edited.
+    """
+    cfg = copy.deepcopy(cfg)
+    with open_dict(cfg):
+        cfg.seed = settled_seed(cfg.get("seed"), saved_config_path())
+        wandb = (cfg.get("logger") or {}).get("wandb")
+        if isinstance(wandb, DictConfig) and "_target_" in wandb:
+            group = sweep_group()
+            if group is not None and wandb.get("group") is None:
+                wandb.group = group
+            if resuming is not None:
+                wandb.id = wandb_run_id(wandb.get("id"), cfg.paths.output_dir, resuming, global_rank() == 0)
+                wandb.resume = "allow"
+    OmegaConf.set_readonly(cfg, True)
+    L.seed_everything(cfg.seed, workers=True)
+    return cfg
+
+
+def build_run(
     cfg: DictConfig,
+    *,
     model: L.LightningModule | None = None,
+    datamodule: L.LightningDataModule | None = None,
     callbacks: list[L.Callback] | None = None,
     resume_from: str | None = None,
-):
-    """Instantiate datamodule, model (unless given, e.g. from a checkpoint), loggers, callbacks
-    (unless given) and trainer from the config. Every check of the config runs here, before
-    any data is read; ``resume_from`` (the checkpoint a fit will resume) is checked against the
-    model and trainer before the loggers start (a refused resume touches no W&B run)."""
-    seed_run(cfg, saved_config=saved_config_path())
+    resuming: bool | None = None,
+) -> Run:
+    """Settle ``cfg`` and instantiate the run: the DataModule (unless given, e.g. predict's), the model
+    (unless given, e.g. from a checkpoint), loggers, callbacks (unless given: train.py builds them
+    first to find its last checkpoint) and the Trainer. Every check of the config runs here, before
+    any data is read; ``resume_from`` (the checkpoint a fit will resume) is checked against the model
+    and trainer before the loggers start (a refused resume touches no W&B run). ``resuming``: see
+    :func:`settle_config` (None for runs that do not train)."""
+    cfg = settle_config(cfg, resuming=resuming)
     check_accelerator(cfg.trainer)
-    datamodule = instantiate(cfg.dataset)
-    if model is None:
-        model = instantiate(cfg.model)
-    loggers = instantiate_group(cfg.get("logger"))
-    callbacks = build_callbacks(cfg) if callbacks is None else callbacks
+    # Hydra's instantiate resolves the node it is given in place: build from a writable twin
+    source = copy.deepcopy(cfg)
+    OmegaConf.set_readonly(source, False)
+    datamodule = instantiate(source.dataset) if datamodule is None else datamodule
+    model = instantiate(source.model) if model is None else model
+    loggers = instantiate_group(source.get("logger"))
+    callbacks = build_callbacks(source) if callbacks is None else callbacks
     if not loggers:
         # LearningRateMonitor refuses to run without a logger; metrics.json still gets everything.
         callbacks = [cb for cb in callbacks if not isinstance(cb, L.pytorch.callbacks.LearningRateMonitor)]
-    trainer = instantiate(cfg.trainer, callbacks=callbacks, logger=loggers or False)
+    trainer = instantiate(source.trainer, callbacks=callbacks, logger=loggers or False)
     if resume_from is not None:
         check_resume_config(resume_from, load_checkpoint(resume_from), model.hparams, trainer)
     log_config(cfg, loggers)
-    return datamodule, model, trainer
+    return Run(cfg=cfg, datamodule=datamodule, model=model, trainer=trainer)
+
+
+def sweep_group() -> str | None:
+    """The sweep dir's name in a multirun (every job's W&B run joins that group), else None."""
+    if not HydraConfig.initialized():
+        return None
+    hydra_cfg = HydraConfig.get()
+    return Path(hydra_cfg.sweep.dir).name if hydra_cfg.mode == RunMode.MULTIRUN else None
 
 
 def saved_config_path() -> Path | None:

@@ -7,7 +7,7 @@ from typing import Any
 from omegaconf import DictConfig
 
 from litvision.lightning_modules.checkpoints import load_classifier
-from litvision.tasks.build import checkpoint_trust, metrics_of, setup_run
+from litvision.tasks.build import build_run, checkpoint_trust, metrics_of
 
 
 def evaluate(cfg: DictConfig) -> dict[str, Any]:
@@ -15,7 +15,7 @@ def evaluate(cfg: DictConfig) -> dict[str, Any]:
     return test_checkpoint(cfg, cfg.ckpt_path)
 
 
-def test_checkpoint(cfg: DictConfig, ckpt_path: str) -> dict[str, Any]:
+def test_checkpoint(cfg: DictConfig, ckpt_path: str, callbacks: list[Any] | None = None) -> dict[str, Any]:
     """Test the classifier stored in ``ckpt_path`` (loaded with weights_only=True) on cfg's dataset.
 
     Shared by ``eval.py`` and ``train.py train=false ckpt_path=X``, so both report the same
@@ -23,6 +23,6 @@ def test_checkpoint(cfg: DictConfig, ckpt_path: str) -> dict[str, Any]:
     checkpoint naming targets litvision does not build from a file (``trust_checkpoint*`` keys).
     """
     model = load_classifier(ckpt_path, map_location="cpu", **checkpoint_trust(cfg))
-    datamodule, model, trainer = setup_run(cfg, model=model)
-    trainer.test(model, datamodule=datamodule, verbose=False)
-    return metrics_of(trainer)
+    run = build_run(cfg, model=model, callbacks=callbacks)
+    run.trainer.test(run.model, datamodule=run.datamodule, verbose=False)
+    return metrics_of(run.trainer)

@@ -10,7 +10,7 @@ from omegaconf import DictConfig
 from litvision.callbacks.prediction_writer import PredictionWriter
 from litvision.lightning_modules.checkpoints import load_classifier
 from litvision.lightning_modules.predictor import ProbabilityPredictor
-from litvision.tasks.build import checkpoint_trust, instantiate_group, log_config
+from litvision.tasks.build import build_run, checkpoint_trust, instantiate_group
 from litvision.utils.errors import ConfigError
 
 
@@ -24,17 +24,18 @@ def predict(cfg: DictConfig) -> dict[str, Any]:
     (conf/predict.yaml).
     """
     classifier = load_classifier(cfg.ckpt_path, map_location="cpu", **checkpoint_trust(cfg))  # weights_only=True
-    images = cfg.get("images")
-    source = None if images else instantiate(cfg.dataset)
-    data = instantiate(cfg.predict_data, source=source)
-    loggers = instantiate_group(cfg.get("logger"))
+    source = None if cfg.get("images") else instantiate(cfg.dataset)
     callbacks = instantiate_group(cfg.get("callbacks"))
     writers = [cb for cb in callbacks if isinstance(cb, PredictionWriter)]
     if len(writers) != 1:
         raise ConfigError(
             f"{len(writers)} PredictionWriter callbacks configured; predict needs exactly one (callbacks=predict)"
         )
-    trainer = instantiate(cfg.trainer, callbacks=callbacks, logger=loggers or False)
-    log_config(cfg, loggers)
-    trainer.predict(ProbabilityPredictor(classifier), datamodule=data, return_predictions=False)
+    run = build_run(
+        cfg,
+        model=ProbabilityPredictor(classifier),
+        datamodule=instantiate(cfg.predict_data, source=source),
+        callbacks=callbacks,
+    )
+    run.trainer.predict(run.model, datamodule=run.datamodule, return_predictions=False)
     return writers[0].summary

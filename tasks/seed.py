@@ -15,8 +15,7 @@ import secrets
 from collections.abc import Mapping
 from pathlib import Path
 
-import lightning as L
-from omegaconf import DictConfig, OmegaConf, open_dict
+from omegaconf import OmegaConf
 
 from litvision.utils.atomic_write import write_text_atomic
 from litvision.utils.distributed import global_rank
@@ -27,16 +26,14 @@ MAX_SEED = 2**32 - 1  # numpy's bound, checked by seed_everything
 SEED_ENV = "PL_GLOBAL_SEED"  # where Lightning's seed_everything leaves the seed for child processes
 
 
-def seed_run(cfg: DictConfig, saved_config: Path | None = None) -> int:
-    """Seed everything with ``cfg.seed``, drawing it first when it is null (then also in ``cfg``).
+def settled_seed(seed: object, saved_config: Path | None = None) -> int:
+    """The run's seed: ``seed`` checked, or, when it is null, drawn (or inherited) and recorded.
 
-    ``saved_config``: the run's ``.hydra/config.yaml``; a drawn seed is written into it.
+    ``saved_config``: the run's ``.hydra/config.yaml``; a drawn seed is written into it. The caller
+    (:func:`litvision.tasks.build.settle_config`) puts the value into the run's config and seeds.
     """
-    seed = cfg.get("seed")
     if seed is None:
         seed = draw_or_inherit_seed(global_rank(), os.environ)
-        with open_dict(cfg):
-            cfg.seed = seed  # ${seed} interpolations (dataset.seed) now resolve to it
         if saved_config is not None and saved_config.is_file():
             record_seed(saved_config, seed)
         log.info(
@@ -47,7 +44,6 @@ def seed_run(cfg: DictConfig, saved_config: Path | None = None) -> int:
         )
     if isinstance(seed, bool) or not isinstance(seed, int) or not 0 <= seed <= MAX_SEED:
         raise ConfigError(f"seed={seed!r} must be an integer in [0, {MAX_SEED}] or null (drawn at random)")
-    L.seed_everything(seed, workers=True)
     return seed
 
 

@@ -8,10 +8,8 @@ from typing import Any
 
 from omegaconf import DictConfig
 
-from litvision.loggers.wandb_run_id import assign_wandb_run_id
-from litvision.tasks.build import build_callbacks, find_last_checkpoint, metrics_of, setup_run
+from litvision.tasks.build import build_callbacks, build_run, last_checkpoint, metrics_of
 from litvision.tasks.evaluate import test_checkpoint
-from litvision.utils.distributed import global_rank
 from litvision.utils.errors import ConfigError, MissingDataError
 
 log = logging.getLogger("litvision")
@@ -28,30 +26,27 @@ def train(cfg: DictConfig) -> dict[str, Any]:
     ckpt_path = cfg.get("ckpt_path") or None
     if ckpt_path not in (None, "last") and not Path(ckpt_path).is_file():
         raise MissingDataError(f"ckpt_path={ckpt_path} does not exist (pass a .ckpt file, or ckpt_path=last)")
-    callbacks = build_callbacks(cfg)
-    last = find_last_checkpoint(callbacks) if ckpt_path == "last" else None
+    callbacks = build_callbacks(cfg)  # once: they also say which checkpoint ckpt_path=last is
+    resume_from = last_checkpoint(callbacks) if ckpt_path == "last" else ckpt_path
     if not cfg.get("train", True):
-        return test_only(cfg, last if ckpt_path == "last" else ckpt_path)
-    resume_from = last if ckpt_path == "last" else ckpt_path
+        return test_only(cfg, resume_from, callbacks)
     if resume_from:
         log.info("resuming from %s", resume_from)
     elif ckpt_path == "last":
         log.info("ckpt_path=last: no last checkpoint yet, starting from scratch")
-    # before the logger exists: a resumed run continues its W&B run instead of starting one
-    assign_wandb_run_id(cfg, resuming=resume_from is not None, is_rank_zero=global_rank() == 0)
-    datamodule, model, trainer = setup_run(cfg, callbacks=callbacks, resume_from=resume_from)
+    run = build_run(cfg, callbacks=callbacks, resume_from=resume_from, resuming=resume_from is not None)
     # ckpt_path="last" is resolved by Lightning (it asks the checkpoint callbacks); every
     # checkpoint is read with weights_only=True (plugins/atomic_checkpoint.py)
-    trainer.fit(model, datamodule=datamodule, ckpt_path=ckpt_path, weights_only=True)
-    if cfg.get("test", True):
-        best = trainer.checkpoint_callback.best_model_path if trainer.checkpoint_callback else ""
+    run.trainer.fit(run.model, datamodule=run.datamodule, ckpt_path=ckpt_path, weights_only=True)
+    if run.cfg.get("test", True):
+        best = run.trainer.checkpoint_callback.best_model_path if run.trainer.checkpoint_callback else ""
         if not best:
             log.warning("no best checkpoint (checkpointing off or fast_dev_run): testing the current weights")
-        trainer.test(model, datamodule=datamodule, ckpt_path=best or None, weights_only=True, verbose=False)
-    return metrics_of(trainer)
+        run.trainer.test(run.model, datamodule=run.datamodule, ckpt_path=best or None, weights_only=True, verbose=False)
+    return metrics_of(run.trainer)
 
 
-def test_only(cfg: DictConfig, ckpt_path: str | None) -> dict[str, Any]:
+def test_only(cfg: DictConfig, ckpt_path: str | None, callbacks: list[Any]) -> dict[str, Any]:
     """``train=false``: test ``ckpt_path`` (as eval.py does); without one there is nothing to test."""
     if not cfg.get("test", True):
         return {}
@@ -59,4 +54,4 @@ def test_only(cfg: DictConfig, ckpt_path: str | None) -> dict[str, Any]:
         found = "no last checkpoint in this run's checkpoint folder" if cfg.get("ckpt_path") == "last" else "none given"
         raise ConfigError(f"train=false tests a checkpoint but there is {found}: pass ckpt_path=<file>.ckpt")
     log.info("train=false: testing %s", ckpt_path)
-    return test_checkpoint(cfg, ckpt_path)
+    return test_checkpoint(cfg, ckpt_path, callbacks=callbacks)

@@ -11,7 +11,7 @@ import torch
 from hydra import compose, initialize_config_dir
 
 from litvision.callbacks.ema import EMA
-from litvision.tasks.build import metrics_of, setup_run
+from litvision.tasks.build import build_run, metrics_of
 from tests.helpers.run_helpers import TINY_MODEL, read_metrics, run_script
 
 CONF_DIR = Path(__file__).resolve().parents[1] / "conf"
@@ -39,7 +39,8 @@ def build(data_dir: Path, out_dir: Path, *overrides: str):
                 *overrides,
             ],
         )
-    return setup_run(cfg)
+    run = build_run(cfg)
+    return run.datamodule, run.model, run.trainer
 
 
 def ema_callback(trainer: L.Trainer) -> EMA:

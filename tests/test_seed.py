@@ -8,7 +8,8 @@ from pathlib import Path
 import pytest
 from omegaconf import OmegaConf
 
-from litvision.tasks.seed import SEED_ENV, draw_or_inherit_seed, seed_run
+from litvision.tasks.build import settle_config
+from litvision.tasks.seed import SEED_ENV, draw_or_inherit_seed, settled_seed
 from litvision.utils.errors import ConfigError
 
 
@@ -31,22 +32,34 @@ def test_ranks_started_by_slurm_or_torchrun_refuse_a_drawn_seed(rank: int, envir
         draw_or_inherit_seed(rank, environ)
 
 
-def test_drawn_seed_goes_into_the_config_and_the_saved_config(tmp_path: Path, monkeypatch) -> None:
+def test_a_drawn_seed_goes_into_the_saved_config(tmp_path: Path, monkeypatch) -> None:
     monkeypatch.delenv(SEED_ENV, raising=False)
     saved = tmp_path / ".hydra" / "config.yaml"
     saved.parent.mkdir()
     cfg = OmegaConf.create({"seed": None, "dataset": {"seed": "${seed}"}, "optimizer": {"lr": 0.1}})
     saved.write_text(OmegaConf.to_yaml(cfg))
-    seed = seed_run(cfg, saved_config=saved)
-    assert cfg.seed == seed and cfg.dataset.seed == seed  # interpolations see it
+    seed = settled_seed(cfg.seed, saved_config=saved)
     recorded = OmegaConf.load(saved)
     assert recorded.seed == seed and recorded.optimizer.lr == 0.1
-    assert os.environ[SEED_ENV] == str(seed)  # what the ranks Lightning starts inherit
 
 
 def test_a_given_seed_is_used_as_is(tmp_path: Path) -> None:
     cfg = OmegaConf.create({"seed": 7})
-    assert seed_run(cfg) == 7 and os.environ[SEED_ENV] == "7"
+    assert settle_config(cfg).seed == 7 and os.environ[SEED_ENV] == "7"
+
+
+def test_the_settled_config_holds_the_drawn_seed_and_cannot_be_edited(monkeypatch) -> None:
+    """One place fills the config in; interpolations see the drawn seed; the caller's config is untouched."""
+    from omegaconf.errors import ReadonlyConfigError
+
+    monkeypatch.delenv(SEED_ENV, raising=False)
+    cfg = OmegaConf.create({"seed": None, "dataset": {"seed": "${seed}"}})
+    settled = settle_config(cfg)
+    assert isinstance(settled.seed, int) and settled.dataset.seed == settled.seed
+    assert os.environ[SEED_ENV] == str(settled.seed)  # what the ranks Lightning starts inherit
+    assert cfg.seed is None
+    with pytest.raises(ReadonlyConfigError):
+        settled.dataset.seed = 1
 
 
 @pytest.mark.slow
