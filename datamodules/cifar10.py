@@ -7,8 +7,8 @@ from typing import Any
 
 import numpy as np
 
-from litvision.datamodules.base import ClassificationDataModule
 from litvision.datamodules.datasets.array_dataset import ArrayDataset
+from litvision.datamodules.map_style import ClassificationDataModule
 from litvision.datamodules.readers.cifar_pickle import CIFAR10_DIRNAME, load_class_names, load_split, missing_files
 from litvision.utils.errors import MissingDataError
 

@@ -8,8 +8,9 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from litvision.datamodules.base import ClassificationDataModule, Splits
+from litvision.datamodules.base import Splits
 from litvision.datamodules.datasets.file_dataset import FileListDataset
+from litvision.datamodules.map_style import ClassificationDataModule
 from litvision.datamodules.readers.decode import (
     DEFAULT_MAX_IMAGE_PIXELS,
     POLICIES,
@@ -54,7 +55,7 @@ class ClassFolderDataModule(ClassificationDataModule):
             (``~/.cache/litvision/index``, :func:`~litvision.datamodules.readers.file_index.user_cache_dir`).
         extensions: file extensions counted as images (case-insensitive).
         progress: show a progress bar while indexing.
-        **kwargs: see :class:`~litvision.datamodules.base.ClassificationDataModule`.
+        **kwargs: see :class:`~litvision.datamodules.map_style.ClassificationDataModule`.
     """
 
     def __init__(
@@ -76,11 +77,7 @@ class ClassFolderDataModule(ClassificationDataModule):
                 raise ValueError(f"{name} must be one of {SPLIT_SOURCES}, got {value!r}")
         if on_bad_image not in POLICIES:
             raise ValueError(f"on_bad_image must be one of {POLICIES}, got {on_bad_image!r}")
-        if self.train_transform is None and self.eval_transform is not None:
-            # e.g. debug=overfit (augmentation.train=null): images of different sizes still
-            # need resizing to be batched, so "no augmentation" means the eval preprocessing
-            log.info("train_transform is None: training images get the eval preprocessing")
-            self.train_transform = self.eval_transform
+        self.train_on_eval_preprocessing_if_unset()  # e.g. debug=overfit (augmentation.train=null)
         self.val_split = val_split
         self.test_split = test_split
         self.on_bad_image = on_bad_image

@@ -8,7 +8,7 @@ collates one image at a time in worker processes costs more than the training st
   split is held reflect-padded, with its mirror image when flips are on
   (:meth:`BatchAugment.prepare`: 2.5-3x the bytes, for a ~10x faster gather);
 * the DataLoaders stay the ordinary, sampler-driven ones of
-  :class:`~litvision.datamodules.base.ClassificationDataModule` (shuffling and DDP
+  :class:`~litvision.datamodules.map_style.ClassificationDataModule` (shuffling and DDP
   sharding by ``DistributedSampler``, ``sampler=class_balanced|class_aware``, repeated
   augmentation, the unpadded ``UnrepeatedDistributedSampler`` for exact val/test), but
   their dataset yields only INDICES: a batch is an :class:`IndexBatch` of a few hundred

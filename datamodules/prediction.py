@@ -18,6 +18,7 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader, Dataset
 
+from litvision.datamodules.base import default_num_workers
 from litvision.datamodules.datasets.file_dataset import FileListDataset, stack_images
 from litvision.datamodules.readers.decode import (
     DEFAULT_MAX_IMAGE_PIXELS,
@@ -224,8 +225,6 @@ class PredictionDataModule(L.LightningDataModule):
             sampler = UnrepeatedDistributedSampler(self.dataset, num_replicas=world_size, rank=rank, shuffle=False)
         num_workers = self.num_workers
         if num_workers in ("auto", None):
-            from litvision.datamodules.base import default_num_workers
-
             num_workers = default_num_workers(self.trainer.num_devices if self.trainer else 1)
         positioned = PositionedDataset(self.dataset)
         return DataLoader(

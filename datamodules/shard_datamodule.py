@@ -35,7 +35,7 @@ from typing import Any
 import numpy as np
 from torch.utils.data import DataLoader
 
-from litvision.datamodules.base import ClassificationDataModule, Splits, default_num_workers
+from litvision.datamodules.base import DataModuleBase, Splits
 from litvision.datamodules.datasets.file_dataset import collate_skipping_bad
 from litvision.datamodules.readers.decode import DEFAULT_MAX_IMAGE_PIXELS, POLICIES, BadImagePolicy, check_pixel_budget
 from litvision.datamodules.shards.manifest import REWRITE, is_remote
@@ -47,7 +47,7 @@ log = logging.getLogger(__name__)
 VERIFY_SHARDS = ("auto", "none", "size", "sha256")
 
 
-class ShardDataModule(ClassificationDataModule):
+class ShardDataModule(DataModuleBase):
     """A shard set (``manifest.json`` + ``<split>-NNNNNN.tar``) as train/val/test loaders.
 
     Args:
@@ -69,10 +69,12 @@ class ShardDataModule(ClassificationDataModule):
             validation/test (the numbers a run reports come from intact data).
         max_image_pixels: images whose header claims more pixels (or sides more than 100:1)
             are bad images, refused before decoding, as for the file DataModules.
-        **kwargs: see :class:`~litvision.datamodules.base.ClassificationDataModule`
-            (``sampler``, ``repeated_augmentation`` > 1, ``imbalance_factor`` and ``exclude_ids``
-            are refused: the first two need random access, the last two are applied by
-            prepare_shards.py when the shards are written).
+        sampler / imbalance_factor / exclude_ids / repeated_augmentation: options of the map-style
+            DataModules, named here only to be refused in one line with what to do instead: a
+            sequential stream cannot draw by index (a re-weighting loss works with shards), and
+            prepare_shards.py applies the long-tail cut and the exclusions when it writes.
+        **kwargs: the thin base's (:class:`~litvision.datamodules.base.DataModuleBase`): ``batch_size``
+            (global), ``seed``, transforms, ``normalize``, ``pin_memory``, ``drop_last``, ...
     """
 
     def __init__(
@@ -85,43 +87,30 @@ class ShardDataModule(ClassificationDataModule):
         on_bad_image: BadImagePolicy = "skip",
         verify_shards: str = "auto",
         max_image_pixels: int | None = DEFAULT_MAX_IMAGE_PIXELS,
+        sampler: Any = None,
+        imbalance_factor: float | None = None,
+        exclude_ids: str | None = None,
+        repeated_augmentation: int = 1,
         **kwargs: Any,
     ) -> None:
         require("webdataset", "shards", "dataset=imagenet_shards")  # before any data is read
         kwargs.pop("data_dir", None)
         super().__init__(data_dir=str(shards), num_workers=num_workers, **kwargs)
-        if self.sampler is not None:
+        if sampler:
             raise ConfigError(
                 "class-balanced sampling (sampler=class_balanced|class_aware) draws images by index with "
                 "replacement, which sequential shards cannot do: use sampler=none with dataset=imagenet_shards "
                 "(and a re-weighting loss, e.g. loss=logit_adjusted or loss=balanced_softmax), or train from "
                 "files (dataset=imagenet) to re-sample"
             )
-        if self.imbalance_factor is not None:
-            raise ConfigError(
-                "dataset.imbalance_factor is applied when the shards are written: python prepare_shards.py "
-                f"dataset.imbalance_factor={self.imbalance_factor} ... out=DIR, then train on DIR with "
-                "dataset.imbalance_factor=null"
-            )
-        if self.exclude_ids is not None:
-            raise ConfigError(
-                f"dataset.exclude_ids is applied when the shards are written: python prepare_shards.py "
-                f"dataset.exclude_ids={self.exclude_ids} ... out=DIR, then train on DIR with dataset.exclude_ids=null"
-            )
-        if self.repeated_augmentation != 1:
-            raise ConfigError(
-                f"dataset.repeated_augmentation={self.repeated_augmentation} places each image several times per "
-                "global batch by index, which sequential shards cannot do: use dataset.repeated_augmentation=1 with "
-                "dataset=imagenet_shards, or train from files (dataset=imagenet)"
-            )
+        _refuse_map_style_options(imbalance_factor, exclude_ids, repeated_augmentation)
         if on_bad_image not in POLICIES:
             raise ConfigError(f"dataset.on_bad_image must be one of {POLICIES}, got {on_bad_image!r}")
         if verify_shards not in VERIFY_SHARDS:
             raise ConfigError(f"dataset.verify_shards must be one of {VERIFY_SHARDS}, got {verify_shards!r}")
         if shuffle_buffer < 0:
             raise ConfigError(f"dataset.shuffle_buffer must be >= 0, got {shuffle_buffer}")
-        if self.train_transform is None and self.eval_transform is not None:
-            self.train_transform = self.eval_transform  # as the file DataModules: images still need resizing
+        self.train_on_eval_preprocessing_if_unset()  # as the file DataModules: images still need resizing
         self.shards = str(shards)
         self.val_split = val_split
         self.test_split = test_split
@@ -216,10 +205,7 @@ class ShardDataModule(ClassificationDataModule):
     def setup(self, stage: str | None = None) -> None:
         if self.splits is not None:
             return
-        if self.num_workers in ("auto", None):
-            trainer = getattr(self, "trainer", None)
-            self.num_workers = default_num_workers(trainer.num_devices if trainer is not None else 1)
-            log.info("num_workers=auto: %d loader processes per device", self.num_workers)
+        self.resolve_num_workers()
         if self.seed is None and self._world()[0] > 1:
             raise ConfigError("training from shards on several processes needs a shared seed: set seed=<int>")
         val, test = self.split_source("val"), self.split_source("test")
@@ -321,3 +307,24 @@ class ShardDataModule(ClassificationDataModule):
     def _batches_done(self) -> int:
         trainer = getattr(self, "trainer", None)
         return trainer.fit_loop.epoch_loop.batch_progress.current.processed if trainer is not None else 0
+
+
+def _refuse_map_style_options(imbalance_factor: float | None, exclude_ids: str | None, repeated: int) -> None:
+    """The map-style options a shard set cannot apply while streaming, refused with the fix."""
+    if imbalance_factor is not None:
+        raise ConfigError(
+            "dataset.imbalance_factor is applied when the shards are written: python prepare_shards.py "
+            f"dataset.imbalance_factor={imbalance_factor} ... out=DIR, then train on DIR with "
+            "dataset.imbalance_factor=null"
+        )
+    if exclude_ids:
+        raise ConfigError(
+            f"dataset.exclude_ids is applied when the shards are written: python prepare_shards.py "
+            f"dataset.exclude_ids={exclude_ids} ... out=DIR, then train on DIR with dataset.exclude_ids=null"
+        )
+    if int(repeated) != 1:
+        raise ConfigError(
+            f"dataset.repeated_augmentation={repeated} places each image several times per "
+            "global batch by index, which sequential shards cannot do: use dataset.repeated_augmentation=1 with "
+            "dataset=imagenet_shards, or train from files (dataset=imagenet)"
+        )

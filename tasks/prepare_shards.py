@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 import logging
-import os
 from typing import Any
 
 from hydra.utils import instantiate
 from omegaconf import DictConfig
 
+from litvision.utils.cpu import usable_cpus
 from litvision.utils.errors import ConfigError
 from litvision.utils.optional import require
 
@@ -18,10 +18,7 @@ log = logging.getLogger("litvision")
 def resolve_workers(workers: int | str | None) -> int:
     """``auto``: every CPU core this process may use."""
     if workers in ("auto", None):
-        try:
-            return len(os.sched_getaffinity(0))
-        except AttributeError:  # macOS, Windows
-            return os.cpu_count() or 1
+        return usable_cpus()
     if not isinstance(workers, int) or workers < 0:
         raise ConfigError(f"workers must be an int >= 0 or 'auto', got {workers!r}")
     return workers

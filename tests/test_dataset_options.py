@@ -1,4 +1,4 @@
-"""Dataset options share their common keys through conf/dataset/_base.yaml (and _image_files.yaml).
+"""Dataset options share their common keys through conf/dataset/_base.yaml (+ _map_style.yaml, _image_files.yaml).
 
 An option file says what is particular to its data; the DataModule arguments every dataset takes
 live once in the base, so a change there reaches every option.
@@ -15,8 +15,13 @@ from omegaconf import OmegaConf
 from litvision.launch.resolvers import register_resolvers
 
 CONF = Path(__file__).resolve().parents[1] / "conf"
-BASES = {"_base": None, "_image_files": "_base"}  # base -> the base it builds on
-USERS = {"cifar10": "_base", "class_folder": "_image_files", "imagenet": "_image_files"}
+BASES = {"_base": None, "_map_style": "_base", "_image_files": "_map_style"}  # base -> the base it builds on
+USERS = {
+    "cifar10": "_map_style",
+    "class_folder": "_image_files",
+    "imagenet": "_image_files",
+    "imagenet_shards": "_base",
+}
 
 
 def raw(name: str) -> dict:
@@ -44,7 +49,8 @@ def test_option_builds_on_its_base_and_repeats_none_of_its_values(option: str, b
 def test_composed_option_has_every_base_key(option: str, base: str) -> None:
     register_resolvers()
     with initialize_config_dir(config_dir=str(CONF), version_base="1.3"):
-        cfg = compose("train", overrides=[f"dataset={option}", "dataset.data_dir=/x"])
+        location = "dataset.shards=/x" if option == "imagenet_shards" else "dataset.data_dir=/x"
+        cfg = compose("train", overrides=[f"dataset={option}", location])
     dataset = OmegaConf.to_container(cfg.dataset)  # unresolved
     own = raw(option)
     for key, value in inherited(base).items():

@@ -47,15 +47,8 @@ def split_members(dataset: Any, data_dir: Path) -> list[Member]:
 def file_splits(datamodule: Any) -> dict[str, Any]:
     """``{split name: FileListDataset}`` for train and the val/test sources the DataModule uses."""
     datamodule.prepare_data()  # index (or load the cached index of) every split, with a progress bar
-    splits = datamodule.build_splits()
-    train = splits.train
-    if datamodule.imbalance_factor is not None:
-        from litvision.datamodules.sampling.longtail import long_tailed_indices
-
-        train = train.subset(
-            long_tailed_indices(train.targets, datamodule.imbalance_factor, num_classes=datamodule.num_classes)
-        )
-    return {"train": train, datamodule.val_split: splits.val, datamodule.test_split: splits.test}
+    splits = datamodule.run_splits()  # the DataModule's own exclusions, hold-out and long-tail cut
+    return {"train": splits.train, datamodule.val_split: splits.val, datamodule.test_split: splits.test}
 
 
 def prepare(
