@@ -1,1 +1,1 @@
-"""Small shared helpers with no litvision imports: atomic writes, user-error types, optional dependencies, class weights."""
+"""Small shared helpers, the bottom layer (they import only each other): atomic writes and checkpoint IO, user-error types, optional dependencies, names, locks, processes, CPU counts."""

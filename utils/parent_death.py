@@ -28,6 +28,8 @@ import sys
 import threading
 import time
 
+from litvision.utils.processes import process_exists
+
 PR_SET_PDEATHSIG = 1  # <linux/prctl.h>
 
 
@@ -58,21 +60,11 @@ def exit_with(pid: int, poll_s: float = 0.1) -> None:
         if fd is not None:
             select.select([fd], [], [])  # readable once the process has exited
         else:
-            while _exists(pid):
+            while process_exists(pid):
                 time.sleep(poll_s)
         os._exit(1)
 
     threading.Thread(target=wait, name=f"exit-with-{pid}", daemon=True).start()
-
-
-def _exists(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
 
 
 class ParentWatch:

@@ -32,6 +32,7 @@ from pathlib import Path
 from typing import Any
 
 from litvision.utils.errors import ConfigError
+from litvision.utils.processes import process_exists
 
 log = logging.getLogger(__name__)
 LOCK_NAME = "run.lock"
@@ -62,16 +63,6 @@ def _process_start(pid: int) -> str | None:
         return f"{boot_id}:{stat.rsplit(')', 1)[1].split()[19]}"
     except (OSError, IndexError):
         return None
-
-
-def _pid_alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True  # someone else's process
-    return True
 
 
 def _describe(holder: Mapping[str, Any]) -> str:
@@ -160,7 +151,7 @@ class RunDirLock:
                 f"{host} it cannot be checked whether that run still runs: if it does not, delete {self.path} "
                 f"and rerun, or choose another {self.setting}=DIR"
             )
-        if isinstance(pid, int) and pid != os.getpid() and _pid_alive(pid):
+        if isinstance(pid, int) and pid != os.getpid() and process_exists(pid):
             start = holder.get("process_start")
             if start is None or start == _process_start(pid):
                 raise self._busy(holder)

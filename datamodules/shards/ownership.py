@@ -40,6 +40,7 @@ from typing import Any
 from litvision.datamodules.shards.manifest import MANIFEST_NAME, PARTS_DIRNAME
 from litvision.utils.atomic_write import TMP_SUFFIX, write_json_atomic
 from litvision.utils.errors import ConfigError
+from litvision.utils.processes import process_exists
 
 log = logging.getLogger(__name__)
 
@@ -262,10 +263,4 @@ def run_is_alive(out: Path, pid: int) -> bool:
     holder = _read_json(out / PARTS_DIRNAME / RUN_LOCK_NAME) or {}
     if holder.get("pid") != pid or holder.get("host") != socket.gethostname():
         return False
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
+    return process_exists(pid)
