@@ -84,6 +84,11 @@ class MetricsSummary(L.Callback):
         if self.print_table:
             self._print()
 
+    def record(self, key: str, value: float | None) -> None:
+        """Add a metric computed outside the loops (e.g. ``tune/lr_suggestion``) and write the file."""
+        self.metrics[key] = None if value is None else _as_float(value)
+        self._write()
+
     @rank_zero_only
     def _write(self) -> None:
         write_json_atomic(self.path, self.metrics)

@@ -79,7 +79,10 @@ def load_classifier(
     }
     _check_known_keys(path, from_file, model_class)
     check_checkpoint_targets(from_file, f"ckpt_path={path}", trust)
-    model = model_class(**from_file, **overrides)
+    from litvision.lightning_modules.classifier import building_from_checkpoint
+
+    with building_from_checkpoint():  # the weights are the checkpoint's: backbone.weights is not loaded
+        model = model_class(**from_file, **overrides)
     model.on_load_checkpoint(checkpoint)  # e.g. renames torch.compile'd keys
     try:
         model.load_state_dict(checkpoint["state_dict"], strict=strict)

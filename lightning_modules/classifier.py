@@ -5,7 +5,9 @@ from __future__ import annotations
 import functools
 import logging
 import re
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import contextmanager
+from contextvars import ContextVar
 from typing import Any
 
 import lightning as L
@@ -27,6 +29,8 @@ from litvision.lightning_modules.resume_check import (
     short,
 )
 from litvision.lightning_modules.training.mixing import BatchMixer, require_soft_target_loss
+from litvision.lightning_modules.weights import check_source, ensure_local, load_backbone_weights
+from litvision.lightning_modules.weights.sources import backbone_architecture
 from litvision.utils.errors import ConfigError
 
 log = logging.getLogger(__name__)
@@ -34,6 +38,19 @@ log = logging.getLogger(__name__)
 DEFAULT_OPTIMIZER = {"_target_": "torch.optim.SGD", "lr": 0.1, "momentum": 0.9}
 # what torch.compile's wrapper module (OptimizedModule) adds to every state-dict key
 COMPILED_KEY = "._orig_mod."
+# set while a model is rebuilt from a checkpoint (load_classifier, a resume): its weights come
+# from the checkpoint, so model.backbone.weights is neither checked nor loaded
+_FROM_CHECKPOINT: ContextVar[bool] = ContextVar("litvision_from_checkpoint", default=False)
+
+
+@contextmanager
+def building_from_checkpoint() -> Iterator[None]:
+    """Models built inside take their weights from a checkpoint, not from ``model.backbone.weights``."""
+    token = _FROM_CHECKPOINT.set(True)
+    try:
+        yield
+    finally:
+        _FROM_CHECKPOINT.reset(token)
 
 
 def check_optimizer(factory: Any, config: Mapping[str, Any]) -> None:
@@ -116,6 +133,18 @@ class ImageClassifier(L.LightningModule):
             ``train/mixed_acc_top1``/``_top5`` (against each mixed image's dominant label,
             not comparable with clean accuracy) instead of ``train/acc_top1``. Training-only,
             so it is left out of the checkpoint's hyperparameters.
+        preprocessing: the eval preprocessing the model was trained with
+            (:class:`~litvision.utils.preprocessing.Preprocessing` as a dict), recorded by the
+            training task so that every checkpoint carries it; eval.py, predict.py and the audit
+            apply it. None: not recorded.
+
+    ``backbone.weights`` (``model.backbone.weights=SOURCE``, any backbone factory): start from
+    these weights (:mod:`litvision.lightning_modules.weights`): a .safetensors/.pth/.ckpt file
+    or a published name such as ``torchvision:ResNet50_Weights.IMAGENET1K_V2``. Checked at
+    construction, loaded once the network is built, when the Trainer configures the model
+    (the head is replaced when the classes differ; one log line reports what was loaded), or
+    by :meth:`load_backbone_weights`. Not loaded when the model is rebuilt from a checkpoint
+    (:func:`building_from_checkpoint`): the checkpoint's weights win.
     """
 
     def __init__(
@@ -131,10 +160,17 @@ class ImageClassifier(L.LightningModule):
         channels_last: bool | str = "auto",
         compile: bool | Mapping[str, Any] = False,
         mixing: BatchMixer | Mapping[str, Any] | None = None,
+        preprocessing: Mapping[str, Any] | None = None,
     ) -> None:
         super().__init__()
         # plain configs in the hyper-parameters (and so in checkpoints), not pickled callables
         backbone = factory_config(backbone, "backbone")
+        if "weights" in backbone and backbone["weights"] is None:
+            del backbone["weights"]  # (the config's default) checkpoints of models without weights stay as they were
+        if isinstance(preprocessing, DictConfig):
+            preprocessing = OmegaConf.to_container(preprocessing, resolve=True)
+        if preprocessing is not None and not (isinstance(preprocessing, Mapping) and is_plain(dict(preprocessing))):
+            raise ConfigError(f"preprocessing={preprocessing!r}: must be a plain dict (utils/preprocessing.py)")
         optimizer = factory_config(optimizer or DEFAULT_OPTIMIZER, "optimizer")
         scheduler = factory_config(scheduler, "scheduler")
         loss = factory_config(loss, "loss")
@@ -143,12 +179,24 @@ class ImageClassifier(L.LightningModule):
         if not is_plain(compile):
             raise ConfigError(f"model.compile={compile!r}: must be true/false or a dict of torch.compile options")
         self.save_hyperparameters(logger=False, ignore=["mixing"])
-        self.backbone_factory = build_factory(backbone)
+        # the weights to start from stay in the hyper-parameters (where the model came from);
+        # the factory is built without them (timm's create_model does not take them)
+        network = {key: value for key, value in backbone.items() if key != "weights"}
+        self.weights_source = backbone.get("weights") or None
+        self._weights_pending = self.weights_source is not None and not _FROM_CHECKPOINT.get()
+        if self._weights_pending:
+            if network.get("pretrained") is True:
+                raise ConfigError(
+                    f"model.backbone.pretrained=true and model.backbone.weights={self.weights_source} both ask for "
+                    "pretrained weights: keep one (model.backbone.pretrained=false to start from the weights file)"
+                )
+            check_source(self.weights_source, backbone_architecture(backbone))
+        self.backbone_factory = build_factory(network)
         self.optimizer_factory = build_factory(optimizer)
         self.scheduler_factory = build_factory(scheduler)
         self.loss_factory = build_factory(loss)
         check_optimizer(self.optimizer_factory, optimizer)
-        check_backbone(self.backbone_factory, backbone)
+        check_backbone(self.backbone_factory, network)
         if isinstance(mixing, (Mapping, DictConfig)):  # a config (the model config is not recursive)
             mixing = instantiate(mixing) if mixing else None  # mixing=none composes to an empty node
         self.mixing = mixing or None
@@ -201,11 +249,46 @@ class ImageClassifier(L.LightningModule):
         datamodule = self.trainer.datamodule if self._trainer is not None else None
         if self.net is not None:
             self._check_classes_match(datamodule)
-            return
-        if datamodule is None:
-            raise RuntimeError("ImageClassifier needs num_classes/class_names or a trainer with a datamodule")
-        counts = getattr(datamodule, "train_class_counts", None)
-        self._build(datamodule.num_classes, datamodule.class_names, None if counts is None else counts)
+        else:
+            if datamodule is None:
+                raise RuntimeError("ImageClassifier needs num_classes/class_names or a trainer with a datamodule")
+            counts = getattr(datamodule, "train_class_counts", None)
+            self._build(datamodule.num_classes, datamodule.class_names, None if counts is None else counts)
+        if self._weights_pending:
+            self.load_backbone_weights()
+
+    def set_learning_rate(self, lr: float) -> None:
+        """Build the optimizer with base LR ``lr`` (``tune.apply``); the hyper-parameters (so checkpoints) record it."""
+        optimizer = {**self.hparams.optimizer, "lr": float(lr)}
+        self.hparams.optimizer = optimizer
+        self.optimizer_factory = build_factory(optimizer)
+        check_optimizer(self.optimizer_factory, optimizer)
+
+    def skip_backbone_weights(self) -> None:
+        """Do not load ``backbone.weights``: a checkpoint (a resume) will provide every weight."""
+        self._weights_pending = False
+
+    def load_backbone_weights(self) -> Any:
+        """Load ``backbone.weights`` into the built network now; returns the load report.
+
+        Under several processes, the first process of each machine downloads a published weight
+        (into the shared cache) while the others wait, then every process reads the file.
+        """
+        if self.net is None:
+            raise RuntimeError("load_backbone_weights: the network is not built yet (pass num_classes, or fit)")
+        if self.weights_source is None:
+            raise ConfigError("load_backbone_weights: no model.backbone.weights set")
+        architecture = backbone_architecture(self.hparams.backbone)
+        source = check_source(self.weights_source, architecture)
+        trainer = self._trainer
+        if trainer is not None and trainer.world_size > 1 and source.published is not None:
+            if trainer.local_rank == 0:
+                ensure_local(source, progress=trainer.is_global_zero)
+            trainer.strategy.barrier("litvision_backbone_weights")
+        progress = trainer.is_global_zero if trainer is not None else True
+        report = load_backbone_weights(self.net, source, self.class_names, architecture, progress=progress)
+        self._weights_pending = False
+        return report
 
     def _check_classes_match(self, datamodule: Any) -> None:
         """A checkpoint evaluated on data with other classes would report silently wrong labels."""

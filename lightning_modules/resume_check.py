@@ -29,6 +29,13 @@ from litvision.utils.errors import ConfigError, DataError
 PLAN_KEY = "litvision_plan"
 
 
+def _network(backbone: Any) -> Any:
+    """The architecture a backbone config builds: its ``weights`` (where training started) do not change it."""
+    if isinstance(backbone, Mapping):
+        return {key: value for key, value in backbone.items() if key != "weights"}
+    return backbone
+
+
 def check_resume_config(
     path: Any, checkpoint: Mapping[str, Any], model_hparams: Mapping[str, Any], trainer: Any
 ) -> None:
@@ -38,7 +45,7 @@ def check_resume_config(
         raise DataError(
             f"ckpt_path={path} is not a litvision model checkpoint (no hyper-parameters): it cannot be resumed"
         )
-    if "backbone" in model_hparams and hparams["backbone"] != model_hparams["backbone"]:
+    if "backbone" in model_hparams and _network(hparams["backbone"]) != _network(model_hparams["backbone"]):
         _refuse(
             path,
             f"it holds a {describe_factory(hparams['backbone'])} model, the config asks for "

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import copy
 import logging
+from contextlib import nullcontext
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -25,8 +26,10 @@ from lightning.pytorch.callbacks import ModelCheckpoint
 from omegaconf import DictConfig, OmegaConf, open_dict
 
 from litvision.callbacks.metrics_summary import MetricsSummary
+from litvision.lightning_modules.classifier import building_from_checkpoint
 from litvision.lightning_modules.resume_check import check_resume_config
 from litvision.loggers.wandb_run_id import wandb_run_id
+from litvision.tasks.preprocessing import apply_weights_preprocessing
 from litvision.tasks.seed import settled_seed
 from litvision.utils.checkpoint_io import load_checkpoint
 from litvision.utils.distributed import global_rank
@@ -104,7 +107,7 @@ def log_config(cfg: DictConfig, loggers: list[Any]) -> None:
         logger.log_hyperparams(config)
 
 
-def settle_config(cfg: DictConfig, resuming: bool | None = None) -> DictConfig:
+def settle_config(cfg: DictConfig, resuming: bool | None = None, resume_from: str | None = None) -> DictConfig:
     """The run's config, complete and read-only: the one place anything is filled in.
 
     * ``seed``: a null seed is drawn (or inherited from rank 0), recorded in ``.hydra/config.yaml``,
@@ -112,7 +115,10 @@ def settle_config(cfg: DictConfig, resuming: bool | None = None) -> DictConfig:
     * ``logger.wandb.group``: in a multirun, every job's W&B run joins the group named after the
       sweep dir (unless set);
     * ``logger.wandb.id``: for a training run (``resuming`` not None), the run dir's stored id when
-      resuming, else a new one (stored): a resumed run continues its W&B run.
+      resuming, else a new one (stored): a resumed run continues its W&B run;
+    * ``weights_preprocessing``: for a training run, the preprocessing ``model.backbone.weights``
+      carries, which the augmentation options default to (:mod:`litvision.tasks.preprocessing`;
+      ``resume_from``: its checkpoint's record when the weight file is gone).
 
     The caller's ``cfg`` is left as Hydra composed it; the returned copy cannot be edited.
     """
@@ -127,6 +133,8 @@ def settle_config(cfg: DictConfig, resuming: bool | None = None) -> DictConfig:
             if resuming is not None:
                 wandb.id = wandb_run_id(wandb.get("id"), cfg.paths.output_dir, resuming, global_rank() == 0)
                 wandb.resume = "allow"
+        if resuming is not None:
+            apply_weights_preprocessing(cfg, resume_from)
     OmegaConf.set_readonly(cfg, True)
     L.seed_everything(cfg.seed, workers=True)
     return cfg
@@ -140,20 +148,25 @@ def build_run(
     callbacks: list[L.Callback] | None = None,
     resume_from: str | None = None,
     resuming: bool | None = None,
+    data_overrides: dict[str, Any] | None = None,
 ) -> Run:
     """Settle ``cfg`` and instantiate the run: the DataModule (unless given, e.g. predict's), the model
     (unless given, e.g. from a checkpoint), loggers, callbacks (unless given: train.py builds them
     first to find its last checkpoint) and the Trainer. Every check of the config runs here, before
     any data is read; ``resume_from`` (the checkpoint a fit will resume) is checked against the model
     and trainer before the loggers start (a refused resume touches no W&B run). ``resuming``: see
-    :func:`settle_config` (None for runs that do not train)."""
-    cfg = settle_config(cfg, resuming=resuming)
+    :func:`settle_config` (None for runs that do not train). ``data_overrides``: DataModule arguments
+    that replace the config's (a checkpoint's eval preprocessing, :mod:`litvision.tasks.preprocessing`)."""
+    cfg = settle_config(cfg, resuming=resuming, resume_from=resume_from)
     check_accelerator(cfg.trainer)
     # Hydra's instantiate resolves the node it is given in place: build from a writable twin
     source = copy.deepcopy(cfg)
     OmegaConf.set_readonly(source, False)
-    datamodule = instantiate(source.dataset) if datamodule is None else datamodule
-    model = instantiate(source.model) if model is None else model
+    datamodule = instantiate(source.dataset, **(data_overrides or {})) if datamodule is None else datamodule
+    if model is None:
+        # a resume takes every weight from its checkpoint: model.backbone.weights is not loaded
+        with building_from_checkpoint() if resume_from is not None else nullcontext():
+            model = instantiate(source.model)
     loggers = instantiate_group(source.get("logger"))
     callbacks = build_callbacks(source) if callbacks is None else callbacks
     if not loggers:

@@ -8,6 +8,7 @@ from omegaconf import DictConfig
 
 from litvision.lightning_modules.checkpoints import load_classifier
 from litvision.tasks.build import build_run, checkpoint_trust, metrics_of
+from litvision.tasks.preprocessing import checkpoint_data_overrides
 
 
 def evaluate(cfg: DictConfig) -> dict[str, Any]:
@@ -23,6 +24,9 @@ def test_checkpoint(cfg: DictConfig, ckpt_path: str, callbacks: list[Any] | None
     checkpoint naming targets litvision does not build from a file (``trust_checkpoint*`` keys).
     """
     model = load_classifier(ckpt_path, map_location="cpu", **checkpoint_trust(cfg))
-    run = build_run(cfg, model=model, callbacks=callbacks)
+    # the eval preprocessing the checkpoint was trained with, unless augmentation=... is on the command line
+    run = build_run(
+        cfg, model=model, callbacks=callbacks, data_overrides=checkpoint_data_overrides(cfg, model, ckpt_path)
+    )
     run.trainer.test(run.model, datamodule=run.datamodule, verbose=False)
     return metrics_of(run.trainer)

@@ -11,6 +11,7 @@ from litvision.callbacks.prediction_writer import PredictionWriter
 from litvision.lightning_modules.checkpoints import load_classifier
 from litvision.lightning_modules.predictor import ProbabilityPredictor
 from litvision.tasks.build import build_run, checkpoint_trust, instantiate_group
+from litvision.tasks.preprocessing import checkpoint_data_overrides
 from litvision.utils.errors import ConfigError
 
 
@@ -24,7 +25,9 @@ def predict(cfg: DictConfig) -> dict[str, Any]:
     (conf/predict.yaml).
     """
     classifier = load_classifier(cfg.ckpt_path, map_location="cpu", **checkpoint_trust(cfg))  # weights_only=True
-    source = None if cfg.get("images") else instantiate(cfg.dataset)
+    # the eval preprocessing the checkpoint was trained with, unless augmentation=... is on the command line
+    data_overrides = checkpoint_data_overrides(cfg, classifier, cfg.ckpt_path)
+    source = None if cfg.get("images") else instantiate(cfg.dataset, **data_overrides)
     callbacks = instantiate_group(cfg.get("callbacks"))
     writers = [cb for cb in callbacks if isinstance(cb, PredictionWriter)]
     if len(writers) != 1:
@@ -34,7 +37,7 @@ def predict(cfg: DictConfig) -> dict[str, Any]:
     run = build_run(
         cfg,
         model=ProbabilityPredictor(classifier),
-        datamodule=instantiate(cfg.predict_data, source=source),
+        datamodule=instantiate(cfg.predict_data, source=source, **data_overrides),
         callbacks=callbacks,
     )
     run.trainer.predict(run.model, datamodule=run.datamodule, return_predictions=False)

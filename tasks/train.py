@@ -10,6 +10,8 @@ from omegaconf import DictConfig
 
 from litvision.tasks.build import build_callbacks, build_run, last_checkpoint, metrics_of
 from litvision.tasks.evaluate import test_checkpoint
+from litvision.tasks.preprocessing import record_run_preprocessing
+from litvision.tasks.tune import find_lr, tune_options
 from litvision.utils.errors import ConfigError, MissingDataError
 
 log = logging.getLogger("litvision")
@@ -35,6 +37,11 @@ def train(cfg: DictConfig) -> dict[str, Any]:
     elif ckpt_path == "last":
         log.info("ckpt_path=last: no last checkpoint yet, starting from scratch")
     run = build_run(cfg, callbacks=callbacks, resume_from=resume_from, resuming=resume_from is not None)
+    record_run_preprocessing(run.model, run.datamodule, run.cfg)  # in every checkpoint: eval.py/predict.py apply it
+    if resume_from is None:
+        find_lr(run.cfg, run.trainer, run.model, run.datamodule)  # tune=lr_find (tasks/tune.py)
+    elif tune_options(run.cfg) is not None:
+        log.info("tune=lr_find: skipped when resuming (the run goes on with the checkpoint's optimizer state)")
     # ckpt_path="last" is resolved by Lightning (it asks the checkpoint callbacks); every
     # checkpoint is read with weights_only=True (plugins/atomic_checkpoint.py)
     run.trainer.fit(run.model, datamodule=run.datamodule, ckpt_path=ckpt_path, weights_only=True)

@@ -254,8 +254,10 @@ def test_model_options_share_the_classifier_base() -> None:
     assert base["_recursive_"] is False
     for option in options("model"):
         model = OmegaConf.to_container(compose_train(f"model={option}").model)
-        assert {key: model[key] for key in base} == base, option
-        assert "backbone" in model, option
+        shared = {key: value for key, value in base.items() if key != "backbone"}
+        assert {key: model[key] for key in shared} == shared, option
+        # every backbone takes model.backbone.weights= (docs/finetune.md), off by default
+        assert "backbone" in model and model["backbone"]["weights"] is None, option
 
 
 def test_cifar_augmentation_config_is_pad_crop_flip() -> None:

@@ -16,12 +16,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from litvision.datamodules.readers import download as dl
-from litvision.datamodules.readers.cifar_download import ensure_cifar10
+from litvision.datamodules.readers.cifar_download import CIFAR10_MD5, CIFAR10_URL, ensure_cifar10
 from litvision.datamodules.readers.cifar_pickle import CIFAR10_DIRNAME, load_split
-from litvision.datamodules.readers.download import (
-    CIFAR10_MD5,
-    CIFAR10_URL,
+from litvision.utils import download as dl
+from litvision.utils.download import (
     DownloadError,
     download_and_extract,
     download_url,

@@ -60,6 +60,10 @@ NOT_RUN = {
     "python audit.py -m audit.fold=0,1,2 audit.folds_dir=/shared/audit_folds audit.sections=[label_errors] "
     "hydra/launcher=slurm trainer=gpu": "needs SLURM and GPUs: tests/test_audit_label_errors.py runs folds as a multirun",
     "python audit.py audit.folds_dir=/shared/audit_folds trainer=gpu": "needs a GPU and the folds above: tests/test_audit_label_errors.py merges a multirun's folds",
+    "python train.py dataset=class_folder dataset.data_dir=photos model=resnet50 "
+    "model.backbone.weights=torchvision:ResNet50_Weights.IMAGENET1K_V2 optimizer=adamw optimizer.lr=3e-4 "
+    "trainer.max_epochs=10": "downloads torchvision's weights (no internet here): tests/test_weights.py serves them on "
+    "127.0.0.1, tests/test_preprocessing.py runs the chain on small data",
     "mkdocs build --strict": "builds the docs site: tests/test_docs.py runs it (from a copy of the checkout)",
     "mkdocs serve": "serves the docs site until stopped: tests/test_docs.py builds the same site",
     "python prepare_shards.py dataset=imagenet dataset.data_dir=/data/imagenet out=/data/imagenet-shards": "needs ImageNet: tests/test_shards.py (the writer) and tests/test_shards_imagenet.py (the script, slow) cover it",

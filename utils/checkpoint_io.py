@@ -30,30 +30,30 @@ def atomic_torch_save(obj: Any, path: str | os.PathLike, then: str = "rerun") ->
     write_atomic(path, lambda handle: torch.save(obj, handle), then=then)
 
 
-def load_checkpoint(path: str | Path, map_location: Any = "cpu") -> dict[str, Any]:
-    """``torch.load(path, weights_only=True)`` with one-line errors for missing, unreadable or unsafe files."""
+def load_checkpoint(path: str | Path, map_location: Any = "cpu", key: str = "ckpt_path") -> dict[str, Any]:
+    """``torch.load(path, weights_only=True)`` with one-line errors for missing, unreadable or unsafe files.
+
+    ``key``: the option that named the file, for the messages (e.g. ``model.backbone.weights``)."""
     path = Path(path)
     if not path.is_file():
-        raise MissingDataError(f"ckpt_path={path} does not exist (pass ckpt_path=<run dir>/checkpoints/<file>.ckpt)")
+        raise MissingDataError(f"{key}={path} does not exist (pass {key}=<run dir>/checkpoints/<file>.ckpt)")
     try:
         checkpoint = torch.load(path, map_location=map_location, weights_only=True)
     except pickle.UnpicklingError as err:
         if UNSAFE_GLOBAL.search(str(err)) is None:  # not a refusal: the file is damaged or not a checkpoint
-            raise DataError(f"ckpt_path={path} is not a readable checkpoint ({_what_it_is(path)})") from err
+            raise DataError(f"{key}={path} is not a readable checkpoint ({_what_it_is(path)})") from err
         raise DataError(
-            f"ckpt_path={path} holds pickled Python objects ({_unsafe_global(err)}), so loading it could run code: "
+            f"{key}={path} holds pickled Python objects ({_unsafe_global(err)}), so loading it could run code: "
             f'refused. If you trust where it came from, convert it once: python -c "from '
             f"litvision.lightning_modules.checkpoints import convert_trusted_checkpoint as c; "
             f"c('{path}', '{converted_name(path)}')\" and use the new file"
         ) from err
     except (RuntimeError, EOFError, OSError) as err:
-        raise DataError(
-            f"ckpt_path={path} is not a readable checkpoint ({_what_it_is(path)}): {first_line(err)}"
-        ) from err
+        raise DataError(f"{key}={path} is not a readable checkpoint ({_what_it_is(path)}): {first_line(err)}") from err
     except Exception as err:
-        raise DataError(f"ckpt_path={path} is not a readable checkpoint ({_what_it_is(path)})") from err
+        raise DataError(f"{key}={path} is not a readable checkpoint ({_what_it_is(path)})") from err
     if not isinstance(checkpoint, dict):
-        raise DataError(f"ckpt_path={path} holds a {type(checkpoint).__name__}, not a Lightning checkpoint")
+        raise DataError(f"{key}={path} holds a {type(checkpoint).__name__}, not a Lightning checkpoint")
     return checkpoint
 
 

@@ -1,6 +1,6 @@
 """Locate CIFAR-10 on disk, downloading the official archive only when it is absent.
 
-Kept apart from ``cifar_pickle`` (pure file format) and ``download`` (generic
+Kept apart from ``cifar_pickle`` (pure file format) and ``utils/download`` (generic
 transport) so neither depends on the other.
 """
 
@@ -15,10 +15,13 @@ from litvision.datamodules.readers.cifar_pickle import (
     missing_files,
     resolve_cifar_dir,
 )
-from litvision.datamodules.readers.download import CIFAR10_MD5, CIFAR10_URL, DownloadError, download_and_extract
+from litvision.utils.download import DownloadError, download_and_extract
 from litvision.utils.errors import MissingDataError
 
-__all__ = ["ensure_cifar10"]
+__all__ = ["CIFAR10_MD5", "CIFAR10_URL", "ensure_cifar10"]
+
+CIFAR10_URL = "https://www.cs.toronto.edu/~kriz/cifar-10-python.tar.gz"
+CIFAR10_MD5 = "c58f30108f718f92721af3b95e74349a"
 
 
 def ensure_cifar10(

@@ -23,6 +23,9 @@ class BatchNormalize(torch.nn.Module):
         super().__init__()
         if len(mean) != len(std):
             raise ValueError(f"mean has {len(mean)} channels but std has {len(std)}")
+        # the values as given, in [0, 1] units (the eval preprocessing record, utils/preprocessing.py)
+        self.channel_mean = tuple(float(m) * max_pixel_value / 255.0 for m in mean)
+        self.channel_std = tuple(float(s) * max_pixel_value / 255.0 for s in std)
         scale = torch.tensor(std, dtype=torch.float32) * max_pixel_value
         self.register_buffer("mean", (torch.tensor(mean, dtype=torch.float32) * max_pixel_value).view(1, -1, 1, 1))
         self.register_buffer("inv_std", (1.0 / scale).view(1, -1, 1, 1))

@@ -1,5 +1,7 @@
 """Dependency-free (no torchvision) download, checksum and safe-extraction helpers.
 
+Shared by the data side (the CIFAR-10 archive, ``datamodules/readers/cifar_download.py``) and the
+model side (published weights, ``lightning_modules/weights/fetch.py``), so it lives here, below both.
 Every step writes to a temporary name in the destination folder and is moved
 into place with ``os.replace`` only once complete, so an interrupted or
 corrupted download never leaves something that looks like a usable dataset.
@@ -20,17 +22,13 @@ import zipfile
 from pathlib import Path, PurePosixPath
 
 __all__ = [
-    "CIFAR10_MD5",
-    "CIFAR10_URL",
     "DownloadError",
     "download_and_extract",
     "download_url",
     "extract_archive",
     "md5sum",
+    "sha256sum",
 ]
-
-CIFAR10_URL = "https://www.cs.toronto.edu/~kriz/cifar-10-python.tar.gz"
-CIFAR10_MD5 = "c58f30108f718f92721af3b95e74349a"
 
 _MANUAL_HINT = (
     "Retry, or download the file manually, extract it, and point the Hydra override "
@@ -45,6 +43,15 @@ class DownloadError(RuntimeError):
 def md5sum(path: str | Path, chunk_size: int = 1 << 20) -> str:
     """Hex MD5 of a file (integrity check, not security)."""
     h = hashlib.md5(usedforsecurity=False)
+    with open(path, "rb") as f:
+        while chunk := f.read(chunk_size):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def sha256sum(path: str | Path, chunk_size: int = 1 << 20) -> str:
+    """Hex SHA-256 of a file."""
+    h = hashlib.sha256()
     with open(path, "rb") as f:
         while chunk := f.read(chunk_size):
             h.update(chunk)
@@ -79,10 +86,14 @@ def download_url(
     chunk_size: int = 1 << 20,
     progress: bool = True,
     timeout: float = 60.0,
+    sha256_prefix: str | None = None,
+    manual_hint: str = _MANUAL_HINT,
 ) -> Path:
-    """Stream ``url`` to ``dest_path`` via a ``.part`` file; verify MD5; move into place.
+    """Stream ``url`` to ``dest_path`` via a ``.part`` file; verify MD5 and/or the SHA-256 prefix; move into place.
 
-    On any failure the partial file is removed. Ordinary exceptions become
+    ``sha256_prefix``: the leading hex digits the file's SHA-256 must start with (published
+    weights carry them in their file names, e.g. ``resnet50-11ad3fa6.pth``). ``manual_hint``:
+    what the error messages tell the user to do instead. On any failure the partial file is removed. Ordinary exceptions become
     :class:`DownloadError`; KeyboardInterrupt/SystemExit are re-raised unchanged
     (after cleanup) so Ctrl-C still stops the program.
     """
@@ -94,6 +105,7 @@ def download_url(
     tmp = Path(tmp_name)
     try:
         hasher = hashlib.md5(usedforsecurity=False)
+        sha256 = hashlib.sha256()
         request = urllib.request.Request(url, headers={"User-Agent": "litvision"})
         with os.fdopen(fd, "wb") as out, urllib.request.urlopen(request, timeout=timeout) as resp:
             length = resp.headers.get("Content-Length")
@@ -104,14 +116,20 @@ def download_url(
                 while chunk := resp.read(chunk_size):
                     out.write(chunk)
                     hasher.update(chunk)
+                    sha256.update(chunk)
                     received += len(chunk)
                     bar.update(task, advance=len(chunk))
         if total is not None and received != total:
-            raise DownloadError(f"Download of {url} was cut off: got {received} of {total} bytes. {_MANUAL_HINT}")
+            raise DownloadError(f"Download of {url} was cut off: got {received} of {total} bytes. {manual_hint}")
         if md5 is not None and hasher.hexdigest() != md5.lower():
             raise DownloadError(
                 f"MD5 mismatch for {url}: expected {md5.lower()}, got {hasher.hexdigest()}. "
-                f"The file is corrupt, truncated or was changed upstream. {_MANUAL_HINT}"
+                f"The file is corrupt, truncated or was changed upstream. {manual_hint}"
+            )
+        if sha256_prefix is not None and not sha256.hexdigest().startswith(sha256_prefix.lower()):
+            raise DownloadError(
+                f"SHA-256 mismatch for {url}: expected {sha256_prefix.lower()}..., got {sha256.hexdigest()[:16]}...; "
+                f"the file was not kept. It is corrupt, truncated or not the published file. {manual_hint}"
             )
         os.replace(tmp, dest)
         return dest
@@ -121,7 +139,7 @@ def download_url(
             e.close()  # release the error response's socket
         if isinstance(e, (DownloadError, KeyboardInterrupt, SystemExit)):
             raise
-        raise DownloadError(f"Download of {url} failed: {e}. {_MANUAL_HINT}") from e
+        raise DownloadError(f"Download of {url} failed: {e}. {manual_hint}") from e
 
 
 def _check_zip_members(zf: zipfile.ZipFile, archive: Path) -> None:
