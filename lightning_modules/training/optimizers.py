@@ -35,13 +35,13 @@ def sgd_scaled_vectors(
         raise ConfigError(
             f"optimizer.vector_lr_scale={vector_lr_scale}: must be > 0, e.g. optimizer.vector_lr_scale=64"
         )
-    flat: list[torch.Tensor] = []
+    flat = []
     for item in params:
         flat.extend(item["params"] if isinstance(item, dict) else [item])
     flat = [p for p in flat if p.requires_grad]
     matrices = [p for p in flat if p.ndim > 1]
     vectors = [p for p in flat if p.ndim <= 1]
-    groups: list[dict[str, Any]] = [{"params": matrices}] if matrices else []
+    groups = [{"params": matrices}] if matrices else []
     if vectors:
         groups.append({"params": vectors, "lr": lr * vector_lr_scale, "weight_decay": weight_decay / vector_lr_scale})
     return torch.optim.SGD(groups, lr=lr, momentum=momentum, nesterov=nesterov, weight_decay=weight_decay)
