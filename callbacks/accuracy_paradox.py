@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import logging
 import math
-from typing import Any
+from typing import Any, cast
 
 import lightning as L
 import torch
@@ -100,7 +100,8 @@ class AccuracyParadoxReport(L.Callback):
             return
         scalars, worst, pairs = paradox_report(
             results["confmat"],
-            list(pl_module.class_names),
+            # class_names: set by our LightningModules (nn.Module.__getattr__ types it Tensor | Module)
+            list(cast("list[str]", pl_module.class_names)),
             self.min_top1,
             self.recall_gap,
             self.num_worst_classes,

@@ -21,7 +21,8 @@ class BadImageMonitor(L.Callback):
         self._reported: dict[str, int] = {}
 
     def _report(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
-        counts_fn = getattr(trainer.datamodule, "bad_image_counts", None) if trainer.datamodule else None
+        datamodule = trainer.datamodule  # type: ignore[attr-defined]  # Lightning sets it; Trainer does not declare it
+        counts_fn = getattr(datamodule, "bad_image_counts", None) if datamodule else None
         if counts_fn is None or trainer.sanity_checking:
             return
         for split, count in counts_fn().items():

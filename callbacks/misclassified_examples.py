@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import heapq
 import itertools
-from typing import Any
+from typing import Any, cast
 
 import lightning as L
 import numpy as np
@@ -91,7 +91,8 @@ class MisclassifiedExamples(L.Callback):
             if len(rows) < self.per_class:
                 rows.append(item)
         chosen = sorted((m for rows in per_class.values() for m in rows), key=lambda m: -m[0])[: self.max_rows]
-        names = [escape_name(name) for name in pl_module.class_names]
+        # class_names: set by our LightningModules (nn.Module.__getattr__ types it Tensor | Module)
+        names = [escape_name(name) for name in cast("list[str]", pl_module.class_names)]
         self.rows = [(thumb, names[true], names[pred], conf) for conf, _, thumb, true, pred in chosen]
         self._log_table(trainer)
 
@@ -123,7 +124,8 @@ class MisclassifiedExamples(L.Callback):
     def _thumbnail(self, image: torch.Tensor, trainer: L.Trainer) -> np.ndarray:
         """The image as the loader gave it (normalisation undone), shrunk to ``thumbnail_size``."""
         image = image.detach().float().unsqueeze(0)
-        normalize = getattr(trainer.datamodule, "normalize", None) if trainer.datamodule is not None else None
+        datamodule = trainer.datamodule  # type: ignore[attr-defined]  # Lightning sets it; Trainer does not declare it
+        normalize = getattr(datamodule, "normalize", None) if datamodule is not None else None
         if normalize is not None and hasattr(normalize, "inv_std"):
             image = image / normalize.inv_std.to(image.device) + normalize.mean.to(image.device)
         height, width = image.shape[-2:]

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Literal
 
 from lightning.pytorch.callbacks import RichModelSummary
 from lightning.pytorch.utilities.model_summary import get_formatted_model_size, get_human_readable_count
@@ -44,7 +44,9 @@ class ModelSummary(RichModelSummary):
         columns = [(name, values) for name, values in summary_data if name != "FLOPs"]
         table = Table(header_style=summarize_kwargs.get("header_style", "bold magenta"))
         for name, _ in columns:
-            justify = "right" if name in ("Params", "Params per Device", "In sizes", "Out sizes") else "left"
+            justify: Literal["right", "left"] = (
+                "right" if name in ("Params", "Params per Device", "In sizes", "Out sizes") else "left"
+            )
             table.add_column(name, justify=justify, style="dim" if name == " " else None, no_wrap=name == "Name")
         for row in zip(*(values for _, values in columns), strict=True):
             table.add_row(*row)

@@ -45,17 +45,24 @@ def memorising(history: list[EpochGaps], patience: int = 3, max_gap: float = 0.3
     losses = [h for h in history if h.val_loss is not None and h.train_loss is not None]
     if len(losses) <= patience or losses[-1] is not last:
         return None
-    best = min(losses, key=lambda h: h.val_loss)
+    best = min(losses, key=lambda h: _losses(h)[0])
     since_best = [h for h in losses if h.epoch > best.epoch]
     if len(since_best) < patience:
         return None
-    if last.train_loss < best.train_loss and last.val_loss - last.train_loss > best.val_loss - best.train_loss:
+    (last_val, last_train), (best_val, best_train) = _losses(last), _losses(best)
+    if last_train < best_train and last_val - last_train > best_val - best_train:
         return (
-            f"val/loss has not improved for {len(since_best)} epochs (best {best.val_loss:.3f} at epoch "
-            f"{best.epoch}, now {last.val_loss:.3f}) while the training loss fell from {best.train_loss:.3f} "
-            f"to {last.train_loss:.3f}"
+            f"val/loss has not improved for {len(since_best)} epochs (best {best_val:.3f} at epoch "
+            f"{best.epoch}, now {last_val:.3f}) while the training loss fell from {best_train:.3f} "
+            f"to {last_train:.3f}"
         )
     return None
+
+
+def _losses(epoch: EpochGaps) -> tuple[float, float]:
+    """``(val_loss, train_loss)`` of an epoch that has both (the only ones memorising() compares)."""
+    assert epoch.val_loss is not None and epoch.train_loss is not None
+    return epoch.val_loss, epoch.train_loss
 
 
 class OverfittingMonitor(L.Callback):

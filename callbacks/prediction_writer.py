@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import logging
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import lightning as L
 import numpy as np
@@ -65,14 +65,17 @@ class PredictionWriter(L.Callback):
         self._probs.append(outputs["probs"].cpu())
 
     def on_predict_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
-        num_classes = len(pl_module.class_names)
+        # class_names: set by our LightningModules (nn.Module.__getattr__ types it Tensor | Module)
+        class_names = cast("list[str]", pl_module.class_names)
+        num_classes = len(class_names)
         positions = torch.cat(self._positions).numpy() if self._positions else np.zeros(0, np.int64)
         probs = torch.cat(self._probs).numpy() if self._probs else np.zeros((0, num_classes), np.float32)
         parts = _gather((positions, probs), trainer.world_size)
         if trainer.is_global_zero:
             positions = np.concatenate([p for p, _ in parts])
             probs = np.concatenate([q for _, q in parts]).astype(np.float32)
-            self.summary = self._write(trainer.datamodule, pl_module.class_names, positions, probs)
+            datamodule = trainer.datamodule  # type: ignore[attr-defined]  # Lightning sets it; Trainer does not declare it
+            self.summary = self._write(datamodule, class_names, positions, probs)
 
     def _write(self, data: Any, class_names: list[str], positions: np.ndarray, probs: np.ndarray) -> dict[str, Any]:
         order = np.argsort(positions, kind="stable")

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, cast
 
 import lightning as L
 from lightning.pytorch.loggers import WandbLogger
@@ -39,7 +39,8 @@ class WandbVisuals(L.Callback):
             return
         import wandb
 
-        names = [escape_name(name) for name in pl_module.class_names]
+        # class_names: set by our LightningModules (nn.Module.__getattr__ types it Tensor | Module)
+        names = [escape_name(name) for name in cast("list[str]", pl_module.class_names)]
         confmat = results["confmat"].long()
         support = confmat.sum(dim=1)
         correct = confmat.diag()

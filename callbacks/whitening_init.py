@@ -47,7 +47,9 @@ class WhiteningInit(L.Callback):
 
     @torch.no_grad()
     def _training_images(self, trainer: L.Trainer) -> torch.Tensor:
-        loader = trainer.datamodule.train_dataloader() if trainer.datamodule is not None else trainer.train_dataloader
+        datamodule = trainer.datamodule  # type: ignore[attr-defined]  # Lightning sets it; Trainer does not declare it
+        loader = datamodule.train_dataloader() if datamodule is not None else trainer.train_dataloader
+        assert loader is not None  # on_fit_start: a fit has its training data
         batches, count = [], 0
         for batch in loader:
             images, _ = trainer.strategy.batch_to_device(batch)

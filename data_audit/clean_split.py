@@ -46,6 +46,9 @@ def exclusion_groups(data: AuditData, pairs: list[Pair], suspects: list[str]) ->
 
 
 def write_exclusions(path: Path, groups: list[tuple[str, list[str]]]) -> Path:
-    header = ("audit.py: sample ids to drop for a clean split; train on it with dataset.exclude_ids=" + str(path), [])
+    header: tuple[str, list[str]] = (
+        "audit.py: sample ids to drop for a clean split; train on it with dataset.exclude_ids=" + str(path),
+        [],
+    )
     write_text_atomic(path, id_list_text([header, *((f"{reason}: {len(ids)}", ids) for reason, ids in groups)]))
     return path

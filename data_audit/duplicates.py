@@ -242,7 +242,8 @@ def run_duplicates(
 
     combos: dict[tuple[str, str, str], int] = {}
     for p, row in zip(pairs, ours, strict=True):
-        combo = (p.kind, *sorted((row[4], row[5])))
+        low, high = sorted((row[4], row[5]))
+        combo = (p.kind, low, high)
         combos[combo] = combos.get(combo, 0) + 1
     leaks = sum(n for (kind, x, y), n in combos.items() if _is_leak(x, y))
     section.metrics.update(
@@ -310,7 +311,9 @@ def run_duplicates(
 
 def _is_leak(x: str, y: str) -> bool:
     parts_x, parts_y = set(x.split("+")), set(y.split("+"))
-    return ("train" in parts_x and parts_y & {"val", "test"}) or ("train" in parts_y and parts_x & {"val", "test"})
+    return bool(
+        ("train" in parts_x and parts_y & {"val", "test"}) or ("train" in parts_y and parts_x & {"val", "test"})
+    )
 
 
 def _grid(pairs: list[Pair], thumbs: list[list[np.ndarray]], path: Path, per_row: int = 4) -> Path:

@@ -171,14 +171,17 @@ class ClassFolderDataModule(ClassificationDataModule):
 
     def build_splits(self) -> Splits:
         train = self.pool("train")
-        holdout = None
+        holdout: FileListDataset | None = None
         if "holdout" in (self.val_split, self.test_split):
             train_idx, holdout_idx = stratified_split(train.targets, self.val_fraction, self.split_seed)
             # (an empty or too small holdout is refused by check_split_sizes, with split_size_hint)
             train, holdout = train.subset(train_idx), train.subset(holdout_idx).for_evaluation()
 
         def source(name: str) -> FileListDataset:
-            return holdout if name == "holdout" else self.pool(name).for_evaluation()
+            if name == "holdout":
+                assert holdout is not None  # made above whenever a split is the holdout
+                return holdout
+            return self.pool(name).for_evaluation()
 
         val = source(self.val_split)
         test = val if self.test_split == self.val_split else source(self.test_split)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from typing import Any
+from typing import Any, cast
 
 from hydra.core.hydra_config import HydraConfig
 from hydra.types import RunMode
@@ -27,7 +27,8 @@ from litvision.utils.distributed import global_rank
 
 def hydra_settings() -> DictConfig | None:
     """The ``hydra`` node of this job, or None when a task is called without @hydra.main."""
-    return HydraConfig.get() if HydraConfig.initialized() else None
+    # HydraConfig.get() is annotated as the HydraConf dataclass; it returns the DictConfig built from it
+    return cast(DictConfig, HydraConfig.get()) if HydraConfig.initialized() else None
 
 
 @contextmanager

@@ -8,6 +8,8 @@ Recipes are stated as rules (linear LR scaling with the batch size, eval resize 
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
+from typing import Any
 
 from omegaconf import OmegaConf
 
@@ -53,6 +55,7 @@ def _app_config_groups() -> str:
     if not GlobalHydra.instance().is_initialized():
         return "$APP_CONFIG_GROUPS"
     hydra = GlobalHydra.instance().hydra
+    assert hydra is not None  # set whenever GlobalHydra is initialized
     lines = []
     for group in sorted(g for g in hydra.list_all_config_groups() if g != "hydra" and not g.startswith("hydra/")):
         options = sorted(o for o in hydra.config_loader.get_group_options(group) if not o.startswith("_"))
@@ -61,7 +64,7 @@ def _app_config_groups() -> str:
     return "\n".join(lines)
 
 
-RESOLVERS = {
+RESOLVERS: dict[str, Callable[..., Any]] = {
     "lv.mul": _mul,
     "lv.div": _div,
     "lv.round": _round,

@@ -94,11 +94,12 @@ def collect_rows(sweep_dir: str | Path) -> list[dict[str, Any]]:
         metrics_path = status_path.parent / "metrics.json"
         metrics: dict[str, Any] = {}
         if metrics_path.is_file():
-            metrics, error = _read_record(metrics_path)
-            if metrics is None:  # the job's own record stays: its swept values are still shown
+            record, error = _read_record(metrics_path)
+            if record is None:  # the job's own record stays: its swept values are still shown
                 log.warning("sweep summary: %s", error)
                 rows.append({**job, "status": "UNREADABLE", "error": error, "value": None, "metrics": {}})
                 continue
+            metrics = record
         value = _finite(metrics.get(job.get("optimized_metric") or "", None))
         status = job["status"]
         if status == "COMPLETED" and job.get("optimized_metric") and value is None:

@@ -27,7 +27,7 @@ import re
 import typing
 from collections.abc import Iterable, Mapping
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 
@@ -38,6 +38,9 @@ from litvision.utils.checkpoint_io import (
 )
 from litvision.utils.errors import DataError
 
+if TYPE_CHECKING:
+    import lightning as L
+
 # ... and what its unpickler raised (the line after torch's generic advice)
 UNPICKLER_ERROR = re.compile(r"WeightsUnpickler error:\s*(.+)")
 
@@ -45,7 +48,7 @@ UNPICKLER_ERROR = re.compile(r"WeightsUnpickler error:\s*(.+)")
 def load_classifier(
     path: str | Path,
     map_location: Any = "cpu",
-    model_class: type | None = None,
+    model_class: type[L.LightningModule] | None = None,
     *,
     trust_checkpoint: bool = False,
     trust_checkpoint_targets: Iterable[str] = (),
@@ -68,7 +71,9 @@ def load_classifier(
     )
 
     if model_class is None:
-        from litvision.lightning_modules.classifier import ImageClassifier as model_class
+        from litvision.lightning_modules.classifier import ImageClassifier
+
+        model_class = ImageClassifier
     trust = CheckpointTrust.of(trust_checkpoint, trust_checkpoint_targets)
     checkpoint = load_checkpoint(path, map_location)
     if not isinstance(checkpoint.get("state_dict"), dict) or not isinstance(checkpoint.get("hyper_parameters"), dict):
@@ -94,7 +99,7 @@ def load_classifier(
     return model
 
 
-def _check_known_keys(path: str | Path, hparams: Mapping[str, Any], model_class: type) -> None:
+def _check_known_keys(path: str | Path, hparams: Mapping[str, Any], model_class: type[L.LightningModule]) -> None:
     """Hyper-parameters the constructor does not take (e.g. Lightning's ``_instantiator``) are refused."""
     parameters = inspect.signature(model_class.__init__).parameters
     if any(p.kind is inspect.Parameter.VAR_KEYWORD for p in parameters.values()):
@@ -177,7 +182,7 @@ def _load_without_code(source: Path) -> dict[str, Any]:
     classes and plain data types are allowed as themselves, every other name is a :class:`NamedCode`."""
     try:
         names = torch.serialization.get_unsafe_globals_in_checkpoint(source)
-        allowed = [(_data_global(name) or _named_code(name), name) for name in names]
+        allowed: list[Any] = [(_data_global(name) or _named_code(name), name) for name in names]
         with torch.serialization.safe_globals(allowed):
             checkpoint = torch.load(source, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as err:

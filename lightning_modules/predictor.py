@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, cast
 
 import lightning as L
 import torch
@@ -23,11 +23,14 @@ class ProbabilityPredictor(L.LightningModule):
 
     @property
     def class_names(self) -> list[str]:
-        return list(self.classifier.class_names)
+        # set by the classifier (nn.Module.__getattr__ types it Tensor | Module)
+        return list(cast("list[str]", self.classifier.class_names))
 
     def setup(self, stage: str) -> None:
         """Refuse data whose classes are not the model's: its labels would be silently wrong."""
-        names = getattr(self.trainer.datamodule, "class_names", None) if self._trainer is not None else None
+        # Trainer.datamodule: Lightning sets it; Trainer does not declare it
+        datamodule = self.trainer.datamodule if self._trainer is not None else None  # type: ignore[attr-defined]
+        names = getattr(datamodule, "class_names", None)
         if names is not None and list(names) != self.class_names:
             raise ConfigError(
                 f"the checkpoint's model has {len(self.class_names)} classes {self.class_names[:5]}... but the "

@@ -177,7 +177,10 @@ class CrossFit:
         for k in range(self.folds):
             with np.load(self.fold_dir(k) / RESULT) as stored:
                 positions = [self.split.position(str(sample_id)) for sample_id in stored["ids"]]
-                probabilities[positions] = stored["probabilities"]
+                known = [position for position in positions if position is not None]
+                if len(known) != len(positions):  # the digest check makes this a damaged file
+                    raise DataError(f"{self.fold_dir(k) / RESULT} names images the split does not have: delete it")
+                probabilities[known] = stored["probabilities"]
         return probabilities
 
     def _train_config(self, out: Path, left_out: Path) -> DictConfig:
@@ -234,6 +237,7 @@ def own_targets(cfg: DictConfig) -> list[str]:
     from litvision.lightning_modules.checkpoint_targets import targets_in
 
     model = OmegaConf.to_container(cfg.model, resolve=True)
+    assert isinstance(model, dict)  # cfg.model is a mapping (a _target_ and its arguments)
     return sorted(set(targets_in([value for key, value in model.items() if key != "_target_"])))
 
 

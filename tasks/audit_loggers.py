@@ -52,7 +52,7 @@ def _log_wandb(run: Any, sections: list[Section], report: Path, metrics: dict[st
         for table in section.tables:
             with_images = bool(table.image_columns) and len(table.thumbnails) == len(table.rows)
             columns = [*table.image_columns, *table.columns] if with_images else table.columns
-            wandb_table = wandb.Table(columns=columns)
+            wandb_table = wandb.Table(columns=list(columns))
             strips, captions = [], []
             rows = [[escape_name(v) if isinstance(v, str) else v for v in row] for row in table.rows]
             for k, row in enumerate(rows):
@@ -68,7 +68,7 @@ def _log_wandb(run: Any, sections: list[Section], report: Path, metrics: dict[st
             payload[f"audit/{table.name}"] = wandb_table
             if images:
                 payload[f"audit/{table.name}_images"] = images
-                payload[f"audit/{table.name}_rows"] = wandb.Table(columns=table.columns, data=rows)
+                payload[f"audit/{table.name}_rows"] = wandb.Table(columns=list(table.columns), data=rows)
         for figure in section.figures:
             payload[f"audit/{figure.stem}"] = wandb.Image(str(figure))
     run.log(payload)

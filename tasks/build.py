@@ -199,7 +199,7 @@ def saved_config_path() -> Path | None:
 
 def metrics_of(trainer: L.Trainer) -> dict[str, Any]:
     """The final metrics the run's :class:`MetricsSummary` collected (also in metrics.json)."""
-    for callback in trainer.callbacks:
+    for callback in trainer.callbacks:  # type: ignore[attr-defined]  # Lightning sets it; Trainer does not declare it
         if isinstance(callback, MetricsSummary):
             return dict(callback.metrics)
     return {}

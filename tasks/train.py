@@ -46,7 +46,8 @@ def train(cfg: DictConfig) -> dict[str, Any]:
     # checkpoint is read with weights_only=True (plugins/atomic_checkpoint.py)
     run.trainer.fit(run.model, datamodule=run.datamodule, ckpt_path=ckpt_path, weights_only=True)
     if run.cfg.get("test", True):
-        best = run.trainer.checkpoint_callback.best_model_path if run.trainer.checkpoint_callback else ""
+        # a ModelCheckpoint has a best_model_path; Checkpoint, the type Lightning declares, does not
+        best = getattr(run.trainer.checkpoint_callback, "best_model_path", "")
         if not best:
             log.warning("no best checkpoint (checkpointing off or fast_dev_run): testing the current weights")
         run.trainer.test(run.model, datamodule=run.datamodule, ckpt_path=best or None, weights_only=True, verbose=False)

@@ -15,7 +15,7 @@ from __future__ import annotations
 import logging
 import math
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any, cast
 
 import lightning as L
 from omegaconf import DictConfig
@@ -23,6 +23,9 @@ from omegaconf import DictConfig
 from litvision.callbacks.metrics_summary import MetricsSummary
 from litvision.utils.atomic_write import write_atomic, write_text_atomic
 from litvision.utils.errors import ConfigError
+
+if TYPE_CHECKING:
+    from litvision.lightning_modules.classifier import ImageClassifier
 
 log = logging.getLogger("litvision")
 
@@ -94,7 +97,7 @@ def find_lr(cfg: DictConfig, trainer: L.Trainer, model: L.LightningModule, datam
         log.warning("tune=lr_find: no suggestion (too few points or a flat curve): training with optimizer.lr")
         return None
     if options.apply:
-        model.set_learning_rate(suggestion)
+        cast("ImageClassifier", model).set_learning_rate(suggestion)  # tune=lr_find is for our classifier
         log.info(
             "tune=lr_find: suggested LR %.3g, applied (tune.apply=true): optimizer.lr=%.3g", suggestion, suggestion
         )
@@ -108,7 +111,7 @@ def find_lr(cfg: DictConfig, trainer: L.Trainer, model: L.LightningModule, datam
 
 
 def _record(trainer: L.Trainer, suggestion: float | None) -> None:
-    for callback in trainer.callbacks:
+    for callback in trainer.callbacks:  # type: ignore[attr-defined]  # Lightning sets it; Trainer does not declare it
         if isinstance(callback, MetricsSummary):
             callback.record(SUGGESTION_KEY, suggestion)
 
@@ -137,7 +140,7 @@ def _save_plot(cfg: DictConfig, trainer: L.Trainer, finder: Any, suggestion: flo
         if isinstance(logger, WandbLogger):
             import wandb
 
-            payload = {"tune/lr_find": wandb.Image(str(path))}
+            payload: dict[str, Any] = {"tune/lr_find": wandb.Image(str(path))}
             if suggestion is not None:
                 payload[SUGGESTION_KEY] = suggestion
             logger.experiment.log(payload)

@@ -37,7 +37,7 @@ def out_of_space(error: BaseException | None) -> str | None:
     return None
 
 
-def write_atomic(path: str | os.PathLike, write: Callable[[IO[bytes]], None], *, then: str = "rerun") -> None:
+def write_atomic(path: str | os.PathLike, write: Callable[[IO[bytes]], object], *, then: str = "rerun") -> None:
     """Call ``write(handle)`` on a temp file beside ``path``, fsync it and rename it to ``path``.
 
     Out of disk space: :class:`DiskFullError` naming ``path`` and saying to free space, then
@@ -59,7 +59,7 @@ def write_atomic(path: str | os.PathLike, write: Callable[[IO[bytes]], None], *,
         ) from error
 
 
-def _write_atomic(path: Path, write: Callable[[IO[bytes]], None]) -> None:
+def _write_atomic(path: Path, write: Callable[[IO[bytes]], object]) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=TMP_SUFFIX, dir=path.parent)
     try:

@@ -169,7 +169,7 @@ class FileListDataset(Dataset):
             cv2.setNumThreads(1)
 
     def _replace(self, **changes: Any) -> FileListDataset:
-        args = {
+        args: dict[str, Any] = {
             "root": self.root,
             "paths": self.paths,
             "targets": self.targets,

@@ -26,7 +26,7 @@ import logging
 import struct
 import warnings
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import Any, Literal, cast
 
 import cv2
 import numpy as np
@@ -111,7 +111,7 @@ def jpeg_header(data: bytes | memoryview) -> JpegHeader | None:
             width = (data[i + 7] << 8) | data[i + 8]
             components = data[i + 9]
         elif marker == 0xDA:  # start of scan
-            if height is None or not height or not width:
+            if height is None or not height or not width or components is None:
                 return None
             return JpegHeader(height, width, components, i + 2 + length)
         elif marker == 0xD9:  # end of image before any scan
@@ -257,7 +257,8 @@ def decode_image(
     elif image.shape[2] == 4:
         image = cv2.cvtColor(image, cv2.COLOR_RGBA2RGB)
     if image.dtype != np.uint8:  # e.g. 16-bit PNG through the fallback
-        image = (image / (np.iinfo(image.dtype).max / 255.0)).round().astype(np.uint8)
+        top = np.iinfo(cast("np.dtype[np.integer]", image.dtype)).max  # the decoders give integer images only
+        image = (image / (top / 255.0)).round().astype(np.uint8)
     return image
 
 

@@ -304,10 +304,10 @@ def cached_index(
     never finds this index; the label files' contents are part of the fingerprint, so an
     edited file is re-read.
     """
-    tree, label_files = key, [os.path.abspath(f) for f in label_files]
-    key = json.dumps({"tree": tree, "extra": extra, "label_files": label_files})
+    tree, label_paths = key, [os.path.abspath(f) for f in label_files]
+    key = json.dumps({"tree": tree, "extra": extra, "label_files": label_paths})
     # hashed before the build reads them: a file changed during the build differs next start
-    files = file_hashes(label_files)
+    files = file_hashes(label_paths)
     if cache is not None:
         entry = cache.load(key)
         if entry is not None:

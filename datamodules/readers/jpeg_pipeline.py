@@ -21,7 +21,7 @@ output resolution:
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any
+from typing import Any, TypeGuard
 
 import cv2
 import numpy as np
@@ -38,7 +38,7 @@ def _always_applied(transform: Any) -> bool:
     return getattr(transform, "p", 1.0) >= 1.0
 
 
-def _plain_compose(transform: Any) -> bool:
+def _plain_compose(transform: Any) -> TypeGuard[Any]:  # TypeGuard: then an A.Compose (untyped)
     """An ``A.Compose`` of plain image transforms (no bbox/keypoint processors), always applied."""
     return (
         A is not None
@@ -64,7 +64,7 @@ class SamplePipeline:
         self.transform = transform
         self.max_pixels = max_pixels
         self.mode = "full"
-        self.first = None
+        self.first: Any = None  # the leading albumentations transform the decode does
         self.rest: list = []
         if _plain_compose(transform):
             first = transform.transforms[0]

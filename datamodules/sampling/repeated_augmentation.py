@@ -26,9 +26,10 @@ It subclasses ``DistributedSampler`` so Lightning neither wraps nor replaces it 
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator, Sequence
+from typing import cast
 
 import numpy as np
-from torch.utils.data import DistributedSampler, Sampler
+from torch.utils.data import DistributedSampler
 
 from litvision.utils.errors import ConfigError
 
@@ -56,7 +57,7 @@ class RepeatedAugmentationSampler(DistributedSampler):
         num_replicas: int = 1,
         rank: int = 0,
         seed: int | None = 0,
-        base: Callable[..., Sampler] | None = None,
+        base: Callable[..., DistributedSampler] | None = None,
     ) -> None:
         targets = np.asarray(targets)
         if len(targets) == 0:
@@ -76,8 +77,9 @@ class RepeatedAugmentationSampler(DistributedSampler):
                 raise ConfigError(
                     "repeated augmentation under DDP needs an integer seed shared by all ranks: set seed=<int>"
                 )
-            seed = int(np.random.SeedSequence().entropy % 2**31)
-        super().__init__(targets, num_replicas=num_replicas, rank=rank, shuffle=True, seed=int(seed))
+            seed = int(cast(int, np.random.SeedSequence().entropy) % 2**31)
+        # ``targets`` stands in for the dataset: DistributedSampler only needs its len()
+        super().__init__(targets, num_replicas=num_replicas, rank=rank, shuffle=True, seed=int(seed))  # type: ignore[arg-type]
         self.targets = targets
         self.batch_size = int(batch_size)
         self.repeats = int(repeats)

@@ -30,7 +30,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Iterator, Sequence
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 from torch.utils.data import DistributedSampler
@@ -74,14 +74,14 @@ class _GlobalStreamSampler(DistributedSampler):
                     "a distributed sampler needs an integer seed shared by all ranks (they must draw the "
                     "same global stream); set seed=<int> in the config"
                 )
-            seed = int(np.random.SeedSequence().entropy % 2**31)  # single process: any seed will do
+            seed = int(cast(int, np.random.SeedSequence().entropy) % 2**31)  # single process: any seed will do
         if seed < 0:
             raise ValueError(f"seed must be >= 0, got {seed}")
         total = len(targets) if num_samples is None else int(num_samples)
         if total < 1:
             raise ValueError(f"num_samples must be >= 1, got {num_samples}")
         # ``targets`` stands in for the dataset: DistributedSampler only needs its len().
-        super().__init__(targets, num_replicas=num_replicas, rank=rank, shuffle=True, seed=int(seed))
+        super().__init__(targets, num_replicas=num_replicas, rank=rank, shuffle=True, seed=int(seed))  # type: ignore[arg-type]
         self.targets = targets.astype(np.int64)
         self.class_counts = np.bincount(self.targets)
         self.num_samples = -(-total // num_replicas)  # per rank, rounded up

@@ -28,7 +28,7 @@ import os
 import re
 import shlex
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeGuard
 
 from litvision.utils.errors import ConfigError, DataError, MissingDataError
 
@@ -72,7 +72,7 @@ def shard_name(split: str, index: int) -> str:
     return f"{split}-{index:06d}.tar"
 
 
-def is_shard_name(name: Any, split: str | None = None) -> bool:
+def is_shard_name(name: Any, split: str | None = None) -> TypeGuard[str]:
     """``name`` is exactly what :func:`shard_name` writes (for ``split``, if given)."""
     match = SHARD_NAME.fullmatch(name) if isinstance(name, str) else None
     return (

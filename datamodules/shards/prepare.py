@@ -143,10 +143,10 @@ def _write_all(todo: list[ShardTask], out: Path, policy: str, verify: str, worke
         while pending:
             finished, pending = wait(pending, return_when=FIRST_COMPLETED)
             for future in finished:
-                if future.exception() is not None:
+                if (error := future.exception()) is not None:
                     for other in pending:
                         other.cancel()
-                    raise future.exception()
+                    raise error
                 done_count += 1
                 if done_count % every == 0 or done_count == len(todo):
                     log.info("wrote %d/%d shards", done_count, len(todo))

@@ -70,7 +70,7 @@ def worker_span(length: int, batch_size: int, num_workers: int, worker: int) -> 
     return min(first * batch_size, length), min(last * batch_size, length)
 
 
-def pieces(order: Sequence[int], counts: Sequence[int], start: int, stop: int) -> list[Piece]:
+def pieces(order: Sequence[int] | np.ndarray, counts: Sequence[int] | np.ndarray, start: int, stop: int) -> list[Piece]:
     """The shard pieces making up stream positions [start, stop) for shard ``order`` (wrapping around)."""
     counts = np.asarray(counts, dtype=np.int64)
     total = int(counts.sum())

@@ -22,7 +22,7 @@ from __future__ import annotations
 import hashlib
 import tarfile
 from collections.abc import Iterator
-from typing import Any
+from typing import IO, Any, cast
 
 from litvision.datamodules.shards.manifest import REWRITE, ShardEntry, is_remote, parse_label, parse_member_name
 from litvision.utils.errors import DataError, MissingDataError
@@ -151,11 +151,11 @@ def _close(handle: Any, url: str, quiet: bool) -> None:
 
 def _samples(meter: _Meter, url: str, num_classes: int, wanted: Any, where: _Position) -> Iterator[dict[str, Any]]:
     """Group the tar's members into checked samples; image bytes only for positions ``wanted``."""
-    tar = tarfile.open(fileobj=meter, mode="r|")
+    tar = tarfile.open(fileobj=cast("IO[bytes]", meter), mode="r|")  # a stream read needs only read()
     sample: dict[str, Any] | None = None
     last_key = -1
     while (info := tar.next()) is not None:
-        tar.members = []  # stream mode keeps every header otherwise
+        tar.members = []  # type: ignore[attr-defined]  # stream mode keeps every header otherwise (not in typeshed)
         where.member = info.name
         key, field = parse_member_name(info.name, url)
         if not info.isreg() or info.size > MAX_MEMBER_BYTES:
@@ -176,7 +176,9 @@ def _samples(meter: _Meter, url: str, num_classes: int, wanted: Any, where: _Pos
             if not wanted(where.count):
                 sample[field] = b""  # passed over: tarfile skips its bytes (still counted and hashed)
                 continue
-        sample[field] = tar.extractfile(info).read()
+        member = tar.extractfile(info)
+        assert member is not None  # a regular file (checked above)
+        sample[field] = member.read()
     if sample is not None:
         yield _finished(sample, url, num_classes, where)
 

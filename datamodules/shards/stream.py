@@ -187,7 +187,9 @@ class ShardStream(IterableDataset):
             for _ in range(1 + owed):
                 yield item
             owed, last = 0, item
-        if owed and last is None:
+        if not owed:
+            return
+        if last is None:
             raise BadImageError(f"every image of a loader worker's share of split {self.name!r} is unreadable")
         for _ in range(owed):
             yield last

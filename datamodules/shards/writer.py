@@ -179,6 +179,7 @@ def write_shard(
         _stop_if_orphaned()  # last chance before the rename makes the shard visible
 
     write_atomic(out / task.name, write)
+    assert hashing is not None  # set by write(), which write_atomic has run
     record = {
         "name": task.name,
         "split": task.split,

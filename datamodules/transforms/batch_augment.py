@@ -57,7 +57,7 @@ class PaddedSplit(NamedTuple):
     uint8, the padded originals then (with flips) their mirror images."""
 
     data: torch.Tensor
-    count: int  # N, the number of images
+    count: int  # type: ignore[assignment]  # N, the number of images (shadows tuple.count, unused here)
     pad: int
 
     @property

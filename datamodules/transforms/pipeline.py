@@ -19,6 +19,9 @@ class BatchNormalize(torch.nn.Module):
     pass through unchanged.
     """
 
+    mean: torch.Tensor  # buffers (register_buffer below); declared for the type checker
+    inv_std: torch.Tensor
+
     def __init__(self, mean: Sequence[float], std: Sequence[float], max_pixel_value: float = 255.0) -> None:
         super().__init__()
         if len(mean) != len(std):

@@ -35,6 +35,7 @@ class WhiteningConv(nn.Conv2d):
     def __init__(self, in_channels: int = 3, kernel_size: int = 2) -> None:
         super().__init__(in_channels, 2 * in_channels * kernel_size**2, kernel_size, padding=0, bias=True)
         self.weight.requires_grad_(False)
+        assert self.bias is not None  # bias=True above
         nn.init.zeros_(self.bias)
 
     @torch.no_grad()

@@ -76,6 +76,7 @@ class WeightedCrossEntropy(nn.Module):
     """Cross-entropy with fixed per-class weights (weighted mean over the batch, as in torch)."""
 
     accepts_soft_targets = True  # Mixup/CutMix: see soft_cross_entropy
+    weight: torch.Tensor  # a buffer (register_buffer below); declared for the type checker
 
     def __init__(self, weight: torch.Tensor, label_smoothing: float = 0.0) -> None:
         super().__init__()
@@ -101,6 +102,7 @@ class FocalLoss(nn.Module):
     """
 
     accepts_soft_targets = True
+    weight: torch.Tensor | None  # a buffer (register_buffer below); declared for the type checker
 
     def __init__(self, gamma: float = 2.0, weight: torch.Tensor | None = None, label_smoothing: float = 0.0) -> None:
         super().__init__()
@@ -136,8 +138,11 @@ class LogitAdjustedLoss(nn.Module):
     """
 
     accepts_soft_targets = True
+    log_prior: torch.Tensor  # a buffer (register_buffer below); declared for the type checker
 
-    def __init__(self, class_counts: Sequence[int], tau: float = 1.0, label_smoothing: float = 0.0) -> None:
+    def __init__(
+        self, class_counts: Sequence[int] | np.ndarray, tau: float = 1.0, label_smoothing: float = 0.0
+    ) -> None:
         super().__init__()
         counts = np.maximum(np.asarray(class_counts, dtype=np.float64), 1.0)
         prior = counts / counts.sum()
@@ -162,9 +167,14 @@ class DeferredReweighting(nn.Module):
     """
 
     accepts_soft_targets = True
+    class_weight: torch.Tensor  # a buffer (register_buffer below); declared for the type checker
 
     def __init__(
-        self, class_counts: Sequence[int], start_epoch: int, beta: float = 0.9999, label_smoothing: float = 0.0
+        self,
+        class_counts: Sequence[int] | np.ndarray,
+        start_epoch: int,
+        beta: float = 0.9999,
+        label_smoothing: float = 0.0,
     ) -> None:
         super().__init__()
         if start_epoch < 0:

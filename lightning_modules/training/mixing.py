@@ -114,6 +114,7 @@ class BatchMixer:
         if params.kind == "mixup":
             mixed = images * lam + partner_images * (1.0 - lam)
         elif params.kind == "cutmix":
+            assert params.box is not None  # a cutmix draw has its box
             y0, y1, x0, x1 = params.box
             mixed = images.clone()
             mixed[..., y0:y1, x0:x1] = partner_images[..., y0:y1, x0:x1]

@@ -9,6 +9,7 @@ from __future__ import annotations
 import math
 import warnings
 from collections.abc import Sequence
+from typing import Literal
 
 import torch
 from torch.optim.lr_scheduler import LambdaLR, OneCycleLR
@@ -70,7 +71,7 @@ def one_cycle(
     pct_start: float = 0.25,
     div_factor: float = 25.0,
     final_div_factor: float = 1e4,
-    anneal_strategy: str = "linear",
+    anneal_strategy: Literal["cos", "linear"] = "linear",
 ) -> OneCycle:
     """OneCycle with peak LR = the optimizer's configured LR (Smith & Topin 2019).
 

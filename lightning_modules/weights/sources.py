@@ -129,7 +129,7 @@ def source_preprocessing(text: Any) -> Preprocessing | None:
     if source.kind == "safetensors":
         return _metadata_file(source).preprocessing
     if source.kind == "ckpt":
-        return _checkpoint_record(source, load_checkpoint(source.path, key=KEY))[0]
+        return _checkpoint_record(source, load_checkpoint(ensure_local(source), key=KEY))[0]
     return None
 
 
@@ -234,7 +234,8 @@ def _checkpoint_record(source: WeightSource, checkpoint: Mapping[str, Any]):
     preprocessing = Preprocessing.from_dict(record, source.label) if record is not None else None
     names = hparams.get("class_names")
     class_names = [str(name) for name in names] if isinstance(names, (list, tuple)) else None
-    backbone = hparams.get("backbone") if isinstance(hparams.get("backbone"), Mapping) else {}
+    backbone = hparams.get("backbone")
+    backbone = backbone if isinstance(backbone, Mapping) else {}
     return preprocessing, class_names, backbone_architecture(backbone), backbone
 
 
