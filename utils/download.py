@@ -68,6 +68,8 @@ def _progress(total: int | None, description: str, enabled: bool):
         TransferSpeedColumn,
     )
 
+    from rich.console import Console
+
     progress = Progress(
         TextColumn("{task.description}"),
         BarColumn(),
@@ -75,6 +77,9 @@ def _progress(total: int | None, description: str, enabled: bool):
         TransferSpeedColumn(),
         TimeRemainingColumn(),
         disable=not enabled,
+        # its own console: rich's global one may still hold a live display that an earlier
+        # Lightning progress bar left behind in this process, and a bar nested in it never shows
+        console=Console(),
     )
     return progress, progress.add_task(description, total=total)
 
