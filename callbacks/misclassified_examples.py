@@ -49,6 +49,8 @@ class MisclassifiedExamples(L.Callback):
         self._counter = itertools.count()
 
     def on_test_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        if getattr(pl_module, "test_prefix", "test/") != "test/":
+            return  # an extra test set (test_sets=[...]): this report is of the main test split
         self._heaps, self.rows = {}, []
         if any(isinstance(lg, WandbLogger) for lg in trainer.loggers):
             self._hook = pl_module.register_forward_hook(self._keep_logits)
