@@ -64,7 +64,7 @@ class MisclassifiedExamples(L.Callback):
     def on_test_batch_end(self, trainer, pl_module, outputs, batch, batch_idx, dataloader_idx=0) -> None:
         if self._hook is None or self._logits is None:
             return
-        images, targets = batch
+        images, targets = batch[0], batch[1]  # (a third element: group codes, groups=PATH)
         confidence, predicted = self._logits.float().softmax(dim=1).max(dim=1)
         for i in torch.nonzero(predicted != targets).flatten().tolist():
             true, conf = int(targets[i]), float(confidence[i])

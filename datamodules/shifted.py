@@ -79,6 +79,14 @@ class TestOnlyMixin:
     def metric_prefix(self) -> str:
         return f"{self.name}/"
 
+    def check(self) -> None:
+        """Refuse, in one line, a missing option or missing files: before a training run that tests on the
+        set (tasks/test_sets.py), and in ``prepare_data``. Not at construction (a config is built to be checked)."""
+
+    def prepare_data(self) -> None:
+        self.check()
+        super().prepare_data()  # type: ignore[misc]
+
     def load_train_pool(self) -> Any:
         return self.load_test().subset([])
 
@@ -87,6 +95,7 @@ class TestOnlyMixin:
         return Splits(train=test.subset([]), val=test, test=test)
 
     def setup(self, stage: str | None = None) -> None:
+        self.check()
         if stage == "fit":
             raise ConfigError(
                 f"dataset={self.name} is a test-only set: evaluate on it (eval.py dataset={self.name} ...) or add it "
@@ -106,9 +115,10 @@ class CIFAR10_1DataModule(TestOnlyMixin, ClassificationDataModule):
     def __init__(self, data_dir: str, version: str | None = None, **kwargs: Any) -> None:
         kwargs.setdefault("val_fraction", 0.0)
         super().__init__(data_dir=data_dir, **kwargs)
-        # at construction (before a training run that tests on it): a missing/unknown version, missing files
-        require_files(cifar10_1_files(data_dir, version), "CIFAR-10.1")
         self.version = version
+
+    def check(self) -> None:
+        require_files(cifar10_1_files(self.data_dir, self.version), "CIFAR-10.1")
 
     def load_class_names(self) -> list[str]:
         return list(CIFAR10_CLASSES)
@@ -144,6 +154,8 @@ class CIFAR10CDataModule(TestOnlyMixin, ClassificationDataModule):
         super().__init__(data_dir=data_dir, **kwargs)
         self.corruptions = corruption_list(corruptions)
         self.severities = severity_list(severities)
+
+    def check(self) -> None:
         check_selection(self.corruptions, self.severities, CORRUPTIONS + EXTRA_CORRUPTIONS)
         root = Path(self.data_dir).expanduser()
         require_files([root / f"{c}.npy" for c in self.corruptions] + [root / "labels.npy"], "CIFAR-10-C")
@@ -171,6 +183,8 @@ class ImageFolderShift(TestOnlyMixin, ClassFolderDataModule):
 
     def __init__(self, data_dir: str, **kwargs: Any) -> None:
         super().__init__(data_dir=data_dir, val_split="test", test_split="test", **kwargs)
+
+    def check(self) -> None:
         if not Path(self.data_dir).expanduser().is_dir():
             raise MissingDataError(f"dataset.data_dir={self.data_dir} does not exist: {self.layout_hint()}")
 
@@ -213,9 +227,12 @@ class ImageNetV2DataModule(ImageFolderShift):
     name = "imagenet_v2"
 
     def __init__(self, data_dir: str, variant: str | None = None, **kwargs: Any) -> None:
-        imagenet_v2_dir(data_dir, variant)  # refuses an unknown variant at construction
         self.variant = variant
         super().__init__(data_dir=data_dir, **kwargs)
+
+    def check(self) -> None:
+        imagenet_v2_dir(self.data_dir, self.variant)  # refuses a missing or unknown variant
+        super().check()
 
     def scan(self, root: Path) -> FileIndex:
         # the folder names are integers: label = int(name), never the position of the name sorted as a string
@@ -238,7 +255,10 @@ class ImageNetCDataModule(ImageFolderShift):
         super().__init__(data_dir=data_dir, **kwargs)
         self.corruptions = corruption_list(corruptions)
         self.severities = severity_list(severities)
+
+    def check(self) -> None:
         check_selection(self.corruptions, self.severities, CORRUPTIONS + EXTRA_CORRUPTIONS)
+        super().check()
 
     def scan(self, root: Path) -> FileIndex:
         paths: list[str] = []

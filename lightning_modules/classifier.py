@@ -423,16 +423,18 @@ class ImageClassifier(L.LightningModule):
         self.log_dict({k: float(v) for k, v in self.train_metrics.compute().items()})
         self.train_metrics.reset()
 
-    def validation_step(self, batch: tuple[torch.Tensor, torch.Tensor], batch_idx: int) -> None:
-        self._eval_step(batch, self.val_metrics, "val/loss")
+    def validation_step(self, batch: tuple[torch.Tensor, ...], batch_idx: int) -> torch.Tensor | None:
+        return self._eval_step(batch, self.val_metrics, "val/loss")
 
-    def test_step(self, batch: tuple[torch.Tensor, torch.Tensor], batch_idx: int) -> None:
-        self._eval_step(batch, self.test_metrics, f"{self.test_prefix}loss", self._test_mask)
+    def test_step(self, batch: tuple[torch.Tensor, ...], batch_idx: int) -> torch.Tensor | None:
+        return self._eval_step(batch, self.test_metrics, f"{self.test_prefix}loss", self._test_mask)
 
-    def _eval_step(self, batch, metrics, loss_key: str, mask: torch.Tensor | None = None) -> None:
-        images, targets = batch
+    def _eval_step(self, batch, metrics, loss_key: str, mask: torch.Tensor | None = None) -> torch.Tensor | None:
+        """Update the split's metrics; returns the (masked) logits, which callbacks get as ``outputs``
+        (per-group metrics). ``batch[2]``, when there, is the samples' group codes (``groups=PATH``)."""
+        images, targets = batch[0], batch[1]
         if len(targets) == 0:  # every image of this batch was unreadable (on_bad_image=skip)
-            return
+            return None
         logits = mask_logits(self(images), mask)
         # Plain cross-entropy for val/test loss, so it is comparable across training losses.
         # Per-sample values, unweighted: torchmetrics ignores `weight` with nan_strategy="disable".
@@ -441,6 +443,7 @@ class ImageClassifier(L.LightningModule):
         loss_metric = self.eval_loss["val" if loss_key.startswith("val/") else "test"]
         loss_metric.update(losses.detach())
         self.log(loss_key, loss_metric, on_step=False, on_epoch=True)  # computed, synced, reset at epoch end
+        return logits.detach()
 
     def on_validation_epoch_end(self) -> None:
         flat = self._epoch_end(self.val_metrics, "val/")

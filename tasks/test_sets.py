@@ -41,7 +41,11 @@ def test_set_configs(cfg: DictConfig) -> dict[str, DictConfig]:
 
 def build_test_sets(cfg: DictConfig, data_overrides: dict[str, Any] | None = None) -> dict[str, L.LightningDataModule]:
     """The extra test sets' DataModules, built (and so checked: version, files) before anything runs."""
-    return {name: instantiate(node, **(data_overrides or {})) for name, node in test_set_configs(cfg).items()}
+    sets = {name: instantiate(node, **(data_overrides or {})) for name, node in test_set_configs(cfg).items()}
+    for datamodule in sets.values():
+        if hasattr(datamodule, "check"):
+            datamodule.check()
+    return sets
 
 
 def run_test_sets(

@@ -47,7 +47,7 @@ def test_cifar10_1_reads_the_published_files(tmp_path: Path) -> None:
 def test_cifar10_1_has_no_default_version(tmp_path: Path, version) -> None:
     write_cifar10_1(tmp_path, "v6")
     with pytest.raises(ConfigError, match="dataset.version=v6") as err:
-        CIFAR10_1DataModule(str(tmp_path), version=version)
+        CIFAR10_1DataModule(str(tmp_path), version=version).check()
     assert "\n" not in str(err.value)
 
 
@@ -78,9 +78,9 @@ def test_cifar10_c_picks_the_severity_blocks(tmp_path: Path) -> None:
 
 def test_cifar10_c_refuses_unknown_selections(tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match="unknown"):
-        CIFAR10CDataModule(str(tmp_path), corruptions=["fogg"])
+        CIFAR10CDataModule(str(tmp_path), corruptions=["fogg"]).check()
     with pytest.raises(ConfigError, match="1..5"):
-        CIFAR10CDataModule(str(tmp_path), corruptions="fog", severities=6)
+        CIFAR10CDataModule(str(tmp_path), corruptions="fog", severities=6).check()
     assert len(CIFAR10CDataModule(str(tmp_path)).corruptions) == 15
     assert len(CIFAR10CDataModule(str(tmp_path), corruptions="all").corruptions) == 19
 
@@ -96,7 +96,7 @@ def test_imagenet_v2_integer_folders_are_class_indices(tmp_path: Path) -> None:
     assert dm.class_names[by_folder["0"]] == "tench" and imagenet_wnids()[0] == "n01440764"
     assert len(dm.class_names) == 1000
     with pytest.raises(ConfigError, match="variants"):
-        ImageNetV2DataModule(str(tmp_path), variant=None)
+        ImageNetV2DataModule(str(tmp_path), variant=None).check()
 
 
 def test_imagenet_c_reads_corruption_severity_wnid(tmp_path: Path) -> None:
