@@ -134,3 +134,21 @@ def test_training_selects_the_checkpoint_by_worst_group_and_ddp_is_exact(grouped
     assert len(keys) > 20
     assert all(one[k] == two[k] for k in keys), [(k, one[k], two[k]) for k in keys if one[k] != two[k]]
     assert one["test/worst_group_acc"] == metrics["test/worst_group_acc"]
+
+
+def test_group_file_from_a_folder_level_or_a_file_name_pattern(tmp_path: Path) -> None:
+    from litvision.datamodules.readers.group_file import groups_from_ids, main
+
+    ids = ["train/cat/indoor/a_day.jpg", "train/cat/outdoor/b_night.jpg", "val/dog/c.jpg"]
+    assert groups_from_ids(ids, level=2) == [(ids[0], "indoor"), (ids[1], "outdoor"), (ids[2], "")]
+    assert [g for _, g in groups_from_ids(ids, pattern=r"_(day|night)\.")] == ["day", "night", ""]
+    for name in ("train/cat/x_day.png", "train/dog/y_night.png", "val/cat/z_day.png"):
+        (tmp_path / "photos" / name).parent.mkdir(parents=True, exist_ok=True)
+        (tmp_path / "photos" / name).write_bytes(b"")
+    main([str(tmp_path / "photos"), "--pattern", "_(day|night)[.]", "--out", str(tmp_path / "groups.csv")])
+    table = read_group_file(tmp_path / "groups.csv")
+    assert table.rows == {
+        "train/cat/x_day.png": ("day",),
+        "train/dog/y_night.png": ("night",),
+        "val/cat/z_day.png": ("day",),
+    }
