@@ -99,7 +99,9 @@ def groups_from_ids(ids: list[str], level: int | None = None, pattern: str | Non
     return rows
 
 
-def write_group_file(path: str | os.PathLike, rows: list[tuple[str, ...]], columns: tuple[str, ...] = ("group",)) -> None:
+def write_group_file(
+    path: str | os.PathLike, rows: list[tuple[str, ...]], columns: tuple[str, ...] = ("group",)
+) -> None:
     """Write ``id,<columns>`` rows atomically (a group file :func:`read_group_file` reads)."""
     buffer = io.StringIO()
     writer = csv.writer(buffer, lineterminator="\n")
@@ -126,7 +128,9 @@ def main(argv: list[str] | None = None) -> None:
     ids = sorted(
         p.relative_to(root).as_posix()
         for p in root.rglob("*")
-        if p.is_file() and p.suffix.lower() in IMAGE_EXTENSIONS and not any(s.startswith(".") for s in p.relative_to(root).parts)
+        if p.is_file()
+        and p.suffix.lower() in IMAGE_EXTENSIONS
+        and not any(s.startswith(".") for s in p.relative_to(root).parts)
     )
     rows = groups_from_ids(ids, args.level, args.pattern)
     write_group_file(args.out, rows)
