@@ -95,6 +95,8 @@ class AccuracyParadoxReport(L.Callback):
         self.report: dict[str, Any] = {}
 
     def on_test_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        if getattr(pl_module, "test_prefix", "test/") != "test/":
+            return  # an extra test set (test_sets=[...]): this report is of the main test split
         results = getattr(pl_module, "epoch_results", {}).get("test")
         if results is None:
             return

@@ -79,7 +79,8 @@ class MetricsSummary(L.Callback):
         self._commit()
 
     def on_test_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
-        self._collect(trainer, "test/")
+        # an extra test set (test_sets=[...]) is reported under its own prefix, e.g. cifar10_1/
+        self._collect(trainer, getattr(pl_module, "test_prefix", "test/"))
         self._write()
         if self.print_table:
             self._print()

@@ -49,6 +49,8 @@ class MisclassifiedExamples(L.Callback):
         self._counter = itertools.count()
 
     def on_test_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        if getattr(pl_module, "test_prefix", "test/") != "test/":
+            return  # an extra test set (test_sets=[...]): this report is of the main test split
         self._heaps, self.rows = {}, []
         if any(isinstance(lg, WandbLogger) for lg in trainer.loggers):
             self._hook = pl_module.register_forward_hook(self._keep_logits)
@@ -62,7 +64,7 @@ class MisclassifiedExamples(L.Callback):
     def on_test_batch_end(self, trainer, pl_module, outputs, batch, batch_idx, dataloader_idx=0) -> None:
         if self._hook is None or self._logits is None:
             return
-        images, targets = batch
+        images, targets = batch[0], batch[1]  # (a third element: group codes, groups=PATH)
         confidence, predicted = self._logits.float().softmax(dim=1).max(dim=1)
         for i in torch.nonzero(predicted != targets).flatten().tolist():
             true, conf = int(targets[i]), float(confidence[i])

@@ -10,6 +10,8 @@ import lightning as L
 import numpy as np
 import torch
 
+from litvision.datamodules.readers.group_file import read_group_file
+from litvision.lightning_modules.metrics.groups import GroupCounts, group_summary
 from litvision.utils.atomic_write import write_atomic, write_json_atomic, write_text_atomic
 from litvision.utils.names import Escaped, csv_text, escape_name
 
@@ -47,10 +49,13 @@ class PredictionWriter(L.Callback):
         csv_name: str = "predictions.csv",
         probs_name: str = "probabilities.npy",
         meta_name: str = "predictions.json",
+        groups: str | None = None,
     ) -> None:
         self.output_dir = Path(output_dir)
         self.top_k = top_k
         self.csv_name, self.probs_name, self.meta_name = csv_name, probs_name, meta_name
+        # groups=PATH: each row's group(s) as extra columns and, with labels, per-group metrics in predictions.json
+        self.groups = read_group_file(groups) if groups else None
         self.summary: dict[str, Any] = {}
         self._positions: list[torch.Tensor] = []
         self._probs: list[torch.Tensor] = []
@@ -98,6 +103,13 @@ class PredictionWriter(L.Callback):
         labels = data.targets[positions] if data.has_labels else None
 
         header = ["id", "pred", f"top{self.top_k}", "prob_top1"] + (["label"] if labels is not None else [])
+        groups = [[] for _ in positions]
+        if self.groups is not None:
+            header += [f"group:{column}" for column in self.groups.columns]
+            groups = [
+                list(self.groups.rows.get(str(ids[position]), ("",) * len(self.groups.columns)))
+                for position in positions
+            ]
         rows = (
             [
                 ids[position],
@@ -106,6 +118,7 @@ class PredictionWriter(L.Callback):
                 f"{probs[row, top[row, 0]]:.6f}",
             ]
             + ([names[labels[row]]] if labels is not None else [])
+            + groups[row]
             for row, position in enumerate(positions)
         )
         text = csv_text(header, rows)
@@ -122,9 +135,18 @@ class PredictionWriter(L.Callback):
         }
         if labels is not None:
             summary["accuracy_top1"] = float((top[:, 0] == labels).mean()) if len(labels) else None
+            if self.groups is not None:
+                summary["groups"] = self._group_metrics(ids[positions], top[:, 0], labels, class_names)
         write_json_atomic(self.output_dir / self.meta_name, summary)
         log.info("wrote %d predictions to %s (probabilities: %s)", len(positions), csv_path, probs_path)
         return summary
+
+    def _group_metrics(self, ids: np.ndarray, preds: np.ndarray, labels: np.ndarray, class_names: list[str]) -> dict:
+        """Per-group metrics of the written predictions (callbacks/group_metrics.py's, prefix ``predict/``), null = absent."""
+        counts = GroupCounts(self.groups.num_groups, len(class_names))
+        counts.update(torch.as_tensor(preds), torch.as_tensor(labels), torch.as_tensor(self.groups.codes_for(ids)))
+        flat = group_summary(counts.compute(), "predict/", self.groups.columns, self.groups.names, class_names)
+        return {key: (None if value != value else value) for key, value in flat.items()}
 
 
 def _gather(part: tuple[np.ndarray, np.ndarray], world_size: int) -> list[tuple[np.ndarray, np.ndarray]]:

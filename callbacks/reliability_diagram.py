@@ -26,6 +26,8 @@ class ReliabilityDiagram(L.Callback):
             self._log(trainer, pl_module, "val")
 
     def on_test_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        if getattr(pl_module, "test_prefix", "test/") != "test/":
+            return  # an extra test set (test_sets=[...]): this report is of the main test split
         if "test" in self.splits:
             self._log(trainer, pl_module, "test")
 

@@ -29,7 +29,8 @@ class WandbVisuals(L.Callback):
             self._log(trainer, pl_module, "val")
 
     def on_test_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
-        self._log(trainer, pl_module, "test")
+        # "test", or an extra test set's name (test_sets=[cifar10_1]: cifar10_1/per_class)
+        self._log(trainer, pl_module, getattr(pl_module, "test_prefix", "test/").rstrip("/"))
 
     @rank_zero_only
     def _log(self, trainer: L.Trainer, pl_module: L.LightningModule, split: str) -> None:

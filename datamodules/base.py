@@ -134,10 +134,10 @@ class DataModuleBase(L.LightningDataModule):
 
     def on_after_batch_transfer(self, batch: Any, dataloader_idx: int) -> Any:
         """Normalise uint8 images once per batch, on the device."""
-        images, targets = batch
+        images, *rest = batch  # (images, labels), or (images, labels, group codes) with groups=PATH
         if self.normalize is not None:
             images = self.normalize(images)
-        return images, targets
+        return (images, *rest)
 
     def per_device_batch_size(self) -> int:
         world_size, _ = self._world()

@@ -180,6 +180,24 @@ class ClassificationDataModule(DataModuleBase):
             )
         return "check dataset.data_dir and dataset.exclude_ids"
 
+    def attach_groups(self, codes_for: Callable[[np.ndarray], np.ndarray]) -> dict[str, int]:
+        """Val/test batches carry each sample's group codes (``codes_for(ids)``, -1 = none) as a third
+        element (:class:`~litvision.datamodules.datasets.grouped.GroupedDataset`); returns the images
+        with at least one group per split. Called after :meth:`setup`, before the loaders are built."""
+        from litvision.datamodules.datasets.grouped import GroupedDataset
+
+        self._require_setup()
+        covered = {}
+        for name in ("val", "test"):
+            split = getattr(self.splits, name)
+            if not isinstance(split, GroupedDataset):
+                if not hasattr(split, "ids"):
+                    raise ConfigError(f"groups=...: the {name} split ({type(split).__name__}) has no sample ids")
+                split = GroupedDataset(split, codes_for(split.ids))
+                setattr(self.splits, name, split)
+            covered[name] = int((split.codes >= 0).any(dim=1).sum())
+        return covered
+
     @property
     def train_class_counts(self) -> np.ndarray:
         """Images per class in the (possibly long-tailed) training split; losses use it."""

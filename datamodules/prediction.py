@@ -159,6 +159,11 @@ class PredictionDataModule(L.LightningDataModule):
         return f"{type(self.source).__name__}(data_dir={getattr(self.source, 'data_dir', '?')}) split={self.split}"
 
     @property
+    def class_subset(self) -> tuple[int, ...] | None:
+        """The classes the source set covers (ImageNet-R/-A), None for all (or for images=DIR)."""
+        return None if self.source is None or self.images is not None else getattr(self.source, "class_subset", None)
+
+    @property
     def class_names(self) -> list[str] | None:
         return None if self.source is None or self.images is not None else list(self.source.class_names)
 

@@ -18,6 +18,7 @@ from omegaconf import DictConfig, OmegaConf
 from torch import nn
 from torchmetrics import MaxMetric, MeanMetric
 
+from litvision.lightning_modules.metrics.class_subset import mask_logits, subset_mask
 from litvision.lightning_modules.metrics.collections import eval_metrics, flatten_results, train_metrics
 from litvision.lightning_modules.plain_config import build_factory, factory_config, is_plain
 from litvision.lightning_modules.resume_check import (
@@ -333,6 +334,9 @@ class ImageClassifier(L.LightningModule):
         )
         # Last computed per-split results (incl. confusion matrix) for callbacks to visualise.
         self.epoch_results: dict[str, dict[str, Any]] = {}
+        # what a test run is reported as: "test/", or "<name>/" for an extra test set (tasks/test_sets.py)
+        self.test_prefix = "test/"
+        self._test_mask: torch.Tensor | None = None
 
     def _make_loss(self, counts: list[int] | None) -> nn.Module:
         if self.loss_factory is None:
@@ -385,7 +389,13 @@ class ImageClassifier(L.LightningModule):
             checkpoint[PLAN_KEY] = plan_record(self.trainer)
 
     def on_test_start(self) -> None:
+        """Metrics named after the set under test (``test_prefix``); a set covering a subset of the
+        classes (ImageNet-R/-A: the DataModule's ``class_subset``) is scored over those classes only."""
         self._set_memory_format()
+        if self.test_metrics.prefix != self.test_prefix:
+            self.test_metrics = eval_metrics(len(self.class_names), self.test_prefix).to(self.device)
+        datamodule = self.trainer.datamodule if self._trainer is not None else None
+        self._test_mask = subset_mask(getattr(datamodule, "class_subset", None), len(self.class_names))
 
     def _set_memory_format(self) -> None:
         if self._nhwc:
@@ -413,24 +423,27 @@ class ImageClassifier(L.LightningModule):
         self.log_dict({k: float(v) for k, v in self.train_metrics.compute().items()})
         self.train_metrics.reset()
 
-    def validation_step(self, batch: tuple[torch.Tensor, torch.Tensor], batch_idx: int) -> None:
-        self._eval_step(batch, self.val_metrics, "val/loss")
+    def validation_step(self, batch: tuple[torch.Tensor, ...], batch_idx: int) -> torch.Tensor | None:
+        return self._eval_step(batch, self.val_metrics, "val/loss")
 
-    def test_step(self, batch: tuple[torch.Tensor, torch.Tensor], batch_idx: int) -> None:
-        self._eval_step(batch, self.test_metrics, "test/loss")
+    def test_step(self, batch: tuple[torch.Tensor, ...], batch_idx: int) -> torch.Tensor | None:
+        return self._eval_step(batch, self.test_metrics, f"{self.test_prefix}loss", self._test_mask)
 
-    def _eval_step(self, batch, metrics, loss_key: str) -> None:
-        images, targets = batch
+    def _eval_step(self, batch, metrics, loss_key: str, mask: torch.Tensor | None = None) -> torch.Tensor | None:
+        """Update the split's metrics; returns the (masked) logits, which callbacks get as ``outputs``
+        (per-group metrics). ``batch[2]``, when there, is the samples' group codes (``groups=PATH``)."""
+        images, targets = batch[0], batch[1]
         if len(targets) == 0:  # every image of this batch was unreadable (on_bad_image=skip)
-            return
-        logits = self(images)
+            return None
+        logits = mask_logits(self(images), mask)
         # Plain cross-entropy for val/test loss, so it is comparable across training losses.
         # Per-sample values, unweighted: torchmetrics ignores `weight` with nan_strategy="disable".
         losses = nn.functional.cross_entropy(logits, targets, reduction="none")
         metrics.update(logits, targets)
-        loss_metric = self.eval_loss[loss_key.split("/")[0]]
+        loss_metric = self.eval_loss["val" if loss_key.startswith("val/") else "test"]
         loss_metric.update(losses.detach())
         self.log(loss_key, loss_metric, on_step=False, on_epoch=True)  # computed, synced, reset at epoch end
+        return logits.detach()
 
     def on_validation_epoch_end(self) -> None:
         flat = self._epoch_end(self.val_metrics, "val/")
@@ -440,7 +453,7 @@ class ImageClassifier(L.LightningModule):
         self.log("val/acc_best", float(self.val_acc_best.compute()))
 
     def on_test_epoch_end(self) -> None:
-        self._epoch_end(self.test_metrics, "test/")
+        self._epoch_end(self.test_metrics, self.test_prefix)
 
     def _epoch_end(self, metrics, prefix: str) -> dict[str, float]:
         """Compute once (torchmetrics syncs across ranks here), log flat scalars, reset."""

@@ -7,6 +7,7 @@ from typing import Any, cast
 import lightning as L
 import torch
 
+from litvision.lightning_modules.metrics.class_subset import mask_logits, subset_mask
 from litvision.utils.errors import ConfigError
 
 
@@ -20,6 +21,7 @@ class ProbabilityPredictor(L.LightningModule):
     def __init__(self, classifier: L.LightningModule) -> None:
         super().__init__()
         self.classifier = classifier
+        self._mask: torch.Tensor | None = None
 
     @property
     def class_names(self) -> list[str]:
@@ -37,9 +39,12 @@ class ProbabilityPredictor(L.LightningModule):
                 f"dataset has {len(names)} classes {list(names)[:5]}...: predict on the dataset it was trained on, "
                 "or pass images=<folder> for unlabelled images"
             )
+        # ImageNet-R/-A: probabilities over the 200 classes the set covers (the others are 0)
+        subset = getattr(self.trainer.datamodule, "class_subset", None) if self._trainer is not None else None
+        self._mask = subset_mask(subset, len(self.class_names))
 
     def forward(self, images: torch.Tensor) -> torch.Tensor:
-        return self.classifier(images).float().softmax(dim=1)
+        return mask_logits(self.classifier(images).float(), self._mask).softmax(dim=1)
 
     def predict_step(self, batch: tuple[torch.Tensor, torch.Tensor], batch_idx: int) -> dict[str, Any]:
         images, positions = batch

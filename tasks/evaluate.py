@@ -9,6 +9,7 @@ from omegaconf import DictConfig
 from litvision.lightning_modules.checkpoints import load_classifier
 from litvision.tasks.build import build_run, checkpoint_trust, metrics_of
 from litvision.tasks.preprocessing import checkpoint_data_overrides
+from litvision.tasks.test_sets import build_test_sets, run_test_sets
 
 
 def evaluate(cfg: DictConfig) -> dict[str, Any]:
@@ -25,8 +26,9 @@ def test_checkpoint(cfg: DictConfig, ckpt_path: str, callbacks: list[Any] | None
     """
     model = load_classifier(ckpt_path, map_location="cpu", **checkpoint_trust(cfg))
     # the eval preprocessing the checkpoint was trained with, unless augmentation=... is on the command line
-    run = build_run(
-        cfg, model=model, callbacks=callbacks, data_overrides=checkpoint_data_overrides(cfg, model, ckpt_path)
-    )
+    overrides = checkpoint_data_overrides(cfg, model, ckpt_path)
+    run = build_run(cfg, model=model, callbacks=callbacks, data_overrides=overrides)
+    test_sets = build_test_sets(run.cfg, overrides)  # test_sets=[...], with the same preprocessing
     run.trainer.test(run.model, datamodule=run.datamodule, verbose=False)
+    run_test_sets(run.trainer, run.model, test_sets)
     return metrics_of(run.trainer)

@@ -11,6 +11,7 @@ from omegaconf import DictConfig
 from litvision.tasks.build import build_callbacks, build_run, last_checkpoint, metrics_of
 from litvision.tasks.evaluate import test_checkpoint
 from litvision.tasks.preprocessing import record_run_preprocessing
+from litvision.tasks.test_sets import build_test_sets, run_test_sets
 from litvision.tasks.tune import find_lr, tune_options
 from litvision.utils.errors import ConfigError, MissingDataError
 
@@ -38,6 +39,7 @@ def train(cfg: DictConfig) -> dict[str, Any]:
         log.info("ckpt_path=last: no last checkpoint yet, starting from scratch")
     run = build_run(cfg, callbacks=callbacks, resume_from=resume_from, resuming=resume_from is not None)
     record_run_preprocessing(run.model, run.datamodule, run.cfg)  # in every checkpoint: eval.py/predict.py apply it
+    test_sets = build_test_sets(run.cfg) if run.cfg.get("test", True) else {}  # checked before fitting
     if resume_from is None:
         find_lr(run.cfg, run.trainer, run.model, run.datamodule)  # tune=lr_find (tasks/tune.py)
     elif tune_options(run.cfg) is not None:
@@ -51,6 +53,7 @@ def train(cfg: DictConfig) -> dict[str, Any]:
         if not best:
             log.warning("no best checkpoint (checkpointing off or fast_dev_run): testing the current weights")
         run.trainer.test(run.model, datamodule=run.datamodule, ckpt_path=best or None, weights_only=True, verbose=False)
+        run_test_sets(run.trainer, run.model, test_sets, ckpt_path=best or None)  # test_sets=[...]
     return metrics_of(run.trainer)
 
 

@@ -233,6 +233,7 @@ def test_eval_config_composes_only_what_evaluation_needs() -> None:
         "ckpt_path",
         "trust_checkpoint",
         "trust_checkpoint_targets",
+        "groups",
         "augmentation",
         "model",
         "dataset",

@@ -64,6 +64,15 @@ NOT_RUN = {
     "model.backbone.weights=torchvision:ResNet50_Weights.IMAGENET1K_V2 optimizer=adamw optimizer.lr=3e-4 "
     "trainer.max_epochs=10": "downloads torchvision's weights (no internet here): tests/test_weights.py serves them on "
     "127.0.0.1, tests/test_preprocessing.py runs the chain on small data",
+    "python eval.py ckpt_path=RUN/checkpoints/best.ckpt dataset=imagenet_v2 dataset.data_dir=/data/imagenetv2 "
+    "dataset.variant=matched-frequency": "needs ImageNet-V2 (no download here): tests/test_shifted_sets.py reads "
+    "generated files in its layout",
+    "python eval.py ckpt_path=RUN/checkpoints/best.ckpt dataset=imagenet dataset.data_dir=/data/imagenet "
+    "test_sets=[imagenet_r,imagenet_a,imagenet_sketch] test_sets.imagenet_r.data_dir=/data/imagenet-r "
+    "test_sets.imagenet_a.data_dir=/data/imagenet-a test_sets.imagenet_sketch.data_dir=/data/sketch": "needs ImageNet "
+    "and its shifted sets: tests/test_shifted_sets.py and test_shifted_runs.py (ImageNet-A through trainer.test) cover them",
+    "python -m litvision.datamodules.readers.group_file photos --pattern _(day|night)[.] --out groups.csv": "needs a "
+    "photos/ folder: tests/test_group_metrics.py runs the helper on a generated one",
     "mkdocs build --strict": "builds the docs site: tests/test_docs.py runs it (from a copy of the checkout)",
     "mkdocs serve": "serves the docs site until stopped: tests/test_docs.py builds the same site",
     "python prepare_shards.py dataset=imagenet dataset.data_dir=/data/imagenet out=/data/imagenet-shards": "needs ImageNet: tests/test_shards.py (the writer) and tests/test_shards_imagenet.py (the script, slow) cover it",
@@ -273,15 +282,29 @@ def test_readme_links_resolve() -> None:
 def readme_data(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     """CIFAR-format data big enough for the long-tail examples (IF=100 keeps >= 1 image per class),
     and a small ImageNet-style tree."""
+    from litvision.datamodules.readers.shifted_sets import CORRUPTIONS
     from tests.helpers.imagenet_trees import age_tree, build_train, build_val, generated_samples
+    from tests.helpers.shifted_files import write_cifar10_1, write_cifar10_c
 
     root = tmp_path_factory.mktemp("readme_data")
     write_fake_cifar(root / "cifar", n_train_per_class=120, n_test_per_class=5, seed=0)
+    write_cifar10_1(root / "cifar10_1", "v6")  # docs/robustness.md: the shifted sets, in their published layouts
+    write_cifar10_c(root / "cifar10_c", CORRUPTIONS)
+    (root / "groups.csv").write_text(
+        "id,group\n" + "".join(f"test/{i},{i % 3}\ntrain/{i},{i % 3}\n" for i in range(1200))
+    )
     samples = generated_samples(root / "jpegs", num_classes=6, per_class=12, size=(72, 96))
     build_train(root / "imagenet", samples)
     build_val(root / "imagenet", samples[::4], "folders")
     age_tree(root / "imagenet")
-    return {"cifar": root / "cifar", "imagenet": root / "imagenet", "images": root / "jpegs"}
+    return {
+        "cifar": root / "cifar",
+        "imagenet": root / "imagenet",
+        "images": root / "jpegs",
+        "cifar10_1": root / "cifar10_1",
+        "cifar10_c": root / "cifar10_c",
+        "groups": root / "groups.csv",
+    }
 
 
 def _run(args: list[str], cwd: Path) -> subprocess.CompletedProcess:
@@ -347,8 +370,15 @@ def shrunk(
         overrides = _set(overrides, "ckpt_path", str(checkpoints[kind]))
     if composed.get("images"):
         overrides = _set(overrides, "images", str(data["images"]))
+    if composed.get("groups"):
+        overrides = _set(overrides, "groups", str(data["groups"]))
+    for name in composed.get("test_sets") or {}:  # docs/robustness.md: extra test sets, generated
+        overrides = _set(overrides, f"test_sets.{name}.data_dir", str(data[name]))
+        overrides = _set(overrides, f"test_sets.{name}.num_workers", "0")
+    shifted_sets = {"cifar10_1datamodule": "cifar10_1", "cifar10cdatamodule": "cifar10_c"}
+    shifted = shifted_sets.get(target.rsplit(".", 1)[-1])  # dataset=cifar10_1: its generated files
     for key, value, force in [
-        ("dataset.data_dir", str(data[kind]), True),
+        ("dataset.data_dir", str(data[kind if shifted is None else shifted]), True),
         ("dataset.num_workers", "0", True),
         ("dataset.batch_size", "24", False),  # a multiple of 2, 3, 4: DDP ranks, dataset.repeated_augmentation
         ("trainer.max_epochs", "1", example.config_name == "train"),
