@@ -59,6 +59,7 @@ def sha256sum(path: str | Path, chunk_size: int = 1 << 20) -> str:
 
 
 def _progress(total: int | None, description: str, enabled: bool):
+    from rich.console import Console
     from rich.progress import (
         BarColumn,
         DownloadColumn,
@@ -67,8 +68,6 @@ def _progress(total: int | None, description: str, enabled: bool):
         TimeRemainingColumn,
         TransferSpeedColumn,
     )
-
-    from rich.console import Console
 
     progress = Progress(
         TextColumn("{task.description}"),
