@@ -47,7 +47,7 @@ class GroupMetrics(L.Callback):
     def setup(self, trainer: L.Trainer, pl_module: L.LightningModule, stage: str) -> None:
         if self.table is None:
             return
-        datamodule = trainer.datamodule
+        datamodule = trainer.datamodule  # type: ignore[attr-defined]  # Lightning sets it; Trainer does not declare it
         if not hasattr(datamodule, "attach_groups"):
             raise ConfigError(
                 f"groups={self.path}: {type(datamodule).__name__} does not carry sample ids into its batches; per-group "
@@ -66,7 +66,8 @@ class GroupMetrics(L.Callback):
 
     def _start(self, pl_module: L.LightningModule) -> None:
         if self.table is not None:
-            self.counts = GroupCounts(self.table.num_groups, len(pl_module.class_names)).to(pl_module.device)
+            class_names: list[str] = list(pl_module.class_names)  # type: ignore[arg-type]  # ImageClassifier's list
+            self.counts = GroupCounts(self.table.num_groups, len(class_names)).to(pl_module.device)
 
     def on_validation_epoch_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         self._start(pl_module)
@@ -93,11 +94,12 @@ class GroupMetrics(L.Callback):
         self._finish(trainer, pl_module, getattr(pl_module, "test_prefix", "test/"))
 
     def _finish(self, trainer: L.Trainer, pl_module: L.LightningModule, prefix: str) -> None:
-        if self.counts is None:
+        if self.counts is None or self.table is None:
             return
         counts = self.counts.compute()  # summed across ranks
+        class_names: list[str] = list(pl_module.class_names)  # type: ignore[arg-type]  # ImageClassifier's list
         flat = group_summary(
-            counts, prefix, self.table.columns, self.table.names, pl_module.class_names, self.bootstrap, self.seed
+            counts, prefix, self.table.columns, self.table.names, class_names, self.bootstrap, self.seed
         )
         self.counts = None
         self.results[prefix] = flat
@@ -126,7 +128,12 @@ class GroupMetrics(L.Callback):
         overall = k / n
         name = worst_group_name(flat, prefix)
         message = "%s worst group %s: top-1 %.3f (95%% CI %.3f-%.3f) vs %.3f overall"
-        args = (prefix.rstrip("/"), name, worst, flat.get(f"{prefix}worst_group_acc_ci_low", float("nan")))
+        args: tuple[Any, ...] = (
+            prefix.rstrip("/"),
+            name,
+            worst,
+            flat.get(f"{prefix}worst_group_acc_ci_low", float("nan")),
+        )
         args += (flat.get(f"{prefix}worst_group_acc_ci_high", float("nan")), overall)
         if overall - worst >= self.warn_gap:
             log.warning(

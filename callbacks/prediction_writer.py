@@ -103,7 +103,7 @@ class PredictionWriter(L.Callback):
         labels = data.targets[positions] if data.has_labels else None
 
         header = ["id", "pred", f"top{self.top_k}", "prob_top1"] + (["label"] if labels is not None else [])
-        groups = [[] for _ in positions]
+        groups: list[list[str]] = [[] for _ in positions]
         if self.groups is not None:
             header += [f"group:{column}" for column in self.groups.columns]
             groups = [
@@ -143,6 +143,7 @@ class PredictionWriter(L.Callback):
 
     def _group_metrics(self, ids: np.ndarray, preds: np.ndarray, labels: np.ndarray, class_names: list[str]) -> dict:
         """Per-group metrics of the written predictions (callbacks/group_metrics.py's, prefix ``predict/``), null = absent."""
+        assert self.groups is not None  # called only with groups=PATH
         counts = GroupCounts(self.groups.num_groups, len(class_names))
         counts.update(torch.as_tensor(preds), torch.as_tensor(labels), torch.as_tensor(self.groups.codes_for(ids)))
         flat = group_summary(counts.compute(), "predict/", self.groups.columns, self.groups.names, class_names)

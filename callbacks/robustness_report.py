@@ -43,9 +43,9 @@ def wilson(k: int, n: int) -> tuple[float, float]:
     return max(0.0, centre - half), min(1.0, centre + half)
 
 
-def logit(p: np.ndarray | float) -> np.ndarray:
-    p = np.clip(np.asarray(p, dtype=float), 1e-4, 1 - 1e-4)
-    return np.log(p / (1 - p))
+def logit(p: np.ndarray | list[float] | float) -> np.ndarray:
+    clipped = np.clip(np.asarray(p, dtype=float), 1e-4, 1 - 1e-4)
+    return np.log(clipped / (1 - clipped))
 
 
 def effective_robustness(clean: float, shifted: float, references: list[tuple[float, float]]) -> float | None:
@@ -125,12 +125,14 @@ class RobustnessReport(L.Callback):
         results = getattr(pl_module, "epoch_results", {})
         if "test" not in results:
             return
-        groups = next((cb.results.get("test/") for cb in trainer.callbacks if isinstance(cb, GroupMetrics)), None)
+        callbacks = trainer.callbacks  # type: ignore[attr-defined]  # Lightning sets it; Trainer does not declare it
+        groups = next((cb.results.get("test/") for cb in callbacks if isinstance(cb, GroupMetrics)), None)
         corrupted = self._corruptions()
         rows = set_rows(results)
         if len(rows) < 2 and not groups and corrupted is None:
             return  # a plain test: nothing to compare with
-        self.summary = self._write(rows, results, list(pl_module.class_names), groups, corrupted)
+        class_names: list[str] = list(pl_module.class_names)  # type: ignore[arg-type]  # ImageClassifier's list
+        self.summary = self._write(rows, results, class_names, groups, corrupted)
         self._log_wandb(trainer)
 
     def _corruptions(self) -> dict[str, Any] | None:
@@ -291,7 +293,7 @@ class RobustnessReport(L.Callback):
             return
         import wandb
 
-        columns = ["set", "images", "top1", "ci_low", "ci_high", "effective_robustness"]
+        columns: list[str | int] = ["set", "images", "top1", "ci_low", "ci_high", "effective_robustness"]
         data = [
             [name, row["n"], row["acc"], row["ci_low"], row["ci_high"], row["effective_robustness"]]
             for name, row in self.summary["sets"].items()

@@ -12,7 +12,7 @@ File layouts and download addresses: :mod:`litvision.datamodules.readers.shifted
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -72,8 +72,11 @@ class TestOnlyMixin:
     (``<name>/acc_top1``); ``class_subset`` the class indices the set covers, None for all.
     """
 
-    name: str = "shifted"
+    name: str | None = "shifted"  # LightningDataModule's attribute (Optional there), set by every subclass
     class_subset: tuple[int, ...] | None = None
+    # provided by the map-style DataModule this is mixed into (map_style.py)
+    load_test: Callable[[], Any]
+    source_split: Callable[[str], Any]
 
     @property
     def metric_prefix(self) -> str:
@@ -273,6 +276,8 @@ class ImageNetCDataModule(ImageFolderShift):
 
 class ImageNetSubsetShift(ImageFolderShift):
     """ImageNet-R / ImageNet-A: 200 wnid folders; the model is scored over those 200 classes."""
+
+    name: str  # imagenet_r or imagenet_a: the key of IMAGENET_SUBSETS
 
     def __init__(self, data_dir: str, **kwargs: Any) -> None:
         super().__init__(data_dir=data_dir, **kwargs)

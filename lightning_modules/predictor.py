@@ -40,7 +40,7 @@ class ProbabilityPredictor(L.LightningModule):
                 "or pass images=<folder> for unlabelled images"
             )
         # ImageNet-R/-A: probabilities over the 200 classes the set covers (the others are 0)
-        subset = getattr(self.trainer.datamodule, "class_subset", None) if self._trainer is not None else None
+        subset = getattr(self.trainer.datamodule, "class_subset", None) if self._trainer is not None else None  # type: ignore[attr-defined]
         self._mask = subset_mask(subset, len(self.class_names))
 
     def forward(self, images: torch.Tensor) -> torch.Tensor:

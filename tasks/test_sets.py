@@ -30,12 +30,13 @@ def test_set_configs(cfg: DictConfig) -> dict[str, DictConfig]:
     if not sets:
         return {}
     if not isinstance(sets, DictConfig):
-        raise ConfigError(f"test_sets={sets}: name the sets as config options, e.g. test_sets=[cifar10_1,cifar10_c]")
+        raise ConfigError(f"test_sets={sets!r}: name the sets as config options, e.g. test_sets=[cifar10_1,cifar10_c]")
     configs = {}
-    for name, node in sets.items():
+    for key, node in sets.items():
+        name = str(key)
         if not isinstance(node, DictConfig) or "_target_" not in node:
             raise ConfigError(f"test_sets.{name}: not a dataset config (options: conf/test_sets/*.yaml)")
-        configs[str(name)] = node
+        configs[name] = node
     return configs
 
 
@@ -57,8 +58,8 @@ def run_test_sets(
     """Test ``model`` (``ckpt_path``: the checkpoint the main test used) on every extra test set."""
     for name, datamodule in test_sets.items():
         log.info("testing on the extra test set %s (%s)", name, type(datamodule).__name__)
-        model.test_prefix = f"{name}/"
+        model.test_prefix = f"{name}/"  # type: ignore[assignment]  # ImageClassifier's str attribute
         try:
             trainer.test(model, datamodule=datamodule, ckpt_path=ckpt_path, weights_only=True, verbose=False)
         finally:
-            model.test_prefix = "test/"
+            model.test_prefix = "test/"  # type: ignore[assignment]  # ImageClassifier's str attribute

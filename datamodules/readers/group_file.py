@@ -13,6 +13,7 @@ import csv
 import io
 import os
 import re
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -93,6 +94,7 @@ def groups_from_ids(ids: list[str], level: int | None = None, pattern: str | Non
             found = regex.search(sample)
             group = (found.group(1) if found.groups() else found.group(0)) if found else ""
         else:
+            assert level is not None  # exactly one of level/pattern, checked above
             parts = sample.split("/")
             group = parts[level] if -len(parts) <= level < len(parts) - 1 else ""  # never the file name itself
         rows.append((sample, group))
@@ -100,7 +102,7 @@ def groups_from_ids(ids: list[str], level: int | None = None, pattern: str | Non
 
 
 def write_group_file(
-    path: str | os.PathLike, rows: list[tuple[str, ...]], columns: tuple[str, ...] = ("group",)
+    path: str | os.PathLike, rows: Sequence[tuple[str, ...]], columns: tuple[str, ...] = ("group",)
 ) -> None:
     """Write ``id,<columns>`` rows atomically (a group file :func:`read_group_file` reads)."""
     buffer = io.StringIO()

@@ -39,6 +39,11 @@ class GroupCounts(Metric):
     global group indices (column offsets added), -1 where a sample has no group in that column."""
 
     full_state_update = False
+    # the states add_state registers, declared for the type checker
+    support: torch.Tensor
+    correct: torch.Tensor
+    all_support: torch.Tensor
+    all_correct: torch.Tensor
 
     def __init__(self, num_groups: int, num_classes: int) -> None:
         super().__init__()
