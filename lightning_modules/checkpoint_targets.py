@@ -1,7 +1,7 @@
 """What a checkpoint FILE may build: the allowlist of ``_target_``s litvision vouches for.
 
 A checkpoint loads with ``torch.load(weights_only=True)``, so unpickling it runs no code. Its
-hyper-parameters, though, name the backbone, optimizer, scheduler and loss as ``_target_``
+hyper-parameters, though, name the backbone, optimizer, scheduler, loss and fine-tuning strategy as ``_target_``
 strings that the classifier instantiates: a file from someone else could name any importable
 callable (``os.system``, or a litvision function that opens a ``pipe:`` URL), nested inside an
 argument too. So before a model is built from a file, its hyper-parameters are checked here,
@@ -11,7 +11,7 @@ as strings (nothing is imported to decide):
   ``create_model`` when timm is installed (without the arguments that make it read a file or a
   hub config);
 * ``optimizer``: ``torch.optim`` optimizers, litvision's optimizer helpers;
-* ``scheduler`` and ``loss``: litvision's own factories;
+* ``scheduler``, ``loss`` and ``finetune``: litvision's own factories and strategies;
 * their arguments: plain values only: no nested ``_target_`` and no ``${...}`` (OmegaConf
   resolves it when the factory is instantiated, and ``${oc.create:...}`` makes a new
   ``_target_``); no ``_target_`` in any other hyper-parameter.
@@ -31,11 +31,12 @@ from typing import Any
 
 import torch
 
+from litvision.lightning_modules import finetune
 from litvision.lightning_modules.backbones import BACKBONES, build_backbone
 from litvision.lightning_modules.training import losses, optimizers, schedulers
 from litvision.utils.errors import ConfigError, DataError
 
-FACTORY_KEYS = ("backbone", "optimizer", "scheduler", "loss")
+FACTORY_KEYS = ("backbone", "optimizer", "scheduler", "loss", "finetune")
 # hyper-parameters the classifier hands to hydra's instantiate (so ${...} is resolved there)
 INSTANTIATED_KEYS = (*FACTORY_KEYS, "mixing")
 BACKBONE_PACKAGE = "litvision.lightning_modules.backbones"
@@ -107,6 +108,11 @@ def builtin_targets() -> dict[str, frozenset[str]]:
             dotted_name(f)
             for f in (losses.cross_entropy, losses.class_balanced, losses.focal, losses.logit_adjusted, losses.drw)
         ),
+        "finetune": frozenset(
+            name
+            for cls in (finetune.Full, finetune.LinearProbe, finetune.FreezeUnfreeze, finetune.LayerDecay)
+            for name in (dotted_name(cls), f"litvision.lightning_modules.finetune.{cls.__name__}")
+        ),
     }
 
 
@@ -172,7 +178,7 @@ def _check_arguments(path: str, value: Any, instantiated: bool, source: str, tru
         if target is not None and (not isinstance(target, str) or target not in trust.targets):
             raise DataError(
                 f"{source}: hyper-parameter {path} holds _target_={target!r}, which a checkpoint may not build "
-                f"(only backbone, optimizer, scheduler and loss name a target, and their arguments are plain "
+                f"(only backbone, optimizer, scheduler, loss and finetune name a target, and their arguments are plain "
                 f"values): refused, nothing was imported or called. {_trust_hint(target)}"
             )
         for name, item in value.items():
@@ -209,6 +215,7 @@ def _allowed_kinds(key: str) -> str:
         "optimizer": "torch.optim optimizers and litvision.lightning_modules.training.optimizers",
         "scheduler": "litvision.lightning_modules.training.schedulers",
         "loss": "litvision.lightning_modules.training.losses",
+        "finetune": "litvision.lightning_modules.finetune's strategies",
     }[key]
 
 

@@ -18,6 +18,7 @@ from omegaconf import DictConfig, OmegaConf
 from torch import nn
 from torchmetrics import MaxMetric, MeanMetric
 
+from litvision.lightning_modules.finetune import Full, Strategy
 from litvision.lightning_modules.metrics.class_subset import mask_logits, subset_mask
 from litvision.lightning_modules.metrics.collections import eval_metrics, flatten_results, train_metrics
 from litvision.lightning_modules.plain_config import build_factory, factory_config, is_plain
@@ -39,6 +40,8 @@ log = logging.getLogger(__name__)
 DEFAULT_OPTIMIZER = {"_target_": "torch.optim.SGD", "lr": 0.1, "momentum": 0.9}
 # what torch.compile's wrapper module (OptimizedModule) adds to every state-dict key
 COMPILED_KEY = "._orig_mod."
+# the fine-tuning strategy's phase in a checkpoint (lightning_modules/finetune/strategies.py)
+FINETUNE_KEY = "litvision_finetune"
 # set while a model is rebuilt from a checkpoint (load_classifier, a resume): its weights come
 # from the checkpoint, so model.backbone.weights is neither checked nor loaded
 _FROM_CHECKPOINT: ContextVar[bool] = ContextVar("litvision_from_checkpoint", default=False)
@@ -138,6 +141,10 @@ class ImageClassifier(L.LightningModule):
             (:class:`~litvision.utils.preprocessing.Preprocessing` as a dict), recorded by the
             training task so that every checkpoint carries it; eval.py, predict.py and the audit
             apply it. None: not recorded.
+        finetune: the fine-tuning strategy (``finetune=`` config group,
+            :mod:`~litvision.lightning_modules.finetune`) as a factory config: what trains in which
+            epoch, each parameter group's LR scale and BatchNorm's mode in the backbone. None:
+            ``full`` (everything trains).
 
     ``backbone.weights`` (``model.backbone.weights=SOURCE``, any backbone factory): start from
     these weights (:mod:`litvision.lightning_modules.weights`): a .safetensors/.pth/.ckpt file
@@ -162,6 +169,7 @@ class ImageClassifier(L.LightningModule):
         compile: bool | Mapping[str, Any] = False,
         mixing: BatchMixer | Mapping[str, Any] | None = None,
         preprocessing: Mapping[str, Any] | None = None,
+        finetune: Mapping[str, Any] | functools.partial | None = None,
     ) -> None:
         super().__init__()
         # plain configs in the hyper-parameters (and so in checkpoints), not pickled callables
@@ -175,6 +183,7 @@ class ImageClassifier(L.LightningModule):
         optimizer = factory_config(optimizer or DEFAULT_OPTIMIZER, "optimizer")
         scheduler = factory_config(scheduler, "scheduler")
         loss = factory_config(loss, "loss")
+        finetune = factory_config(finetune, "finetune")
         if isinstance(compile, DictConfig):
             compile = OmegaConf.to_container(compile, resolve=True)
         if not is_plain(compile):
@@ -196,6 +205,7 @@ class ImageClassifier(L.LightningModule):
         self.optimizer_factory = build_factory(optimizer)
         self.scheduler_factory = build_factory(scheduler)
         self.loss_factory = build_factory(loss)
+        self.finetune_strategy: Strategy = build_factory(finetune)() if finetune is not None else Full()
         check_optimizer(self.optimizer_factory, optimizer)
         check_backbone(self.backbone_factory, network)
         if isinstance(mixing, (Mapping, DictConfig)):  # a config (the model config is not recursive)
@@ -315,6 +325,7 @@ class ImageClassifier(L.LightningModule):
         self.hparams.update(num_classes=num_classes, class_names=list(class_names), class_counts=counts)
         self.class_names = list(class_names)
         self.net = self.backbone_factory(num_classes=num_classes)
+        self.finetune_strategy.attach(self.net)  # what the first epoch freezes (a resume: on_load_checkpoint)
         self.criterion = self._make_loss(counts)
         self.train_metrics = train_metrics(num_classes)
         if self.mixing is not None:
@@ -354,6 +365,14 @@ class ImageClassifier(L.LightningModule):
         setting = self.hparams.channels_last
         return self.device.type in ("cuda", "cpu") if setting == "auto" else bool(setting)
 
+    def train(self, mode: bool = True) -> ImageClassifier:
+        """``nn.Module.train``, with the fine-tuning strategy's BatchNorm mode held (``finetune.bn``):
+        Lightning calls ``.train()`` after every validation and at the start of each fit."""
+        super().train(mode)
+        if mode and self.net is not None:
+            self.finetune_strategy.hold_bn(self.net)
+        return self
+
     def on_fit_start(self) -> None:
         self._set_memory_format()
         compile_options = self.hparams.compile
@@ -373,6 +392,8 @@ class ImageClassifier(L.LightningModule):
             name = type(datamodule).__name__ if datamodule is not None else "the training data"
             check_resume_classes(self.trainer.ckpt_path, checkpoint, self.class_names, name)
             self._resumed_plan = checkpoint.get(PLAN_KEY)
+            if isinstance(checkpoint.get(FINETUNE_KEY), Mapping):  # the phase (unfrozen or not) it stopped in
+                self.finetune_strategy.load_state_dict(self.net, checkpoint[FINETUNE_KEY])
 
     def on_train_start(self) -> None:
         """A resume with other optimizer steps per epoch is refused before its first step. Checked here,
@@ -387,6 +408,7 @@ class ImageClassifier(L.LightningModule):
         """Record the run's plan (steps per epoch): a resume on other data is refused (resume_check)."""
         if self._trainer is not None and self.trainer.state.fn == "fit":
             checkpoint[PLAN_KEY] = plan_record(self.trainer)
+        checkpoint[FINETUNE_KEY] = self.finetune_strategy.state_dict()
 
     def on_test_start(self) -> None:
         """Metrics named after the set under test (``test_prefix``); a set covering a subset of the
@@ -406,6 +428,10 @@ class ImageClassifier(L.LightningModule):
         # runs first thing after a resume, at the restored epoch.
         if hasattr(self.criterion, "on_epoch_start"):
             self.criterion.on_epoch_start(self.current_epoch)
+        # the fine-tuning phase of this epoch (freeze_unfreeze unfreezes here), with its trainable count
+        if self.finetune_strategy.apply(self.net, self.current_epoch):
+            log.info("epoch %d: %s", self.current_epoch, self.finetune_strategy.describe(self.net))
+        self.log("finetune/trainable_params", float(self.finetune_strategy.trainable_count(self.net)))
 
     def training_step(self, batch: tuple[torch.Tensor, torch.Tensor], batch_idx: int) -> torch.Tensor:
         images, targets = batch
@@ -467,6 +493,8 @@ class ImageClassifier(L.LightningModule):
     # ---- optimisation -------------------------------------------------------------------
     def configure_optimizers(self) -> Any:
         optimizer = self.optimizer_factory(self._param_groups())
+        for group in optimizer.param_groups:  # the strategy's LR per group (layer decay, backbone ratio)
+            group["lr"] = group["lr"] * group.get("lr_scale", 1.0)
         if self.scheduler_factory is None:
             return optimizer
         total_steps = int(self.trainer.estimated_stepping_batches)
@@ -474,10 +502,15 @@ class ImageClassifier(L.LightningModule):
         return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "step"}}
 
     def _param_groups(self) -> list[dict[str, Any]]:
+        """The strategy's groups (every parameter that trains in some epoch, with its ``lr_scale``), each
+        split into decay and no-decay (norms and biases: ``weight_decay_norm_bias=false``)."""
+        groups = self.finetune_strategy.param_groups(self.net)
         if self.hparams.weight_decay_norm_bias:
-            return [{"params": [p for p in self.parameters() if p.requires_grad]}]
-        decay, no_decay = [], []
-        for param in self.net.parameters():
-            if param.requires_grad:
-                (no_decay if param.ndim <= 1 else decay).append(param)
-        return [{"params": decay}, {"params": no_decay, "weight_decay": 0.0}]
+            return groups
+        split = []
+        for group in groups:
+            decay = [p for p in group["params"] if p.ndim > 1]
+            no_decay = [p for p in group["params"] if p.ndim <= 1]
+            split.append({**group, "params": decay})
+            split.append({**group, "params": no_decay, "weight_decay": 0.0, "name": f"{group['name']}/no_decay"})
+        return [group for group in split if group["params"]]

@@ -29,11 +29,23 @@ from litvision.utils.errors import ConfigError, DataError
 PLAN_KEY = "litvision_plan"
 
 
+FINETUNE_PACKAGE = "litvision.lightning_modules.finetune"
+
+
 def _network(backbone: Any) -> Any:
     """The architecture a backbone config builds: its ``weights`` (where training started) do not change it."""
     if isinstance(backbone, Mapping):
         return {key: value for key, value in backbone.items() if key != "weights"}
     return backbone
+
+
+def _strategy(config: Any) -> Any:
+    """``finetune``, with the default (``full``, ``bn=train``) and none (checkpoints from before it) alike."""
+    if not isinstance(config, Mapping):
+        return None
+    settings = {key: value for key, value in config.items() if key != "_partial_"}
+    default = {"_target_": f"{FINETUNE_PACKAGE}.Full"}
+    return None if settings in (default, {**default, "bn": "train"}) else settings
 
 
 def check_resume_config(
@@ -57,6 +69,8 @@ def check_resume_config(
         "optimizer": lambda config: config,
         "weight_decay_norm_bias": lambda value: value,
         "scheduler": lambda config: {"_target_": config.get("_target_")} if isinstance(config, Mapping) else config,
+        # the strategy decides the optimizer's groups: another one cannot take this optimizer state
+        "finetune": _strategy,
     }
     differences = [
         f"{key}: {describe_factory(same(hparams.get(key)))} in the checkpoint, "

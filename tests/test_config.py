@@ -27,6 +27,7 @@ GROUPS = [
     "loss",
     "sampler",
     "mixing",
+    "finetune",
     "trainer",
     "logger",
     "callbacks",
@@ -99,6 +100,7 @@ def check_option(group: str, option: str, *overrides: str) -> None:
         "loss": _build_loss,
         "sampler": _build_sampler,
         "mixing": _build_mixing,
+        "finetune": _build_finetune,
         "trainer": _build_trainer,
         "logger": _build_loggers,
         "callbacks": _build_callbacks,
@@ -159,6 +161,14 @@ def _build_mixing(cfg, _: bool) -> None:
     if cfg.get("mixing"):
         mixed = instantiate(cfg.mixing)(torch.rand(4, 3, 8, 8), torch.tensor([0, 1, 2, 3]), 4)
         assert mixed.images.shape == (4, 3, 8, 8)
+
+
+def _build_finetune(cfg, _: bool) -> None:
+    """The strategy as the classifier builds it, attached to a small network: groups cover what trains."""
+    model = instantiate(cfg.model, num_classes=4, backbone={"name": "small_cnn", "width": 4})
+    groups = model._param_groups()
+    assert groups and all(group["params"] for group in groups)
+    assert {id(p) for group in groups for p in group["params"]} >= {id(p) for p in model.net.fc.parameters()}
 
 
 def _build_trainer(cfg, _: bool) -> None:

@@ -120,6 +120,16 @@ class ResNet(nn.Module):
         layers += [block(self.inplanes, planes) for _ in range(1, blocks)]
         return nn.Sequential(*layers)
 
+    def finetune_stages(self) -> list[list[str]]:
+        """Module names of the fine-tuning stages, input first: the stem, then each residual block
+        (timm's ``group_matcher(coarse=False)`` for its ResNets; lightning_modules/finetune/parts.py)."""
+        blocks = [
+            [f"{name}.{i}"]
+            for name in ("layer1", "layer2", "layer3", "layer4")
+            for i in range(len(getattr(self, name)))
+        ]
+        return [["conv1", "bn1"], *blocks]
+
     def forward_features(self, x: torch.Tensor) -> torch.Tensor:
         x = self.maxpool(self.relu(self.bn1(self.conv1(x))))
         x = self.layer4(self.layer3(self.layer2(self.layer1(x))))

@@ -12,8 +12,9 @@ installed torch.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from types import ModuleType
-from typing import Any
+from typing import Any, cast
 
 import torch
 from torch import nn
@@ -57,3 +58,12 @@ def import_timm() -> ModuleType:
 def create_model(model_name: str, pretrained: bool = False, num_classes: int = 1000, **kwargs: Any) -> nn.Module:
     """``timm.create_model`` (same arguments), imported when the model is built."""
     return import_timm().create_model(model_name, pretrained=pretrained, num_classes=num_classes, **kwargs)
+
+
+def timm_stages(net: nn.Module) -> list[list[str]]:
+    """Parameter names of a timm model's layer groups, input first: timm's ``group_matcher(coarse=False)``
+    as ``timm.optim``'s layer decay uses it (the last group holds the head and what no rule matched)."""
+    group_parameters = import_timm().models.group_parameters
+    matcher = cast(Callable[..., Any], net.group_matcher)  # a timm model's method (nn.Module types it as a tensor)
+    groups = group_parameters(net, matcher(coarse=False))
+    return [list(groups[key]) for key in sorted(groups)]

@@ -27,7 +27,8 @@ def sgd_scaled_vectors(
     groups (``model.weight_decay_norm_bias``) are re-split here by dimension.
 
     Args:
-        params: the parameters, or the classifier's parameter groups (their settings are replaced).
+        params: the parameters, or the classifier's parameter groups (their LR and weight decay are replaced,
+            other keys, such as the fine-tuning strategy's ``name`` and ``lr_scale``, kept).
         lr / momentum / nesterov / weight_decay: as ``torch.optim.SGD``, for the >= 2-D parameters.
         vector_lr_scale: LR factor of the 1-D parameters.
     """
@@ -35,13 +36,19 @@ def sgd_scaled_vectors(
         raise ConfigError(
             f"optimizer.vector_lr_scale={vector_lr_scale}: must be > 0, e.g. optimizer.vector_lr_scale=64"
         )
-    flat = []
+    groups: list[dict[str, Any]] = []
     for item in params:
-        flat.extend(item["params"] if isinstance(item, dict) else [item])
-    flat = [p for p in flat if p.requires_grad]
-    matrices = [p for p in flat if p.ndim > 1]
-    vectors = [p for p in flat if p.ndim <= 1]
-    groups = [{"params": matrices}] if matrices else []
-    if vectors:
-        groups.append({"params": vectors, "lr": lr * vector_lr_scale, "weight_decay": weight_decay / vector_lr_scale})
+        # a group's own keys (the fine-tuning strategy's name and lr_scale) stay with both its halves
+        settings = {key: value for key, value in item.items() if key != "params"} if isinstance(item, dict) else {}
+        settings.pop("weight_decay", None)  # every parameter is decayed here (the classifier's no-decay split undone)
+        settings.pop("lr", None)
+        members = item["params"] if isinstance(item, dict) else [item]
+        members = [p for p in members if p.requires_grad or isinstance(item, dict)]
+        matrices = [p for p in members if p.ndim > 1]
+        vectors = [p for p in members if p.ndim <= 1]
+        if matrices:
+            groups.append({**settings, "params": matrices})
+        if vectors:
+            vector_settings = {"lr": lr * vector_lr_scale, "weight_decay": weight_decay / vector_lr_scale}
+            groups.append({**settings, "params": vectors, **vector_settings})
     return torch.optim.SGD(groups, lr=lr, momentum=momentum, nesterov=nesterov, weight_decay=weight_decay)
