@@ -35,6 +35,7 @@ import cv2
 import numpy as np
 import torch
 
+from litvision.data_audit.features import FeatureConfirmation
 from litvision.data_audit.outputs import pyplot, save_figure, write_csv
 from litvision.data_audit.scan import ScanResult
 from litvision.data_audit.section import Section, Table, markdown_table
@@ -46,6 +47,9 @@ from litvision.utils.optional import require
 log = logging.getLogger(__name__)
 
 COLUMNS = ["a", "b", "kind", "distance"]
+# with audit.label_errors.method=features: the pair's backbone-feature cosine similarity and whether it
+# reaches audit.duplicates.feature_min_similarity
+CONFIRM_COLUMNS = ["feature_similarity", "confirmed"]
 EXACT, NEAR = "exact", "near"
 FLAT_STD = 1.0  # grey levels: below this a thumbnail crop is treated as featureless
 PAIR_CHUNK = 4096  # candidate pairs verified per numpy batch
@@ -220,16 +224,32 @@ def run_duplicates(
     search: NearDuplicateSearch,
     max_rows: int = 64,
     embedding_check=None,
+    confirmation: FeatureConfirmation | None = None,
 ) -> tuple[Section, list[Pair]]:
-    """The section, and every pair found (exact within/across splits, near across splits)."""
+    """The section, and every pair found (exact within/across splits, near across splits).
+
+    ``confirmation``: backbone features add the columns ``feature_similarity,confirmed`` to the CSVs
+    (every pair is kept: a pair the features do not confirm is one to look at, not dropped)."""
     section = Section("duplicates", "Duplicates and leakage")
     exact = exact_pairs(scans)
     near = near_pairs(scans, search, exact)
     if embedding_check is not None and near:
         near = embedding_check(near)
     pairs = sorted(exact + near, key=lambda p: (p.distance, p.a, p.b))
+    columns = list(COLUMNS)
+    extra: list[list[str]] = [[] for _ in pairs]
+    if confirmation is not None:
+        similarity = confirmation.similarities(pairs) if pairs else np.zeros(0, np.float32)
+        confirmed = confirmation.confirmed(similarity)
+        columns += CONFIRM_COLUMNS
+        extra = [[f"{s:.6f}", "true" if c else "false"] for s, c in zip(similarity, confirmed, strict=True)]
+        section.metrics["duplicates/confirmed_by_features"] = float(confirmed.sum())
     section.files.append(
-        write_csv(out_dir / "duplicates.csv", COLUMNS, [[p.a, p.b, p.kind, f"{p.distance:.6f}"] for p in pairs])
+        write_csv(
+            out_dir / "duplicates.csv",
+            columns,
+            [[p.a, p.b, p.kind, f"{p.distance:.6f}", *more] for p, more in zip(pairs, extra, strict=True)],
+        )
     )
 
     split_of = {sid: name for name, scan in scans.items() for sid in scan.ids}
@@ -237,7 +257,11 @@ def run_duplicates(
     within = [p for p in pairs if split_of[p.a] == split_of[p.b]]
     ours = [[p.a, p.b, p.kind, f"{p.distance:.6f}", data.our_split_of(p.a), data.our_split_of(p.b)] for p in pairs]
     section.files.append(
-        write_csv(out_dir / "duplicates_our_splits.csv", [*COLUMNS, "our_split_a", "our_split_b"], ours)
+        write_csv(
+            out_dir / "duplicates_our_splits.csv",
+            [*COLUMNS, "our_split_a", "our_split_b", *columns[len(COLUMNS) :]],
+            [[*row, *more] for row, more in zip(ours, extra, strict=True)],
+        )
     )
 
     combos: dict[tuple[str, str, str], int] = {}
@@ -281,6 +305,14 @@ def run_duplicates(
         ),
         "",
     ]
+    if confirmation is not None:
+        section.markdown += [
+            f"Backbone features ({confirmation.store.source}) confirm "
+            f"{int(section.metrics['duplicates/confirmed_by_features'])} of {len(pairs)} pairs (cosine similarity "
+            f">= {confirmation.min_similarity}; columns `feature_similarity,confirmed` of both CSVs). An unconfirmed "
+            "pair is kept: look at it.",
+            "",
+        ]
     if leaks:
         section.warnings.append(
             f"{leaks} duplicate pair(s) put the same picture in train and in val/test: evaluation is optimistic. "

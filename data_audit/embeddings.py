@@ -2,7 +2,10 @@
 
 Two copies of one picture have nearly the same penultimate-layer features in a trained model; two
 look-alike scenes of different content usually do not. The features are the input of the model's
-last linear layer (the classifier head), taken with a forward hook, so any backbone works.
+last linear layer (the classifier head), taken with a forward hook, so any backbone works. With
+``audit.label_errors.method=features`` the checkpoint's features are already in the run's
+:class:`~litvision.data_audit.features.FeatureStore` (the same network without its head, fed with the
+checkpoint's own preprocessing): they are taken from there, no image is embedded twice.
 """
 
 from __future__ import annotations
@@ -13,6 +16,7 @@ import numpy as np
 import torch
 
 from litvision.data_audit.duplicates import NEAR, Pair
+from litvision.data_audit.features import FeatureStore
 from litvision.data_audit.sources import AuditData
 
 log = logging.getLogger(__name__)
@@ -22,13 +26,25 @@ BATCH = 64
 class EmbeddingCheck:
     """Keep a near pair only if its images' embeddings are within ``max_distance`` (cosine distance)."""
 
-    def __init__(self, ckpt_path: str, data: AuditData, max_distance: float, trust: dict | None = None) -> None:
+    def __init__(
+        self,
+        ckpt_path: str,
+        data: AuditData,
+        max_distance: float,
+        trust: dict | None = None,
+        store: FeatureStore | None = None,
+    ) -> None:
         self.ckpt_path = str(ckpt_path)
+        self.store = store  # the checkpoint's features, when the run has them already
         self.trust = trust or {}  # load_classifier's trust_checkpoint* keyword arguments
         self.data = data
         self.max_distance = max_distance
 
     def embeddings(self, ids: list[str]) -> dict[str, np.ndarray]:
+        if self.store is not None:
+            vectors = self.store.features(ids)
+            unit = vectors / np.maximum(np.linalg.norm(vectors, axis=1, keepdims=True), 1e-12)
+            return dict(zip(ids, unit, strict=True))
         from litvision.lightning_modules.checkpoints import load_classifier
 
         model = load_classifier(self.ckpt_path, map_location="cpu", **self.trust).eval()

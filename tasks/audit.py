@@ -4,13 +4,16 @@ source splits, written to ``<run dir>/audit/`` (report.md, figures, CSVs) and to
 from __future__ import annotations
 
 import logging
+import time
 from pathlib import Path
 from typing import Any
 
 from hydra.utils import instantiate
 from omegaconf import DictConfig, ListConfig
 
+from litvision.data_audit.features import FeatureStore
 from litvision.data_audit.sources import AuditData, load_audit_data
+from litvision.tasks.audit_features import check_feature_options, feature_store, method_of, weights_source
 from litvision.utils.atomic_write import write_json_atomic
 from litvision.utils.errors import ConfigError
 from litvision.utils.optional import require
@@ -34,10 +37,14 @@ def audit(cfg: DictConfig) -> dict[str, Any]:
         for module in SECTION_MODULES.get(name, ()):
             require(module, "audit", f"audit section {name}")
     out_dir = Path(cfg.paths.output_dir) / "audit"
+    check_feature_options(cfg)
     _check_fold_options(cfg, options)
     data = load_audit_data(instantiate(cfg.dataset))
     if options.get("fold") is not None:
         return run_single_fold(cfg, data, int(options.fold))
+    # method=features: one frozen backbone, each image embedded once for both sections that use it
+    uses_features = method_of(cfg) == "features" and {"duplicates", "label_errors"} & set(sections)
+    store = feature_store(cfg, data) if uses_features else None
 
     results = []
     pairs, suspects = [], []
@@ -60,10 +67,10 @@ def audit(cfg: DictConfig) -> dict[str, Any]:
 
             results.append(run_health(data, scans, out_dir, int(options.health.bins)))
         elif name == "duplicates":
-            section, pairs = run_duplicate_section(cfg, data, scans, out_dir)
+            section, pairs = run_duplicate_section(cfg, data, scans, out_dir, store)
             results.append(section)
         elif name == "label_errors":
-            section, suspects = run_label_error_section(cfg, data, out_dir)
+            section, suspects = run_label_error_section(cfg, data, out_dir, store)
             results.append(section)
 
     exclusions = None
@@ -122,7 +129,12 @@ def _check_fold_options(cfg: DictConfig, options: DictConfig) -> None:
             "audit.fold in a multirun: every job has its own run dir, so the folds must go to one shared folder: "
             "add audit.folds_dir=DIR (then merge with: python audit.py audit.folds_dir=DIR ...)"
         )
-    crossfit = "label_errors" in chosen_sections(options.sections) and not options.get("ckpt_path") and fold is None
+    crossfit = (
+        "label_errors" in chosen_sections(options.sections)
+        and not options.get("ckpt_path")
+        and fold is None
+        and method_of(cfg) == "cross_fit"
+    )
     if crossfit and not single_device(cfg.trainer):
         raise ConfigError(
             "the audit trains its folds one after the other on one device (trainer.devices=1); to use more devices, "
@@ -163,13 +175,19 @@ def run_single_fold(cfg: DictConfig, data: AuditData, fold: int) -> dict[str, An
     return {}
 
 
-def run_label_error_section(cfg: DictConfig, data: AuditData, out_dir: Path):
+def run_label_error_section(cfg: DictConfig, data: AuditData, out_dir: Path, store: FeatureStore | None = None):
     from litvision.data_audit.label_errors import run_label_errors
     from litvision.tasks.audit_cross_fit import checkpoint_probabilities
 
     options = cfg.audit.label_errors
     ckpt_path = cfg.audit.get("ckpt_path")
-    if ckpt_path:
+    start = time.perf_counter()
+    timings: dict[str, float] = {}
+    if store is not None:
+        from litvision.tasks.audit_features import feature_probabilities
+
+        ids, labels, probabilities, source, timings = feature_probabilities(cfg, data, store)
+    elif ckpt_path:
         split = str(options.split)
         ids, labels, probabilities = checkpoint_probabilities(
             cfg, data, ckpt_path, split, out_dir / "checkpoint_predictions"
@@ -184,15 +202,35 @@ def run_label_error_section(cfg: DictConfig, data: AuditData, out_dir: Path):
             f"{crossfit.folds}-fold cross-fitting of source split `{crossfit.split.name}` ({epochs} epochs per fold, "
             f"folds in `{crossfit.folds_dir}`)"
         )
+    seconds = time.perf_counter() - start
     num_issues = options.num_issues
     num_issues = num_issues if isinstance(num_issues, str) else int(num_issues)
-    return run_label_errors(
+    section, suspects = run_label_errors(
         data, ids, labels, probabilities, out_dir, source, str(options.rank_by), num_issues, int(cfg.audit.max_rows)
     )
+    method = method_of(cfg) if store is not None or not ckpt_path else "checkpoint"
+    section.metrics["label_errors/probability_seconds"] = seconds
+    section.metrics.update({f"label_errors/{name}": value for name, value in timings.items()})
+    parts = [f"{name.removesuffix('_seconds')} {value:.1f} s" for name, value in timings.items()]
+    section.markdown[:0] = [
+        f"Method: `{method}`; out-of-sample probabilities in {seconds:.1f} s wall"
+        + (f" ({', '.join(parts)})" if parts else "")
+        + ".",
+        "",
+    ]
+    if method == "cross_fit" and weights_source(cfg):
+        log.info(
+            "audit: model.backbone.weights is set: audit.label_errors.method=features would take the probabilities "
+            "from its frozen features in seconds instead of training folds (docs/data-audit.md)"
+        )
+    return section, suspects
 
 
-def run_duplicate_section(cfg: DictConfig, data: AuditData, scans: dict, out_dir: Path):
+def run_duplicate_section(
+    cfg: DictConfig, data: AuditData, scans: dict, out_dir: Path, store: FeatureStore | None = None
+):
     from litvision.data_audit.duplicates import NearDuplicateSearch, run_duplicates
+    from litvision.data_audit.features import FeatureConfirmation
 
     options = cfg.audit.duplicates
     search = NearDuplicateSearch(
@@ -208,5 +246,8 @@ def run_duplicate_section(cfg: DictConfig, data: AuditData, scans: dict, out_dir
         from litvision.data_audit.embeddings import EmbeddingCheck
         from litvision.tasks.build import checkpoint_trust
 
-        check = EmbeddingCheck(cfg.audit.ckpt_path, data, float(options.embedding_max_distance), checkpoint_trust(cfg))
-    return run_duplicates(data, scans, out_dir, search, int(cfg.audit.max_rows), check)
+        check = EmbeddingCheck(
+            cfg.audit.ckpt_path, data, float(options.embedding_max_distance), checkpoint_trust(cfg), store=store
+        )
+    confirmation = None if store is None else FeatureConfirmation(store, float(options.feature_min_similarity))
+    return run_duplicates(data, scans, out_dir, search, int(cfg.audit.max_rows), check, confirmation)

@@ -13,43 +13,22 @@ from __future__ import annotations
 import copy
 import hashlib
 import logging
-import warnings
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 from omegaconf import DictConfig, open_dict
 
+from litvision.data_audit.folds import fold_assignment
 from litvision.data_audit.sources import AuditData
 from litvision.datamodules.sampling.exclusions import id_list_text, read_exclusion_file
 from litvision.utils.atomic_write import write_atomic, write_text_atomic
 from litvision.utils.errors import ConfigError, DataError
 from litvision.utils.names import escape_name, read_csv_cell
-from litvision.utils.optional import require
 
 log = logging.getLogger(__name__)
 
 RESULT = "out_of_sample.npz"
-
-
-def fold_assignment(targets: np.ndarray, folds: int, seed: int) -> np.ndarray:
-    """Fold index of every sample: stratified, so each fold keeps the class shares."""
-    StratifiedKFold = require("sklearn.model_selection", "audit", "audit label_errors").StratifiedKFold
-
-    if folds < 2:
-        raise ConfigError(f"audit.label_errors.folds={folds}: cross-fitting needs at least 2 folds")
-    targets = np.asarray(targets)
-    counts = np.bincount(targets) if len(targets) else np.zeros(0, np.int64)
-    smallest = int(counts[counts > 0].min()) if (counts > 0).any() else 0
-    if smallest < folds:
-        log.warning("audit: a class has %d image(s), fewer than %d folds: some folds see none of it", smallest, folds)
-    assignment = np.empty(len(targets), np.int64)
-    splitter = StratifiedKFold(n_splits=folds, shuffle=True, random_state=seed)
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", UserWarning)  # the rare-class case, warned about above
-        for k, (_, held_out) in enumerate(splitter.split(np.zeros(len(targets)), targets)):
-            assignment[held_out] = k
-    return assignment
 
 
 def plan_digest(ids: np.ndarray, targets: np.ndarray, assignment: np.ndarray, recipe: str) -> str:
