@@ -65,7 +65,8 @@ class GroupMetrics(L.Callback):
                 )
 
     def _start(self, pl_module: L.LightningModule) -> None:
-        if self.table is not None:
+        # a module may opt out (the corruption pass, lightning_modules/variant_evaluator.py: no group codes)
+        if self.table is not None and getattr(pl_module, "per_group_metrics", True):
             self.counts = GroupCounts(self.table.num_groups, len(pl_module.class_names)).to(pl_module.device)
 
     def on_validation_epoch_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
