@@ -65,7 +65,8 @@ class GroupMetrics(L.Callback):
                 )
 
     def _start(self, pl_module: L.LightningModule) -> None:
-        if self.table is not None:
+        # a module may opt out (the corruption pass, lightning_modules/variant_evaluator.py: no group codes)
+        if self.table is not None and getattr(pl_module, "per_group_metrics", True):
             class_names: list[str] = list(pl_module.class_names)  # type: ignore[arg-type]  # ImageClassifier's list
             self.counts = GroupCounts(self.table.num_groups, len(class_names)).to(pl_module.device)
 

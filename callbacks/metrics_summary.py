@@ -90,6 +90,11 @@ class MetricsSummary(L.Callback):
         self.metrics[key] = None if value is None else _as_float(value)
         self._write()
 
+    def record_many(self, metrics: dict[str, float | None]) -> None:
+        """:meth:`record` for several metrics at once (e.g. the corruption pass's ``corruptions/*``), one write."""
+        self.metrics.update({key: None if value is None else _as_float(value) for key, value in metrics.items()})
+        self._write()
+
     @rank_zero_only
     def _write(self) -> None:
         write_json_atomic(self.path, self.metrics)

@@ -102,6 +102,7 @@ class DataModuleBase(L.LightningDataModule):
         self.drop_last = drop_last
         self.splits: Splits | None = None
         self._class_names: list[str] | None = None
+        self.test_hook: Any = None
 
     # ---- what a subclass provides -------------------------------------------------
     def load_class_names(self) -> list[str]:
@@ -121,6 +122,13 @@ class DataModuleBase(L.LightningDataModule):
         if self.train_transform is None and self.eval_transform is not None:
             log.info("train_transform is None: training images get the eval preprocessing")
             self.train_transform = self.eval_transform
+
+    def set_test_hook(self, hook: Any) -> None:
+        """Test batches become ``(images, labels, variants)``: every test image under each of ``len(hook)``
+        variants, ``hook(image, sample_id, variant)`` applied in the loader workers to the decoded uint8
+        HxWxC image after the eval transform, before normalisation
+        (:class:`~litvision.datamodules.datasets.variants.TestHook`; ``robustness=corruptions``). None: plain."""
+        self.test_hook = hook
 
     @property
     def class_names(self) -> list[str]:

@@ -135,6 +135,15 @@ class DeviceResidentMixin:
         for name, split in self.splits.named():
             setattr(self.splits, name, ResidentSplit(name, split.images, split.targets))
 
+    def set_test_hook(self, hook: Any) -> None:
+        """Refused: a test-time hook runs on decoded images in loader workers, which this path has none of."""
+        if hook is not None:
+            raise ConfigError(
+                f"{type(self).__name__} keeps the images on the device, without loader workers, so "
+                "robustness=corruptions cannot corrupt them there: evaluate with dataset=cifar10 (same data, same checkpoint)"
+            )
+        super().set_test_hook(hook)  # type: ignore[misc]
+
     # ---- Lightning hook: gather + augment on the device ------------------------------
     def on_after_batch_transfer(self, batch: Any, dataloader_idx: int) -> Any:
         if not isinstance(batch, IndexBatch):

@@ -246,7 +246,12 @@ class ClassificationDataModule(DataModuleBase):
 
     def test_dataloader(self) -> DataLoader:
         self._require_setup()
-        return self._loader(self.splits.test, sampler=self._eval_sampler(self.splits.test))
+        test = self.splits.test
+        if self.test_hook is not None:  # set_test_hook: every image under every variant, in one pass
+            from litvision.datamodules.datasets.variants import VariantDataset
+
+            test = VariantDataset(test, self.test_hook)
+        return self._loader(test, sampler=self._eval_sampler(test))
 
     def _eval_sampler(self, dataset: Any) -> Sampler | None:
         """Unpadded distributed sampler so every val/test image is counted exactly once.

@@ -275,14 +275,21 @@ class ShardDataModule(DataModuleBase):
         return self._eval_loader(self.splits.val)
 
     def test_dataloader(self) -> DataLoader:
-        return self._eval_loader(self.splits.test)
+        self._require_setup()
+        self.splits.test.test_hook = self.test_hook  # set_test_hook: every sample under every variant
+        if self.test_hook is None:
+            return self._eval_loader(self.splits.test)
+        from litvision.datamodules.datasets.variants import collate_variants
+
+        return self._eval_loader(self.splits.test, collate_fn=collate_variants)
 
     # ---- helpers ------------------------------------------------------------------------
-    def _eval_loader(self, stream: Any) -> DataLoader:
+    def _eval_loader(self, stream: Any, **overrides: Any) -> DataLoader:
         from litvision.datamodules.shards.stream import ShardLoader
 
         self._require_setup()
-        return ShardLoader(self._configured(stream), epoch_fn=self._epoch_fn(), **self._loader_args())
+        args = {**self._loader_args(), **overrides}
+        return ShardLoader(self._configured(stream), epoch_fn=self._epoch_fn(), **args)
 
     def _configured(self, stream: Any, drop_last: bool = False) -> Any:
         world_size, rank = self._world()

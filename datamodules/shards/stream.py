@@ -28,6 +28,7 @@ import torch
 from torch.utils.data import DataLoader, IterableDataset, get_worker_info
 
 from litvision.datamodules.datasets.array_dataset import image_to_tensor
+from litvision.datamodules.datasets.variants import TestHook, apply_hook
 from litvision.datamodules.readers.decode import DEFAULT_MAX_IMAGE_PIXELS, BadImageError, BadImageLog, BadImagePolicy
 from litvision.datamodules.readers.jpeg_pipeline import SamplePipeline
 from litvision.datamodules.shards.manifest import ShardEntry
@@ -107,6 +108,8 @@ class ShardStream(IterableDataset):
         # [epoch, batches of this epoch already trained]: shared memory, so persistent loader
         # workers see the values the main process sets before each pass
         self._pass = torch.zeros(2, dtype=torch.int64).share_memory_()
+        # DataModuleBase.set_test_hook: each sample yielded under every variant, (image, label, variant)
+        self.test_hook: TestHook | None = None
 
     # ---- set-up by the DataModule / loader ---------------------------------------------
     def configure(self, world_size: int, rank: int, batch_size: int, drop_last: bool = False) -> ShardStream:
@@ -123,7 +126,7 @@ class ShardStream(IterableDataset):
 
     def __len__(self) -> int:
         start, stop = self.span()
-        return stop - start
+        return (stop - start) * (1 if self.test_hook is None else len(self.test_hook))
 
     # ---- iteration (in a loader worker) ------------------------------------------------
     def plan(self, epoch: int, worker: int, num_workers: int, skip_batches: int = 0) -> tuple[list[Piece], int]:
@@ -151,6 +154,8 @@ class ShardStream(IterableDataset):
             seed = np.random.SeedSequence([self.seed, epoch, self.rank, worker]).generate_state(1)[0]
             samples = shuffle(self.shuffle_buffer, initial=self.shuffle_buffer, rng=random.Random(int(seed)))(samples)
         samples = itertools.islice(samples, already_trained, None)  # resumed: skipped undecoded
+        if self.test_hook is not None:  # decoded once, yielded under each variant
+            return (item for sample in samples for item in self.variants(sample, self.test_hook))
         decoded = (self.decode(sample) for sample in samples)
         return self._replace_unreadable(decoded) if self.training else iter(decoded)
 
@@ -175,6 +180,16 @@ class ShardStream(IterableDataset):
             self.bad_images.record(index, f"{sample_id} (in {sample['__url__']})", str(e))
             return None
         return image_to_tensor(image), sample["cls"]
+
+    def variants(self, sample: dict[str, Any], hook: TestHook) -> Iterator[tuple[torch.Tensor, int, int] | None]:
+        """``sample`` under each of ``hook``'s variants; an unreadable one once, as None (dropped)."""
+        item = self.decode(sample)
+        if item is None:
+            yield None
+            return
+        sample_id = sample["id.txt"].decode("utf-8", "surrogateescape")
+        for variant in range(len(hook)):
+            yield apply_hook(hook, item[0], sample_id, variant), item[1], variant
 
     def _replace_unreadable(self, decoded: Iterator[tuple | None]) -> Iterator[tuple]:
         """Training: each unreadable sample is replaced by the next readable one (or, at the end,
