@@ -176,3 +176,41 @@ def test_logistic_regression_probabilities_are_out_of_sample() -> None:
     flipped[0] = 2
     again = out_of_sample_probabilities(features, flipped, 3, folds=3, seed=0, C=1.0, max_iter=500)
     assert again[0].argmax() == 0
+
+
+@pytest.mark.slow
+def test_features_from_a_checkpoint_also_filter_near_pairs_without_embedding_twice(
+    planted: tuple[Path, set[str]], tmp_path: Path
+) -> None:
+    """audit.ckpt_path= as the backbone: its network without the head gives the features; the duplicate
+    section's embedding filter takes them from the same store (201 images through the network, not more)."""
+    from tests.helpers.run_helpers import run_script
+
+    data, _ = planted
+    run_script(
+        "train.py",
+        f"dataset.data_dir={data}",
+        *TINY_MODEL,
+        "trainer.max_epochs=2",
+        "logger=none",
+        "test=false",
+        f"hydra.run.dir={tmp_path / 'train'}",
+    )
+    (checkpoint,) = (tmp_path / "train" / "checkpoints").glob("best_*.ckpt")
+    seen, handle = count_backbone_images()
+    try:
+        summary = audit(
+            audit_config(
+                tmp_path / "a",
+                data,
+                f"audit.ckpt_path={checkpoint}",
+                "audit.label_errors.method=features",
+                "audit.sections=[duplicates,label_errors]",
+            )
+        )
+    finally:
+        handle.remove()
+    assert seen["images"] == 201
+    assert summary["label_errors/out_of_sample_accuracy"] > 0.5 and summary["duplicates/near_cross_split"] == 1
+    assert "audit.ckpt_path=" in (tmp_path / "a" / "audit" / "report.md").read_text()
+    assert not (tmp_path / "a" / "audit" / "checkpoint_predictions").exists()  # its predictions are not used
