@@ -1,7 +1,8 @@
 """Suspected label errors: confident learning (cleanlab) on out-of-sample predicted probabilities.
 
-The probabilities come from k-fold cross-fitting with the project's own training (``cross_fit.py``)
-or from a checkpoint on a split it was not trained on. The suspects are the images ranked lowest by
+The probabilities come from k-fold cross-fitting with the project's own training (``cross_fit.py``),
+from a checkpoint on a split it was not trained on, or from a k-fold logistic regression on a frozen
+backbone's features (``audit.label_errors.method=features``, :mod:`~litvision.data_audit.feature_probabilities`). The suspects are the images ranked lowest by
 cleanlab's label-quality score (``rank_by``), cut at an estimate of how many labels are wrong
 (``num_issues``):
 
