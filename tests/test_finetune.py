@@ -291,3 +291,35 @@ def test_which_batchnorm_layers_update_their_statistics(strategy, bn, stats_upda
         ), name
     assert torch.equal(after["features.0.0.weight"], before["features.0.0.weight"]) is (not backbone_changes)
     assert not torch.equal(after["fc.weight"], before["fc.weight"])
+
+
+class _NoLinearHead(nn.Module):
+    """A user's own network (model.backbone._target_=...) whose classifier is a 1x1 convolution."""
+
+    def __init__(self, num_classes: int = 3) -> None:
+        super().__init__()
+        self.body = nn.Sequential(nn.Conv2d(3, 4, 3), nn.BatchNorm2d(4), nn.ReLU())
+        self.classify = nn.Conv2d(4, num_classes, 1)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.classify(self.body(x)).mean(dim=(2, 3))
+
+
+def test_full_trains_a_network_without_a_linear_head() -> None:
+    """finetune=full (the default) needs no head: it failed with 'has no linear head to replace'."""
+    from litvision.lightning_modules.finetune.strategies import Strategy
+
+    net = _NoLinearHead()
+    strategy = Strategy()
+    strategy.attach(net)
+    grouped = [p for group in strategy.param_groups(net) for p in group["params"]]
+    assert len(grouped) == len(list(net.parameters()))
+    assert all(p.requires_grad for p in net.parameters())
+
+
+def test_strategies_that_freeze_need_a_head() -> None:
+    from litvision.lightning_modules.finetune.strategies import LinearProbe
+    from litvision.utils.errors import DataError
+
+    with pytest.raises(DataError, match="no linear head"):
+        LinearProbe().attach(_NoLinearHead())

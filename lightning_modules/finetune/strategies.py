@@ -93,7 +93,7 @@ class Strategy:
     # ---- applied to a network -------------------------------------------------------
     def attach(self, net: nn.Module) -> None:
         """Find ``net``'s head, stages and backbone BatchNorm layers; freeze what the first epoch freezes."""
-        self.parts = parts = backbone_parts(net)
+        self.parts = parts = self.find_parts(net)
         head = set(parts.head)
         self.bn_modules, self.bn_params = [], set()
         for module_name, module in net.named_modules():
@@ -104,6 +104,13 @@ class Strategy:
                     self.bn_params |= names
         self.frozen = None
         self.apply(net, 0)
+
+    def find_parts(self, net: nn.Module) -> Parts:
+        """``net``'s head and stages; ``finetune=full`` with ``bn=train`` (the default) needs neither, so a
+        user's own network (``model.backbone._target_=...``) trains as it is, linear head or not."""
+        if type(self) in (Strategy, Full) and self.bn == "train":
+            return Parts(head=[name for name, _ in net.named_parameters()], stages=[])
+        return backbone_parts(net)
 
     def backbone_frozen(self, epoch: int) -> bool:
         return epoch < self.frozen_epochs()
