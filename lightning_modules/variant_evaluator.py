@@ -46,7 +46,7 @@ class VariantEvaluator(L.LightningModule):
     def on_test_start(self) -> None:
         if getattr(self.classifier, "_nhwc", False):
             self.classifier.to(memory_format=torch.channels_last)  # type: ignore[call-overload]
-        datamodule = self.trainer.datamodule
+        datamodule = getattr(self.trainer, "datamodule", None)
         num_classes = len(self.class_names)
         self._mask = subset_mask(getattr(datamodule, "class_subset", None), num_classes) if num_classes else None
         self.counts.reset()

@@ -274,7 +274,7 @@ def log_wandb(trainer: L.Trainer, summary: dict[str, Any], out_dir: Path) -> Non
         return
     import wandb
 
-    columns = ["corruption", "severity", "images", "top1", "ci_low", "ci_high", "drop"]
+    columns: list[str | int] = ["corruption", "severity", "images", "top1", "ci_low", "ci_high", "drop"]
     data = [
         [name, int(s), row["n"], row["acc"], row["ci_low"], row["ci_high"], row["drop"]]
         for name, rows in summary["corruptions"].items()

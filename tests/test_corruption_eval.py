@@ -10,7 +10,9 @@ same images, corrupted in this process by the same hook, and the pass in the loa
 from __future__ import annotations
 
 import functools
+import hashlib
 import json
+from collections import Counter
 from pathlib import Path
 
 import lightning as L
@@ -187,3 +189,72 @@ def test_bad_options_are_one_line(setup: dict, tmp_path: Path, overrides: list[s
     assert message in proc.stderr, proc.stderr[-2000:]
     assert "Traceback" not in proc.stderr, proc.stderr[-3000:]
     assert not (tmp_path / "run" / "robustness.json").exists()
+
+
+# ---- the hook on class folders and shards ---------------------------------------------------
+def _digests(loader) -> Counter:
+    return Counter(
+        (hashlib.sha1(x.contiguous().numpy().tobytes()).hexdigest(), int(y), int(v))
+        for xb, yb, vb in loader
+        for x, y, v in zip(xb, yb, vb, strict=True)
+    )
+
+
+def test_class_folders_and_shards_get_the_same_corrupted_images(tmp_path: Path) -> None:
+    """Files (map-style) and shards (stream, 2 workers) give every test image under every variant, the
+    same pixels: the hook depends on the sample id only, not on the loader, worker or order."""
+    pytest.importorskip("webdataset")
+    from albumentations import Compose, Resize
+
+    from litvision.datamodules.class_folder import ClassFolderDataModule
+    from litvision.datamodules.shard_datamodule import ShardDataModule
+    from litvision.datamodules.shards.prepare import prepare
+    from tests.helpers.imagenet_trees import build_train, build_val, generated_samples
+
+    samples = generated_samples(tmp_path / "gen", num_classes=3, per_class=3, size=(40, 56))
+    root = tmp_path / "tree"
+    build_train(root, samples)
+    build_val(root, samples, "folders")
+    folders: dict = {"val_split": "val", "test_split": "val", "progress": False}
+    prepare(ClassFolderDataModule(str(root), **folders), tmp_path / "shards", samples_per_shard=4, workers=1)
+    transform = Compose([Resize(24, 24)])
+    hook = CorruptionHook(["gaussian_noise", "pixelate"], [1, 5], seed=0)
+    files = ClassFolderDataModule(
+        str(root), **folders, batch_size=4, num_workers=0, train_transform=transform, eval_transform=transform
+    )
+    shards = ShardDataModule(
+        str(tmp_path / "shards"), batch_size=4, num_workers=2, train_transform=transform, eval_transform=transform
+    )
+    for datamodule in (files, shards):
+        datamodule.setup("test")
+        datamodule.set_test_hook(hook)
+    from_files, from_shards = _digests(files.test_dataloader()), _digests(shards.test_dataloader())
+    assert sum(from_files.values()) == 9 * len(hook) and from_files == from_shards
+    assert len({digest for digest, _, v in from_files if v == 0}) == 9  # clean copies
+    assert len({digest for digest, *_ in from_files}) > 9 * (len(hook) - 1)  # the variants differ
+    # direct: the hook on each decoded, resized image by its id
+    plain = files.splits.test
+    direct = Counter()
+    for i in range(len(plain)):
+        image, label = plain[i]
+        for v in range(len(hook)):
+            out = hook(image.permute(1, 2, 0).numpy(), str(plain.ids[i]), v)
+            direct[
+                (
+                    hashlib.sha1(torch.from_numpy(out).permute(2, 0, 1).contiguous().numpy().tobytes()).hexdigest(),
+                    label,
+                    v,
+                )
+            ] += 1
+    assert direct == from_files
+    files.set_test_hook(None)
+    assert len(next(iter(files.test_dataloader()))) == 2  # plain batches again
+
+
+def test_device_resident_data_refuses_the_hook_in_one_line(setup: dict) -> None:
+    from litvision.datamodules.device_resident import DeviceCIFAR10DataModule
+    from litvision.utils.errors import ConfigError
+
+    datamodule = DeviceCIFAR10DataModule(data_dir=str(setup["data"]), download=False)
+    with pytest.raises(ConfigError, match="dataset=cifar10"):
+        datamodule.set_test_hook(CorruptionHook(["fog"], [1]))

@@ -140,7 +140,7 @@ class ShardStream(IterableDataset):
             done[worker] * self.batch_size, last - first
         )
 
-    def __iter__(self) -> Iterator[tuple[torch.Tensor, int] | None]:
+    def __iter__(self) -> Iterator[tuple[Any, ...] | None]:
         if reseed_once_per_worker(self, self.transform) and get_worker_info() is not None:
             cv2.setNumThreads(1)  # OpenCV's own threads only oversubscribe the other workers' cores
         info = get_worker_info()

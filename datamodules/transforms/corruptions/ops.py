@@ -83,7 +83,7 @@ def impulse_noise(image: np.ndarray, c: float, rng: np.random.Generator) -> np.n
 
 # ---- blur --------------------------------------------------------------------------------
 def defocus_blur(image: np.ndarray, c: tuple[float, float], rng: np.random.Generator) -> np.ndarray:
-    return albu_blur.defocus(image, c[0], c[1])  # type: ignore[arg-type]  # a float radius is the published one
+    return albu_blur.defocus(image, c[0], c[1])  # a float radius: CIFAR's table has them
 
 
 def glass_blur(image: np.ndarray, c: tuple[float, int, int], rng: np.random.Generator) -> np.ndarray:
@@ -240,9 +240,11 @@ def elastic_transform(image: np.ndarray, c: tuple[float, float, float], rng: np.
     alpha, sigma, jitter = c
     x = _float(image)
     height, width = x.shape[:2]
-    centre = np.float32([height, width]) // 2  # the script's (row, col) centre, used as (x, y) there too
+    centre = (
+        np.array([height, width], dtype=np.float32) // 2
+    )  # the script's (row, col) centre, used as (x, y) there too
     size = min(height, width) // 3
-    pts1 = np.float32([centre + size, [centre[0] + size, centre[1] - size], centre - size])
+    pts1 = np.array([centre + size, [centre[0] + size, centre[1] - size], centre - size], dtype=np.float32)
     pts2 = pts1 + rng.uniform(-jitter, jitter, size=pts1.shape).astype(np.float32)
     x = cv2.warpAffine(x, cv2.getAffineTransform(pts1, pts2), (width, height), borderMode=cv2.BORDER_REFLECT_101)
     dx = rng.uniform(-1, 1, size=(height, width))
