@@ -36,16 +36,17 @@ def sgd_scaled_vectors(
         raise ConfigError(
             f"optimizer.vector_lr_scale={vector_lr_scale}: must be > 0, e.g. optimizer.vector_lr_scale=64"
         )
+    items = list(params)
+    # bare parameters (not groups) are one group of their own, their frozen ones left out as before
+    bare = [p for p in items if not isinstance(p, dict) and p.requires_grad]
+    incoming = [item for item in items if isinstance(item, dict)] + ([{"params": bare}] if bare else [])
     groups: list[dict[str, Any]] = []
-    for item in params:
-        # a group's own keys (the fine-tuning strategy's name and lr_scale) stay with both its halves
-        settings = {key: value for key, value in item.items() if key != "params"} if isinstance(item, dict) else {}
-        settings.pop("weight_decay", None)  # every parameter is decayed here (the classifier's no-decay split undone)
-        settings.pop("lr", None)
-        members = item["params"] if isinstance(item, dict) else [item]
-        members = [p for p in members if p.requires_grad or isinstance(item, dict)]
-        matrices = [p for p in members if p.ndim > 1]
-        vectors = [p for p in members if p.ndim <= 1]
+    for item in incoming:
+        # a group's own keys (the fine-tuning strategy's name and lr_scale) stay with both its halves;
+        # its lr and weight decay are this optimizer's (every parameter decayed, the no-decay split undone)
+        settings = {key: value for key, value in item.items() if key not in ("params", "lr", "weight_decay")}
+        matrices = [p for p in item["params"] if p.ndim > 1]
+        vectors = [p for p in item["params"] if p.ndim <= 1]
         if matrices:
             groups.append({**settings, "params": matrices})
         if vectors:
