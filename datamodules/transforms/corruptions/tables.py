@@ -17,26 +17,14 @@ from __future__ import annotations
 
 from typing import Any
 
-# the 15 ImageNet-C corruptions in the paper's order (noise, blur, weather, digital)
-CORRUPTIONS: tuple[str, ...] = (
-    "gaussian_noise",
-    "shot_noise",
-    "impulse_noise",
-    "defocus_blur",
-    "glass_blur",
-    "motion_blur",
-    "zoom_blur",
-    "snow",
-    "frost",
-    "fog",
-    "brightness",
-    "contrast",
-    "elastic_transform",
-    "pixelate",
-    "jpeg_compression",
-)
+from litvision.datamodules.readers.shifted_sets import CORRUPTIONS as PUBLISHED_CORRUPTIONS
+from litvision.datamodules.readers.shifted_sets import SEVERITIES as PUBLISHED_SEVERITIES
 
-SEVERITIES: tuple[int, ...] = (1, 2, 3, 4, 5)
+# the 15 ImageNet-C corruptions in the paper's order (noise, blur, weather, digital): one list for the
+# published files the shifted-set readers load (CIFAR-10-C, ImageNet-C) and for the ones made here
+CORRUPTIONS: tuple[str, ...] = PUBLISHED_CORRUPTIONS
+
+SEVERITIES: tuple[int, ...] = PUBLISHED_SEVERITIES
 
 # make_imagenet_c.py, ``c = [...][severity - 1]`` of each function
 IMAGENET: dict[str, list[Any]] = {
