@@ -258,3 +258,18 @@ def test_device_resident_data_refuses_the_hook_in_one_line(setup: dict) -> None:
     datamodule = DeviceCIFAR10DataModule(data_dir=str(setup["data"]), download=False)
     with pytest.raises(ConfigError, match="dataset=cifar10"):
         datamodule.set_test_hook(CorruptionHook(["fog"], [1]))
+
+
+@pytest.mark.slow
+def test_the_corruption_pass_is_exact_under_ddp(setup: dict, tmp_path: Path) -> None:
+    """trainer=ddp_sim (2 processes, 30 test images: 15 each) counts every image of every variant once."""
+    chosen = ["fog", "pixelate"]
+    single, ddp = tmp_path / "single", tmp_path / "ddp"
+    evaluate(setup, single, f"robustness.corruptions=[{','.join(chosen)}]", "robustness.severities=[1,5]")
+    evaluate(
+        setup, ddp, f"robustness.corruptions=[{','.join(chosen)}]", "robustness.severities=[1,5]", "trainer=ddp_sim"
+    )
+    one, two = (json.loads((run / "robustness.json").read_text()) for run in (single, ddp))
+    assert two["corruptions"] == one["corruptions"]
+    assert two["clean"]["acc"] == one["clean"]["acc"]
+    assert all(row["n"] == len(setup["labels"]) for rows in two["corruptions"].values() for row in rows.values())
