@@ -22,8 +22,9 @@ def test_checkpoint(cfg: DictConfig, ckpt_path: str, callbacks: list[Any] | None
     """Test the classifier stored in ``ckpt_path`` (loaded with weights_only=True) on cfg's dataset.
 
     Shared by ``eval.py`` and ``train.py train=false ckpt_path=X``, so both report the same
-    numbers; ``robustness=corruptions`` adds the corruption pass (:mod:`litvision.tasks.robustness`). A dataset whose classes differ from the checkpoint's is refused, and so is a
-    checkpoint naming targets litvision does not build from a file (``trust_checkpoint*`` keys).
+    numbers; ``robustness=corruptions`` adds the corruption pass (:mod:`litvision.tasks.robustness`).
+    A dataset whose classes differ from the checkpoint's is refused, and so is a checkpoint naming
+    targets litvision does not build from a file (``trust_checkpoint*`` keys).
     """
     model = load_classifier(ckpt_path, map_location="cpu", **checkpoint_trust(cfg))
     # the eval preprocessing the checkpoint was trained with, unless augmentation=... is on the command line
