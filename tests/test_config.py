@@ -244,6 +244,7 @@ def test_eval_config_composes_only_what_evaluation_needs() -> None:
         "trust_checkpoint",
         "trust_checkpoint_targets",
         "groups",
+        "robustness",  # robustness=corruptions (docs/corruptions.md)
         "augmentation",
         "model",
         "dataset",

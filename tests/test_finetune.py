@@ -323,3 +323,20 @@ def test_strategies_that_freeze_need_a_head() -> None:
 
     with pytest.raises(DataError, match="no linear head"):
         LinearProbe().attach(_NoLinearHead())
+
+
+@pytest.mark.parametrize("strategy", sorted(STRATEGIES))
+def test_what_the_network_froze_itself_stays_frozen(strategy: str) -> None:
+    """airbench fixes its whitening weights (set from data, never learnt); no strategy, phase or unfreeze
+    may hand them to the optimizer: finetune=full (the default) used to make them trainable."""
+    airbench = {"_target_": BACKBONE["_target_"], "name": "airbench", "widths": [8, 16, 16]}
+    model = classifier(strategy, backbone=airbench)
+    net, finetune = model.net, model.finetune_strategy
+    fixed = net.whiten.weight
+    assert not fixed.requires_grad
+    for epoch in range(4):  # freeze_unfreeze unfreezes at epoch 2
+        finetune.apply(net, epoch)
+        assert not fixed.requires_grad, epoch
+    assert net.whiten.bias.requires_grad or strategy == "linear_probe"
+    grouped = [p for group in finetune.param_groups(net) for p in group["params"]]
+    assert not any(p is fixed for p in grouped)

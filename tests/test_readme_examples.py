@@ -73,6 +73,11 @@ NOT_RUN = {
     "and its shifted sets: tests/test_shifted_sets.py and test_shifted_runs.py (ImageNet-A through trainer.test) cover them",
     "python -m litvision.datamodules.readers.group_file photos --pattern _(day|night)[.] --out groups.csv": "needs a "
     "photos/ folder: tests/test_group_metrics.py runs the helper on a generated one",
+    "python audit.py dataset=class_folder dataset.data_dir=ROOT audit.label_errors.method=features model=resnet50 "
+    "model.backbone.weights=torchvision:ResNet50_Weights.IMAGENET1K_V2": "needs a photo folder and downloads "
+    "torchvision's weights: tests/test_audit_features.py runs method=features with weights served from a file",
+    "python audit.py experiment=cifar10_cpu dataset.data_dir=DATA audit.label_errors.method=features "
+    "audit.ckpt_path=other.ckpt": "needs a checkpoint: tests/test_audit_features.py trains one and runs this",
     "mkdocs build --strict": "builds the docs site: tests/test_docs.py runs it (from a copy of the checkout)",
     "mkdocs serve": "serves the docs site until stopped: tests/test_docs.py builds the same site",
     "python prepare_shards.py dataset=imagenet dataset.data_dir=/data/imagenet out=/data/imagenet-shards": "needs ImageNet: tests/test_shards.py (the writer) and tests/test_shards_imagenet.py (the script, slow) cover it",

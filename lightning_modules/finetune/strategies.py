@@ -10,7 +10,8 @@ network once it is built (and its pretrained weights loaded). It decides three t
   state cover the backbone before and after an unfreeze alike;
 * **what trains in each epoch** (``requires_grad``): a frozen parameter gets no gradient, so the
   optimizer skips it (no step, no weight decay, no momentum) and autograd does no backward pass
-  through a frozen part whose inputs need none;
+  through a frozen part whose inputs need none. A parameter the network froze itself (airbench's
+  whitening weights, set from data) stays frozen under every strategy and phase;
 * **BatchNorm in the backbone** (``bn``, everything but the head):
 
   ``train``
@@ -81,6 +82,7 @@ class Strategy:
         self.bn_modules: list[nn.Module] = []
         self.bn_params: set[str] = set()
         self.frozen: bool | None = None  # the backbone's phase now (None: not applied yet)
+        self.fixed: set[str] = set()  # parameters the network froze itself (attach)
 
     # ---- what a subclass says ------------------------------------------------------
     def frozen_epochs(self) -> float:
@@ -93,6 +95,8 @@ class Strategy:
     # ---- applied to a network -------------------------------------------------------
     def attach(self, net: nn.Module) -> None:
         """Find ``net``'s head, stages and backbone BatchNorm layers; freeze what the first epoch freezes."""
+        if self.parts is None:  # the network's own frozen parameters (airbench's whitening): never ours to train
+            self.fixed = {name for name, param in net.named_parameters() if not param.requires_grad}
         self.parts = parts = self.find_parts(net)
         head = set(parts.head)
         self.bn_modules, self.bn_params = [], set()
@@ -118,6 +122,8 @@ class Strategy:
     def trains(self, name: str, frozen: bool) -> bool:
         """Does parameter ``name`` train while the backbone is (not) ``frozen``?"""
         parts = self._parts()
+        if name in self.fixed:
+            return False
         if name not in self.bn_params:
             return name in parts.head or not frozen
         return self.bn == "train" or (self.bn == "freeze_stats" and not frozen)
